@@ -1,0 +1,368 @@
+//! The durable step runner. Workers claim ready steps with a lease, keep it alive with a
+//! heartbeat, and write every result fenced by the attempt number, so a worker whose lease
+//! was taken over cannot overwrite the newer attempt. At-most-once steps journal their
+//! intent before the call; an attempt that finds an unconfirmed intent reads back instead
+//! of sending again, and hands the step to a human when read-back cannot decide.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::domain::{RunId, TenantId};
+use crate::plan::{PlannedStep, StepClass};
+use crate::run::StepOutcome;
+use crate::store::{Claim, Store, StoreError};
+
+/// What an executor sees of the step it runs.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub run_id: RunId,
+    pub tenant: TenantId,
+    pub target_id: String,
+    pub attempt: i64,
+    pub step: PlannedStep,
+}
+
+/// A failed attempt, named for what the runner does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The server asked us to wait (HTTP 429/503 with Retry-After).
+    #[error("throttled; retry after {0:?}: {1}")]
+    RetryAfter(Duration, String),
+    /// A transient failure (5xx, timeout, reset): retry with backoff.
+    #[error("{0}")]
+    Retryable(String),
+    /// Nothing reached the server (DNS, connect, TLS): safe to retry any class.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// Retrying cannot help (4xx other than throttling): the step fails with this.
+    #[error("{message}")]
+    Permanent { message: String, request_id: Option<String> },
+}
+
+/// What read-back says about an intent an earlier attempt journalled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The effect is there: the step is done.
+    Applied(StepOutcome),
+    /// The effect is provably absent: sending is safe.
+    NotApplied,
+    /// Read-back cannot decide: a human must.
+    Unknown(String),
+}
+
+/// Runs steps against the outside world. The Microsoft 365 adapter implements it.
+#[async_trait]
+pub trait StepExecutor: Send + Sync {
+    async fn execute(&self, cx: &StepContext) -> Result<StepOutcome, StepError>;
+
+    /// Called instead of `execute` when an earlier attempt may have sent the call.
+    async fn reconcile(&self, cx: &StepContext) -> Reconciled;
+}
+
+/// Named points in a step's life, for tests that crash the process exactly there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    Claimed,
+    IntentJournaled,
+    Executed,
+    Finished,
+    StaleWriteRefused,
+}
+
+impl Point {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::IntentJournaled => "intent_journaled",
+            Self::Executed => "executed",
+            Self::Finished => "finished",
+            Self::StaleWriteRefused => "stale_write_refused",
+        }
+    }
+}
+
+/// Observes the runner; does nothing by default.
+pub trait Probe: Send + Sync {
+    fn at(&self, _point: Point, _cx: &StepContext) {}
+}
+
+#[derive(Debug, Default)]
+pub struct NoProbe;
+impl Probe for NoProbe {}
+
+/// Exponential backoff with jitter; a server's Retry-After is honoured, never undercut,
+/// and clamped to `max_retry_after`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub factor: f64,
+    pub cap: Duration,
+    pub max_retry_after: Duration,
+    /// After this many attempts the step fails (or, if it crashed mid-call, needs a human).
+    pub max_attempts: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { initial: Duration::from_secs(1), factor: 2.0, cap: Duration::from_secs(100), max_retry_after: Duration::from_secs(600), max_attempts: 8 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the attempt after `attempt`.
+    pub fn delay(&self, attempt: i64, retry_after: Option<Duration>) -> Duration {
+        let mut rng = rand::rng();
+        match retry_after {
+            Some(ra) => {
+                let base = ra.min(self.max_retry_after);
+                // A little on top spreads a burst of throttled workers; never below the ask.
+                base + base.mul_f64(rng.random_range(0.0..0.1))
+            }
+            None => {
+                let exp = self.initial.as_secs_f64() * self.factor.powi((attempt.max(1) - 1).min(30) as i32);
+                let d = Duration::from_secs_f64(exp.min(self.cap.as_secs_f64()));
+                // "Equal jitter": half fixed, half random.
+                d / 2 + d.mul_f64(rng.random_range(0.0..0.5))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub worker_id: String,
+    /// Steps this process runs at once (across all runs).
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// How often an idle worker looks for work.
+    pub poll: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            concurrency: 8,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            poll: Duration::from_millis(500),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    executor: Arc<dyn StepExecutor>,
+    clock: Arc<dyn Clock>,
+    probe: Arc<dyn Probe>,
+    config: WorkerConfig,
+}
+
+fn lease(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(30))
+}
+
+impl Worker {
+    pub fn new(store: Store, executor: Arc<dyn StepExecutor>, clock: Arc<dyn Clock>, config: WorkerConfig) -> Self {
+        Self { store, executor, clock, probe: Arc::new(NoProbe), config }
+    }
+
+    pub fn with_probe(mut self, probe: Arc<dyn Probe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// Claims and runs steps until `shutdown` resolves, then stops claiming and lets the
+    /// steps in flight finish (or, if the process dies, their leases expire).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+            };
+            let claim = match self.store.claim(&self.config.worker_id, self.clock.now(), lease(self.config.lease)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Claim failed; retrying");
+                    None
+                }
+            };
+            match claim {
+                Some(claim) => {
+                    let me = self.clone();
+                    tasks.spawn(async move {
+                        me.handle(claim).await;
+                        drop(permit);
+                    });
+                }
+                None => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(self.config.poll) => {}
+                    }
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Runs every step that is ready now, one at a time, until none is left. For tests
+    /// and the CLI; returns how many attempts it made.
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        while let Some(claim) = self.store.claim(&self.config.worker_id, self.clock.now(), lease(self.config.lease)).await? {
+            self.handle(claim).await;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn handle(&self, claim: Claim) {
+        let cx = StepContext {
+            run_id: claim.run_id.clone(),
+            tenant: claim.tenant.clone(),
+            target_id: claim.target_id.clone(),
+            attempt: claim.attempt,
+            step: claim.step.clone(),
+        };
+        self.probe.at(Point::Claimed, &cx);
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let store = self.store.clone();
+            let claim = claim.clone();
+            let clock = self.clock.clone();
+            let lost = lost.clone();
+            let (every, lease_for) = (self.config.heartbeat, lease(self.config.lease));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(StoreError::LeaseLost { .. }) = store.heartbeat(&claim, clock.now(), lease_for).await {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        let result = self.attempt(&claim, &cx).await;
+        heartbeat.abort();
+        if let Err(e) = result {
+            match e {
+                StoreError::LeaseLost { ours, current } => {
+                    self.probe.at(Point::StaleWriteRefused, &cx);
+                    tracing::warn!(run.id = %cx.run_id, step.key = %cx.step.key, attempt = ours, current, "Stale write refused: another attempt owns this step");
+                }
+                e => tracing::error!(run.id = %cx.run_id, step.key = %cx.step.key, error = %e, "Step bookkeeping failed; the lease will expire and the step be retried"),
+            }
+        }
+    }
+
+    async fn finish(&self, claim: &Claim, cx: &StepContext, outcome: StepOutcome) -> Result<(), StoreError> {
+        self.store.finish_step(claim, &outcome, self.clock.now()).await?;
+        self.probe.at(Point::Finished, cx);
+        tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, outcome = outcome.state().as_str(), "Step finished");
+        Ok(())
+    }
+
+    async fn attempt(&self, claim: &Claim, cx: &StepContext) -> Result<(), StoreError> {
+        let step = &cx.step;
+        if let Some(reason) = &step.skip {
+            let outcome = StepOutcome::Skipped { reason: reason.clone(), warning: !step.warnings.is_empty() };
+            return self.finish(claim, cx, outcome).await;
+        }
+        let policy = self.config.retry;
+        if claim.unconfirmed_intent {
+            match self.executor.reconcile(cx).await {
+                Reconciled::Applied(outcome) => return self.finish(claim, cx, outcome).await,
+                Reconciled::Unknown(reason) => return self.finish(claim, cx, StepOutcome::NeedsAttention { reason }).await,
+                Reconciled::NotApplied => self.store.clear_intent(claim).await?,
+            }
+        }
+        if claim.attempt > policy.max_attempts {
+            // Only reachable by crashing repeatedly inside this step.
+            let reason = format!("the worker stopped {} times while running this step", claim.attempt - 1);
+            let outcome = if step.class == StepClass::AtMostOnce { StepOutcome::NeedsAttention { reason } } else { StepOutcome::Failed { error: reason, request_id: None } };
+            return self.finish(claim, cx, outcome).await;
+        }
+        if step.class == StepClass::AtMostOnce {
+            self.store.journal_intent(claim, self.clock.now()).await?;
+            self.probe.at(Point::IntentJournaled, cx);
+        }
+        let result = self.executor.execute(cx).await;
+        self.probe.at(Point::Executed, cx);
+        match result {
+            Ok(outcome) => self.finish(claim, cx, outcome).await,
+            Err(StepError::Permanent { message, request_id }) => self.finish(claim, cx, StepOutcome::Failed { error: message, request_id }).await,
+            Err(e) => {
+                if claim.attempt >= policy.max_attempts {
+                    let error = format!("gave up after {} attempts: {e}", claim.attempt);
+                    // An at-most-once call may have landed: read back before calling it failed.
+                    if step.class == StepClass::AtMostOnce && !matches!(e, StepError::NotSent(_)) {
+                        let outcome = match self.executor.reconcile(cx).await {
+                            Reconciled::Applied(o) => o,
+                            Reconciled::NotApplied => StepOutcome::Failed { error, request_id: None },
+                            Reconciled::Unknown(reason) => StepOutcome::NeedsAttention { reason: format!("{error}; {reason}") },
+                        };
+                        return self.finish(claim, cx, outcome).await;
+                    }
+                    return self.finish(claim, cx, StepOutcome::Failed { error, request_id: None }).await;
+                }
+                let retry_after = match &e {
+                    StepError::RetryAfter(d, _) => Some(*d),
+                    _ => None,
+                };
+                let wait = policy.delay(claim.attempt, retry_after);
+                let now = self.clock.now();
+                let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
+                tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, attempt = claim.attempt, wait_ms = wait.as_millis() as u64, error = %e, "Step will be retried");
+                // For an at-most-once step the intent stays journalled: the next attempt
+                // reads back before it sends anything.
+                self.store.retry_step(claim, at, &e.to_string(), now).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let p = RetryPolicy::default();
+        for attempt in 1..=12 {
+            let d = p.delay(attempt, None);
+            let full = (1u64 << (attempt - 1).min(20)).min(100) as f64;
+            assert!(d.as_secs_f64() >= full / 2.0 - 1e-9 && d.as_secs_f64() <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_never_undercut_and_is_clamped() {
+        let p = RetryPolicy::default();
+        for _ in 0..100 {
+            let d = p.delay(1, Some(Duration::from_millis(2500)));
+            assert!(d >= Duration::from_millis(2500) && d <= Duration::from_millis(2750), "{d:?}");
+        }
+        let d = p.delay(1, Some(Duration::from_secs(7200)));
+        assert!(d >= p.max_retry_after && d <= p.max_retry_after.mul_f64(1.1));
+    }
+}

@@ -1,0 +1,33 @@
+//! The offboarding engine, independent of any chat platform or HTTP server.
+//!
+//! Layout:
+//! - [`domain`]: identifiers that parse (UPN, tenant, run id, step key, role, preset).
+//! - [`request`]: the wizard's options, their validation, presets and schedules.
+//! - [`snapshot`]: what discovery found; the [`snapshot::Discovery`] port.
+//! - [`plan`]: the dependency graph of steps, previews and the plan hash.
+//! - [`policy`]: roles, tenant scope and approval rules.
+//! - [`run`]: run and step states, outcomes, and how a run settles.
+//! - [`store`]: SQLite and Postgres persistence, the step queue, outbox and audit tables.
+//! - [`engine`]: the durable step runner and the [`engine::StepExecutor`] port.
+//! - [`scheduler`]: scheduled starts, approval expiry and escalation, cron jobs.
+//! - [`outbox`]: events for chat adapters and notifiers.
+//! - [`audit`]: the hash chain and its verifier.
+//! - [`chat`]: platform-neutral wizard pages, previews, status views and commands.
+//! - [`service`]: the calls every front end makes, with authorisation.
+//! - [`testing`]: in-memory port implementations.
+
+pub mod audit;
+pub mod chat;
+pub mod clock;
+pub mod domain;
+pub mod engine;
+pub mod outbox;
+pub mod plan;
+pub mod policy;
+pub mod request;
+pub mod run;
+pub mod scheduler;
+pub mod service;
+pub mod snapshot;
+pub mod store;
+pub mod testing;

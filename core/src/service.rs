@@ -1,0 +1,311 @@
+//! The application service every front end calls (chat adapters, CLI, HTTP API): request,
+//! decide, cancel, start now, resolve, look. Each call checks the actor's rights here.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::audit::NewAudit;
+use crate::clock::Clock;
+use crate::domain::{Actor, ParseError, RunId, StepKey, TenantId};
+use crate::outbox::EventKind;
+use crate::plan::{self, PlanHash, PlanRules};
+use crate::policy::{self, Access, AdminTargets, Approval, PendingRun, Refusal, TenantPolicy, Verdict};
+use crate::request::{Presets, Request, RequestError};
+use crate::run::{RunState, StepOutcome};
+use crate::snapshot::{Discovery, DiscoveryError, UserRef};
+use crate::store::{ApprovalEffect, NewRun, RunRecord, StepRecord, Store, StoreError};
+
+/// A configured customer tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    /// Verified domains: a UPN in one of these resolves to this tenant.
+    pub domains: Vec<String>,
+    pub policy: TenantPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// Tell the actor why; it was audited.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// Show each message on its wizard field.
+    #[error("the request is not valid: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<RequestError>),
+    #[error("{0}")]
+    BadInput(#[from] ParseError),
+    #[error("unknown tenant `{0}`; configured tenants: {1}")]
+    UnknownTenant(String, String),
+    #[error("unknown preset `{0}`")]
+    UnknownPreset(String),
+    #[error("{0}")]
+    Discovery(#[from] DiscoveryError),
+    #[error("no run {0}")]
+    NotFound(RunId),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What an approval click did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    Counted { have: usize, need: usize },
+    Released(RunState),
+}
+
+pub struct Offboarding {
+    store: Store,
+    discovery: Arc<dyn Discovery>,
+    clock: Arc<dyn Clock>,
+    access: Access,
+    tenants: Vec<Tenant>,
+    presets: Presets,
+}
+
+impl Offboarding {
+    pub fn new(store: Store, discovery: Arc<dyn Discovery>, clock: Arc<dyn Clock>, access: Access, tenants: Vec<Tenant>, presets: Presets) -> Self {
+        Self { store, discovery, clock, access, tenants, presets }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    pub fn presets(&self) -> &Presets {
+        &self.presets
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The tenant named, or the one whose domain the UPN is in.
+    pub fn resolve_tenant(&self, named: Option<&str>, user: &str) -> Result<&Tenant, ServiceError> {
+        let known = || self.tenants.iter().map(|t| t.id.to_string()).collect::<Vec<_>>().join(", ");
+        if let Some(named) = named.filter(|n| !n.trim().is_empty()) {
+            let id = TenantId::parse(named)?;
+            return self
+                .tenants
+                .iter()
+                .find(|t| t.id == id || t.domains.iter().any(|d| d.eq_ignore_ascii_case(id.as_str())))
+                .ok_or_else(|| ServiceError::UnknownTenant(named.into(), known()));
+        }
+        if let Some((_, domain)) = user.rsplit_once('@') {
+            if let Some(t) = self.tenants.iter().find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))) {
+                return Ok(t);
+            }
+        }
+        match self.tenants.as_slice() {
+            [only] => Ok(only),
+            _ => Err(ServiceError::UnknownTenant(user.rsplit_once('@').map(|(_, d)| d).unwrap_or(user).into(), known())),
+        }
+    }
+
+    fn tenant(&self, id: &TenantId) -> Result<&Tenant, ServiceError> {
+        self.tenants.iter().find(|t| &t.id == id).ok_or_else(|| ServiceError::UnknownTenant(id.to_string(), String::new()))
+    }
+
+    async fn refuse(&self, actor: &Actor, action: &str, tenant: &TenantId, run: Option<&RunId>, refusal: Refusal) -> ServiceError {
+        let mut a = NewAudit::new(actor.key(), action).tenant(tenant).detail(json!({ "reason": refusal.to_string(), "actor_name": actor.name }));
+        if let Some(run) = run {
+            a = a.run(run);
+        }
+        let event = run.map(|r| (r, EventKind::ApprovalRefused { actor: actor.key(), reason: refusal.to_string() }));
+        if let Err(e) = self.store.audit_refusal(a, event, self.clock.now()).await {
+            tracing::error!(error = %e, "Could not audit a refusal");
+        }
+        ServiceError::Refused(refusal)
+    }
+
+    /// Discovers the user, builds the plan and records a run awaiting approval.
+    pub async fn request(&self, actor: &Actor, mut req: Request) -> Result<RunRecord, ServiceError> {
+        let now = self.clock.now();
+        let tenant = self.tenant(&req.tenant)?.clone();
+        // Strangers learn nothing about the directory: check the role before discovery.
+        if let Err(r) = policy::check_view(&self.access, actor, &tenant.id).and_then(|role| {
+            if role < crate::domain::Role::Manager {
+                Err(Refusal::RoleTooLow { have: role, need: crate::domain::Role::Manager, action: "request an offboarding" })
+            } else {
+                Ok(role)
+            }
+        }) {
+            return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
+        }
+        if let Some(name) = &req.preset {
+            if req.options == Default::default() {
+                req.options = self.presets.get(&tenant.id, name).ok_or_else(|| ServiceError::UnknownPreset(name.to_string()))?;
+            }
+        }
+        let user = UserRef::parse(&req.user)?;
+        let valid = req.validate(now).map_err(ServiceError::Invalid)?;
+        let snapshot = self.discovery.discover(&tenant.id, &user).await?;
+        if let Err(r) = policy::check_request(&self.access, &tenant.policy, actor, &tenant.id, &snapshot) {
+            return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
+        }
+        if valid.request.emergency {
+            if let Err(r) = policy::check_emergency(&self.access, actor, &tenant.id) {
+                return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
+            }
+        }
+        let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk };
+        let plan = plan::build(&valid, &snapshot, rules);
+        let plan_hash = plan.hash(tenant.id.as_str(), snapshot.id.as_str());
+        let id = RunId::generate();
+        let run = NewRun {
+            id: id.clone(),
+            tenant: tenant.id.clone(),
+            target_upn: snapshot.upn.to_string(),
+            target_id: snapshot.id.to_string(),
+            target_name: snapshot.display_name.clone(),
+            requester: actor.key(),
+            requester_name: actor.name.clone(),
+            request: serde_json::to_string(&valid.request).expect("json"),
+            snapshot: serde_json::to_string(&snapshot).expect("json"),
+            approvals_needed: if plan.needs_two_approvers() { 2 } else { 1 },
+            plan,
+            plan_hash: plan_hash.clone(),
+            expires_at: now + tenant.policy.approval_ttl,
+            escalate_at: tenant.policy.escalate_after.map(|d| now + d),
+            start_at: valid.start_at,
+            emergency: valid.request.emergency,
+        };
+        let audit = NewAudit::new(actor.key(), "run.requested").tenant(&tenant.id).run(&id).detail(json!({
+            "requester": actor.name, "plan_hash": plan_hash, "steps": run.plan.steps.len(),
+            "emergency": run.emergency, "start_at": valid.start_at.map(|t| t.to_rfc3339()),
+        }));
+        self.store.create_run(&run, now, audit).await?;
+        Ok(self.store.run(&id).await?)
+    }
+
+    async fn load(&self, id: &RunId) -> Result<RunRecord, ServiceError> {
+        match self.store.run(id).await {
+            Err(StoreError::NotFound(_)) => Err(ServiceError::NotFound(id.clone())),
+            other => Ok(other?),
+        }
+    }
+
+    /// An Approve click carrying the plan hash its preview showed.
+    pub async fn approve(&self, actor: &Actor, id: &RunId, seen: &PlanHash) -> Result<Decided, ServiceError> {
+        for _ in 0..5 {
+            let run = self.load(id).await?;
+            let tenant = self.tenant(&run.tenant)?;
+            let approvals = self.store.approvals(id).await?;
+            let now = self.clock.now();
+            let pending = pending(&run, &approvals);
+            let verdict = match policy::approve(&self.access, &tenant.policy, actor, &pending, seen, now) {
+                Ok(v) => v,
+                Err(r) => return Err(self.refuse(actor, "approval.refused", &run.tenant, Some(id), r).await),
+            };
+            let approval = Approval { approver: actor.key(), approver_name: actor.name.clone(), plan_hash: seen.clone(), at: now };
+            let effect = if verdict == Verdict::Released { ApprovalEffect::Release } else { ApprovalEffect::Counted };
+            let audit = NewAudit::new(actor.key(), "run.approved").tenant(&run.tenant).run(id).detail(json!({ "approver": actor.name, "plan_hash": seen }));
+            match self.store.record_approval(id, run.version, &approval, effect, audit).await {
+                Ok(state) => {
+                    return Ok(match verdict {
+                        Verdict::Released => Decided::Released(state),
+                        Verdict::Recorded { have, need } => Decided::Counted { have, need },
+                    });
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    pub async fn reject(&self, actor: &Actor, id: &RunId, reason: &str) -> Result<(), ServiceError> {
+        let run = self.load(id).await?;
+        let tenant = self.tenant(&run.tenant)?;
+        let approvals = self.store.approvals(id).await?;
+        if let Err(r) = policy::reject(&self.access, &tenant.policy, actor, &pending(&run, &approvals), self.clock.now()) {
+            return Err(self.refuse(actor, "rejection.refused", &run.tenant, Some(id), r).await);
+        }
+        let audit = NewAudit::new(actor.key(), "run.rejected").tenant(&run.tenant).run(id).detail(json!({ "by": actor.name, "reason": reason }));
+        self.store.close_run(id, run.version, RunState::Rejected, Some(reason), self.clock.now(), audit).await?;
+        Ok(())
+    }
+
+    pub async fn cancel(&self, actor: &Actor, id: &RunId) -> Result<(), ServiceError> {
+        let run = self.load(id).await?;
+        if let Err(r) = policy::check_operate(&self.access, actor, &run.tenant, &run.requester) {
+            return Err(self.refuse(actor, "cancel.refused", &run.tenant, Some(id), r).await);
+        }
+        if run.state.is_terminal() {
+            return Err(Refusal::NotAwaiting(run.state).into());
+        }
+        let audit = NewAudit::new(actor.key(), "run.cancelled").tenant(&run.tenant).run(id).detail(json!({ "by": actor.name }));
+        self.store.close_run(id, run.version, RunState::Cancelled, Some(&format!("cancelled by {}", actor.name)), self.clock.now(), audit).await?;
+        Ok(())
+    }
+
+    /// Starts an approved, scheduled run now.
+    pub async fn run_now(&self, actor: &Actor, id: &RunId) -> Result<(), ServiceError> {
+        let run = self.load(id).await?;
+        if let Err(r) = policy::check_operate(&self.access, actor, &run.tenant, &run.requester) {
+            return Err(self.refuse(actor, "run_now.refused", &run.tenant, Some(id), r).await);
+        }
+        let audit = NewAudit::new(actor.key(), "run.started").tenant(&run.tenant).run(id).detail(json!({ "by": actor.name, "early": true }));
+        if !self.store.start_scheduled(id, self.clock.now(), audit).await? {
+            return Err(Refusal::NotAwaiting(run.state).into());
+        }
+        Ok(())
+    }
+
+    /// A human's verdict on a step that needs attention: `done` if they confirmed the
+    /// effect by hand, otherwise it counts as failed.
+    pub async fn resolve_step(&self, actor: &Actor, id: &RunId, key: &StepKey, done: bool, note: &str) -> Result<(), ServiceError> {
+        let run = self.load(id).await?;
+        if let Err(r) = policy::check_operate(&self.access, actor, &run.tenant, "") {
+            return Err(self.refuse(actor, "resolve.refused", &run.tenant, Some(id), r).await);
+        }
+        let outcome = if done {
+            StepOutcome::Succeeded { verified: format!("confirmed by {}: {note}", actor.name), request_ids: vec![] }
+        } else {
+            StepOutcome::Failed { error: format!("marked failed by {}: {note}", actor.name), request_id: None }
+        };
+        let audit = NewAudit::new(actor.key(), "step.resolved").tenant(&run.tenant).run(id).detail(json!({ "step": key, "done": done, "note": note }));
+        if !self.store.resolve_step(id, key, &outcome, self.clock.now(), audit).await? {
+            return Err(ServiceError::BadInput(ParseError { what: "step", input: key.to_string(), why: "it does not need attention".into() }));
+        }
+        Ok(())
+    }
+
+    pub async fn status(&self, actor: &Actor, id: &RunId) -> Result<(RunRecord, Vec<StepRecord>, Vec<Approval>), ServiceError> {
+        let run = self.load(id).await?;
+        policy::check_view(&self.access, actor, &run.tenant)?;
+        let steps = self.store.steps(id).await?;
+        let approvals = self.store.approvals(id).await?;
+        Ok((run, steps, approvals))
+    }
+
+    /// Recent runs in the tenants the actor may see.
+    pub async fn list(&self, actor: &Actor, limit: i64) -> Result<Vec<RunRecord>, ServiceError> {
+        let runs = self.store.list_runs(None, limit).await?;
+        Ok(runs.into_iter().filter(|r| policy::check_view(&self.access, actor, &r.tenant).is_ok()).collect())
+    }
+
+    /// The time left to decide, for previews.
+    pub fn approval_ttl(&self, tenant: &TenantId) -> Duration {
+        self.tenant(tenant).map(|t| t.policy.approval_ttl).unwrap_or(Duration::hours(24))
+    }
+}
+
+fn pending<'a>(run: &'a RunRecord, approvals: &'a [Approval]) -> PendingRun<'a> {
+    PendingRun {
+        tenant: &run.tenant,
+        state: run.state,
+        requester: &run.requester,
+        plan_hash: &run.plan_hash,
+        expires_at: run.expires_at,
+        approvals_needed: run.approvals_needed,
+        approvals,
+    }
+}

@@ -1,0 +1,253 @@
+//! What discovery found about a user before anything changed. The snapshot is the
+//! evidence "before", the input of the planner and the basis of a reinstate.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ObjectId, TenantId, Upn};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSnapshot {
+    pub id: ObjectId,
+    pub upn: Upn,
+    pub display_name: String,
+    #[serde(default)]
+    pub job_title: Option<String>,
+    #[serde(default)]
+    pub manager: Option<Person>,
+    pub account_enabled: bool,
+    /// True when on-premises AD owns the account (Entra Connect / Cloud Sync).
+    pub on_prem_synced: bool,
+    #[serde(default)]
+    pub immutable_id: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<GroupMembership>,
+    #[serde(default)]
+    pub licences: Vec<Licence>,
+    #[serde(default)]
+    pub roles: Vec<RoleAssignment>,
+    #[serde(default)]
+    pub auth_methods: Vec<AuthMethod>,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    #[serde(default)]
+    pub mailbox: Option<Mailbox>,
+    #[serde(default)]
+    pub onedrive: Option<OneDrive>,
+}
+
+impl UserSnapshot {
+    pub fn is_admin(&self) -> bool {
+        !self.roles.is_empty()
+    }
+
+    pub fn is_member_of(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g.id.eq_ignore_ascii_case(group) || g.name.eq_ignore_ascii_case(group))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: ObjectId,
+    pub upn: Upn,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    Security,
+    Microsoft365,
+    Distribution,
+    MailEnabledSecurity,
+}
+
+impl GroupKind {
+    /// Distribution lists and mail-enabled security groups are changed through Exchange,
+    /// never through Graph (Graph refuses their member writes).
+    pub fn via_exchange(self) -> bool {
+        matches!(self, Self::Distribution | Self::MailEnabledSecurity)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Security => "security",
+            Self::Microsoft365 => "Microsoft 365",
+            Self::Distribution => "distribution list",
+            Self::MailEnabledSecurity => "mail-enabled security",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMembership {
+    pub id: String,
+    pub name: String,
+    pub kind: GroupKind,
+    #[serde(default)]
+    pub dynamic: bool,
+    #[serde(default)]
+    pub on_prem_synced: bool,
+    /// Licences this group assigns (group-based licensing).
+    #[serde(default)]
+    pub assigns_licences: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Licence {
+    pub sku_id: String,
+    pub sku_part_number: String,
+    /// `None` for a direct assignment; otherwise the group it is inherited from.
+    #[serde(default)]
+    pub inherited_from: Option<InheritedFrom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InheritedFrom {
+    pub group_id: String,
+    pub group_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleState {
+    Active,
+    Eligible,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleAssignment {
+    pub id: String,
+    pub role_name: String,
+    pub state: RoleState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMethod {
+    pub id: String,
+    /// Graph's `@odata.type` without the prefix, e.g. `phoneAuthenticationMethod`.
+    pub kind: String,
+}
+
+impl AuthMethod {
+    pub fn is_password(&self) -> bool {
+        self.kind == "passwordAuthenticationMethod"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    /// Intune-managed (can be wiped or retired) as opposed to only Entra-registered.
+    pub managed: bool,
+    #[serde(default)]
+    pub os: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxType {
+    User,
+    Shared,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub kind: MailboxType,
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub has_archive: bool,
+    #[serde(default)]
+    pub forwarding: Option<String>,
+    #[serde(default)]
+    pub inbox_rules: Vec<InboxRule>,
+    /// Mailboxes on which this user holds FullAccess, SendAs or SendOnBehalf.
+    #[serde(default)]
+    pub delegations: Vec<Delegation>,
+    #[serde(default)]
+    pub calendar_permissions: Vec<String>,
+    #[serde(default)]
+    pub mobile_devices: Vec<String>,
+    #[serde(default)]
+    pub organised_meetings: Vec<Meeting>,
+    #[serde(default)]
+    pub hidden_from_gal: bool,
+}
+
+/// Above this size a shared mailbox still needs a licence: licences stay.
+pub const SHARED_MAILBOX_LICENCE_FREE_LIMIT: u64 = 50 * 1000 * 1000 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxRule {
+    pub id: String,
+    pub name: String,
+    /// Forwards or redirects mail out of the mailbox: shown as an exfiltration signal.
+    #[serde(default)]
+    pub forwards: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    pub mailbox: String,
+    pub rights: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meeting {
+    pub id: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OneDrive {
+    pub drive_id: String,
+    pub used_bytes: u64,
+}
+
+/// Which user to discover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Upn(Upn),
+    Id(ObjectId),
+}
+
+impl UserRef {
+    /// Accepts a UPN or an object id, with a message that covers both.
+    pub fn parse(input: &str) -> Result<Self, crate::domain::ParseError> {
+        if let Ok(id) = ObjectId::parse(input) {
+            return Ok(Self::Id(id));
+        }
+        Upn::parse(input).map(Self::Upn)
+    }
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Upn(u) => u.fmt(f),
+            Self::Id(i) => i.fmt(f),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// Tell the requester: there is no such user in that tenant.
+    #[error("no user {0} in this tenant")]
+    UserNotFound(String),
+    /// Tell an admin: the app lacks a permission or role.
+    #[error("discovery was refused: {0}")]
+    Forbidden(String),
+    /// Try again later.
+    #[error("the directory is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Read-only discovery of a user's state. The Microsoft 365 adapter implements it;
+/// `testing::InMemoryDirectory` serves tests.
+#[async_trait]
+pub trait Discovery: Send + Sync {
+    async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError>;
+}

@@ -1,0 +1,365 @@
+//! Persistence on SQLite (the embedded default, file or memory) or Postgres, with sqlx.
+//!
+//! Both backends run the same SQL (sqlx binds `$1` on SQLite too); they differ only where
+//! the databases do: how a writing transaction begins, how appends to the audit chain are
+//! serialised, and `FOR UPDATE SKIP LOCKED` in the claim. Every state change, its audit
+//! entry and its outbox event commit in one transaction.
+
+mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::audit::{AuditEntry, Checkpoint, NewAudit};
+use crate::domain::{RunId, StepKey, TenantId};
+use crate::outbox::Event;
+use crate::plan::{Plan, PlanHash, PlannedStep};
+use crate::policy::Approval;
+use crate::run::{RunState, StepOutcome, StepState};
+
+/// What went wrong, named for what the caller does next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Someone else changed the run first: reload and decide again.
+    #[error("the run changed concurrently; reload it and try again")]
+    Conflict,
+    /// This worker's lease was taken over: drop the step, another attempt owns it.
+    #[error("the lease on this step was lost to attempt {current} (this was attempt {ours})")]
+    LeaseLost { ours: i64, current: i64 },
+    #[error("no run {0}")]
+    NotFound(String),
+    /// The database could not be reached or refused the statement: retry later.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not decode: a bug or manual tampering.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything needed to create a run awaiting approval.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: RunId,
+    pub tenant: TenantId,
+    pub target_upn: String,
+    pub target_id: String,
+    pub target_name: String,
+    pub requester: String,
+    pub requester_name: String,
+    /// The request as JSON.
+    pub request: String,
+    /// The discovery snapshot as JSON: the evidence "before".
+    pub snapshot: String,
+    pub plan: Plan,
+    pub plan_hash: PlanHash,
+    pub approvals_needed: usize,
+    pub expires_at: DateTime<Utc>,
+    pub escalate_at: Option<DateTime<Utc>>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub emergency: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub tenant: TenantId,
+    pub target_upn: String,
+    pub target_id: String,
+    pub target_name: String,
+    pub requester: String,
+    pub requester_name: String,
+    pub state: RunState,
+    pub request: String,
+    pub snapshot: String,
+    pub plan: Plan,
+    pub plan_hash: PlanHash,
+    pub approvals_needed: usize,
+    pub expires_at: DateTime<Utc>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it was rejected or cancelled.
+    pub reason: Option<String>,
+    /// Bumped by every change; decisions are fenced by it.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub key: StepKey,
+    pub state: StepState,
+    pub attempt: i64,
+    pub not_before: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<StepOutcome>,
+    pub intent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// A step this worker holds a lease on. Every write through it is fenced by `attempt`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub step_id: i64,
+    pub run_id: RunId,
+    pub tenant: TenantId,
+    pub target_id: String,
+    pub attempt: i64,
+    /// An earlier attempt journalled its intent and never recorded a result: read back
+    /// before doing anything.
+    pub unconfirmed_intent: bool,
+    pub step: PlannedStep,
+}
+
+/// What the approval click changes, decided by `policy::approve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalEffect {
+    Counted,
+    Release,
+}
+
+/// A cron schedule that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSchedule {
+    pub name: String,
+    pub cron: String,
+    pub next_at: DateTime<Utc>,
+}
+
+/// The database, one of two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+macro_rules! dispatch {
+    ($self:ident . $f:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(p) => sql::sqlite::$f(p, $($arg),*).await,
+            Store::Postgres(p) => sql::postgres::$f(p, $($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Connects and applies migrations. `sqlite://path.db`, `sqlite::memory:` or
+    /// `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+            Store::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // A committed step result must survive a crash of the process or the machine.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(15))
+                .foreign_keys(true);
+            // An in-memory database exists per connection: keep exactly one.
+            let max = if memory { 1 } else { 4 };
+            let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+            Store::Sqlite(pool)
+        } else {
+            return Err(StoreError::Corrupt(format!(
+                "unsupported database URL (use sqlite://FILE, sqlite::memory: or postgres://…): {}",
+                url.split('@').next_back().unwrap_or("")
+            )));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await?,
+            Store::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self.ping())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) => p.close().await,
+        }
+    }
+
+    // Runs.
+
+    pub async fn create_run(&self, run: &NewRun, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
+        dispatch!(self.create_run(run, now, audit))
+    }
+
+    pub async fn run(&self, id: &RunId) -> Result<RunRecord> {
+        dispatch!(self.get_run(id))
+    }
+
+    pub async fn steps(&self, id: &RunId) -> Result<Vec<StepRecord>> {
+        dispatch!(self.steps(id))
+    }
+
+    pub async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>> {
+        dispatch!(self.approvals(id))
+    }
+
+    pub async fn list_runs(&self, tenant: Option<&TenantId>, limit: i64) -> Result<Vec<RunRecord>> {
+        dispatch!(self.list_runs(tenant, limit))
+    }
+
+    /// Records an approval; with `Release` the run moves on (scheduled or approved).
+    pub async fn record_approval(&self, id: &RunId, version: i64, approval: &Approval, effect: ApprovalEffect, audit: NewAudit) -> Result<RunState> {
+        dispatch!(self.record_approval(id, version, approval, effect, audit))
+    }
+
+    /// Ends a run that has not finished: rejected, cancelled or expired. Waiting and ready
+    /// steps are cancelled; running ones finish and are recorded.
+    pub async fn close_run(&self, id: &RunId, version: i64, to: RunState, reason: Option<&str>, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
+        dispatch!(self.close_run(id, version, to, reason, now, audit))
+    }
+
+    /// Starts a scheduled run now (or when its time has come): exactly one caller wins.
+    pub async fn start_scheduled(&self, id: &RunId, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
+        dispatch!(self.start_scheduled(id, now, audit))
+    }
+
+    /// A human's decision on a step that needs attention.
+    pub async fn resolve_step(&self, id: &RunId, key: &StepKey, outcome: &StepOutcome, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
+        dispatch!(self.resolve_step(id, key, outcome, now, audit))
+    }
+
+    pub async fn audit_refusal(&self, audit: NewAudit, event: Option<(&RunId, crate::outbox::EventKind)>, now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.audit_only(audit, event, now))
+    }
+
+    // The step queue.
+
+    pub async fn claim(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration) -> Result<Option<Claim>> {
+        dispatch!(self.claim(worker, now, lease))
+    }
+
+    pub async fn heartbeat(&self, claim: &Claim, now: DateTime<Utc>, lease: chrono::Duration) -> Result<()> {
+        dispatch!(self.heartbeat(claim, now, lease))
+    }
+
+    /// Journals that an at-most-once call is about to be sent, committed before sending.
+    pub async fn journal_intent(&self, claim: &Claim, now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.journal_intent(claim, now))
+    }
+
+    /// Read-back proved an earlier intent was never applied: the call may be sent.
+    pub async fn clear_intent(&self, claim: &Claim) -> Result<()> {
+        dispatch!(self.clear_intent(claim))
+    }
+
+    pub async fn finish_step(&self, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.finish_step(claim, outcome, now))
+    }
+
+    pub async fn retry_step(&self, claim: &Claim, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.retry_step(claim, at, error, now))
+    }
+
+    // Scheduler.
+
+    pub async fn due_scheduled(&self, now: DateTime<Utc>) -> Result<Vec<RunId>> {
+        dispatch!(self.due_scheduled(now))
+    }
+
+    pub async fn due_expiries(&self, now: DateTime<Utc>) -> Result<Vec<(RunId, i64)>> {
+        dispatch!(self.due_expiries(now))
+    }
+
+    /// Marks one escalation as sent; `false` if another replica already did.
+    pub async fn escalate_due(&self, now: DateTime<Utc>) -> Result<Vec<RunId>> {
+        dispatch!(self.escalate_due(now))
+    }
+
+    pub async fn upsert_schedule(&self, name: &str, cron: &str, next_at: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.upsert_schedule(name, cron, next_at))
+    }
+
+    pub async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<DueSchedule>> {
+        dispatch!(self.due_schedules(now))
+    }
+
+    /// Fires one occurrence; the fire key `(name, fire_at)` makes a second call a no-op.
+    pub async fn fire_schedule(&self, due: &DueSchedule, next_at: DateTime<Utc>, by: &str, now: DateTime<Utc>) -> Result<bool> {
+        dispatch!(self.fire_schedule(due, next_at, by, now))
+    }
+
+    // Outbox.
+
+    pub async fn events_after(&self, seq: i64, limit: i64) -> Result<Vec<Event>> {
+        dispatch!(self.events_after(seq, limit))
+    }
+
+    pub async fn cursor(&self, consumer: &str) -> Result<i64> {
+        dispatch!(self.cursor(consumer))
+    }
+
+    /// Moves a consumer's cursor from `from` to `to`; `false` if it had moved already.
+    pub async fn advance_cursor(&self, consumer: &str, from: i64, to: i64) -> Result<bool> {
+        dispatch!(self.advance_cursor(consumer, from, to))
+    }
+
+    // Audit.
+
+    pub async fn audit(&self, audit: NewAudit, now: DateTime<Utc>) -> Result<AuditEntry> {
+        dispatch!(self.audit_append(audit, now))
+    }
+
+    pub async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+        dispatch!(self.audit_entries(after, limit))
+    }
+
+    /// Records the current head as a checkpoint and announces it through the outbox, so
+    /// that copies exist outside the database.
+    pub async fn checkpoint(&self, now: DateTime<Utc>) -> Result<Option<Checkpoint>> {
+        dispatch!(self.checkpoint(now))
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        dispatch!(self.checkpoints())
+    }
+
+    /// Every entry, in order, and every checkpoint, verified.
+    pub async fn verify_audit(&self, anchors: &[Checkpoint]) -> Result<Result<crate::audit::Verified, crate::audit::Tamper>> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.audit_entries(after, 5000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            all.extend(page);
+        }
+        let mut cps = self.checkpoints().await?;
+        cps.extend_from_slice(anchors);
+        Ok(crate::audit::verify(&all, &cps))
+    }
+}

@@ -1,0 +1,126 @@
+//! In-memory implementations of core's ports, for tests and the demo.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::domain::{ObjectId, TenantId, Upn};
+use crate::snapshot::*;
+
+/// A directory held in memory: tenant → users.
+#[derive(Debug, Default)]
+pub struct InMemoryDirectory {
+    users: Mutex<HashMap<TenantId, Vec<UserSnapshot>>>,
+}
+
+impl InMemoryDirectory {
+    pub fn with(tenant: TenantId, users: Vec<UserSnapshot>) -> Self {
+        let d = Self::default();
+        d.users.lock().expect("directory lock").insert(tenant, users);
+        d
+    }
+
+    pub fn put(&self, tenant: &TenantId, user: UserSnapshot) {
+        let mut all = self.users.lock().expect("directory lock");
+        let list = all.entry(tenant.clone()).or_default();
+        list.retain(|u| u.id != user.id);
+        list.push(user);
+    }
+}
+
+#[async_trait]
+impl Discovery for InMemoryDirectory {
+    async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError> {
+        let all = self.users.lock().expect("directory lock");
+        let list = all.get(tenant).ok_or_else(|| DiscoveryError::UserNotFound(user.to_string()))?;
+        list.iter()
+            .find(|u| match user {
+                UserRef::Upn(upn) => &u.upn == upn,
+                UserRef::Id(id) => &u.id == id,
+            })
+            .cloned()
+            .ok_or_else(|| DiscoveryError::UserNotFound(user.to_string()))
+    }
+}
+
+fn oid(n: u32) -> ObjectId {
+    ObjectId::parse(&format!("00000000-0000-4000-8000-{n:012}")).expect("valid")
+}
+
+/// A leaver with something for every step: synced and dynamic groups, a licensing group,
+/// active and eligible roles, every MFA method type, devices, a forward to outside, rules,
+/// delegations and meetings.
+pub fn rich_user() -> UserSnapshot {
+    user_named(1, "alice@contoso.com", "Alice Example")
+}
+
+/// `rich_user` with another id, UPN and name.
+pub fn user_named(n: u32, upn: &str, name: &str) -> UserSnapshot {
+    let g = |id: &str, name: &str, kind, dynamic, synced, lic: &[&str]| GroupMembership {
+        id: id.into(),
+        name: name.into(),
+        kind,
+        dynamic,
+        on_prem_synced: synced,
+        assigns_licences: lic.iter().map(|s| s.to_string()).collect(),
+    };
+    UserSnapshot {
+        id: oid(n),
+        upn: Upn::parse(upn).expect("valid upn"),
+        display_name: name.into(),
+        job_title: Some("Account Executive".into()),
+        manager: Some(Person { id: oid(900), upn: Upn::parse("morgan@contoso.com").expect("valid"), display_name: "Morgan Manager".into() }),
+        account_enabled: true,
+        on_prem_synced: false,
+        immutable_id: None,
+        groups: vec![
+            g("g-marketing", "Marketing", GroupKind::Microsoft365, false, false, &[]),
+            g("g-vpn", "VPN Users", GroupKind::Security, false, false, &[]),
+            g("g-allstaff", "All Staff", GroupKind::Security, true, false, &[]),
+            g("g-sales-ad", "Sales-AD", GroupKind::Security, false, true, &[]),
+            g("g-dl-sales", "sales@contoso.com", GroupKind::Distribution, false, false, &[]),
+            g("g-lic-bi", "Licensing-BI", GroupKind::Security, false, false, &["POWER_BI_PRO"]),
+        ],
+        licences: vec![
+            Licence { sku_id: "sku-e5".into(), sku_part_number: "SPE_E5".into(), inherited_from: None },
+            Licence { sku_id: "sku-visio".into(), sku_part_number: "VISIOCLIENT".into(), inherited_from: None },
+            Licence {
+                sku_id: "sku-pbi".into(),
+                sku_part_number: "POWER_BI_PRO".into(),
+                inherited_from: Some(InheritedFrom { group_id: "g-lic-bi".into(), group_name: "Licensing-BI".into() }),
+            },
+        ],
+        roles: vec![
+            RoleAssignment { id: "ra-1".into(), role_name: "Exchange Administrator".into(), state: RoleState::Active },
+            RoleAssignment { id: "ra-2".into(), role_name: "Global Reader".into(), state: RoleState::Eligible },
+        ],
+        auth_methods: vec![
+            AuthMethod { id: "28c10230-6103-485e-b985-444c60001490".into(), kind: "passwordAuthenticationMethod".into() },
+            AuthMethod { id: "3179e48a-750b-4051-897c-87b9720928f7".into(), kind: "phoneAuthenticationMethod".into() },
+            AuthMethod { id: "am-authenticator".into(), kind: "microsoftAuthenticatorAuthenticationMethod".into() },
+            AuthMethod { id: "am-fido".into(), kind: "fido2AuthenticationMethod".into() },
+        ],
+        devices: vec![
+            Device { id: "dev-laptop".into(), name: "ALICE-LAPTOP".into(), managed: true, os: "Windows".into() },
+            Device { id: "dev-phone".into(), name: "Alice's iPhone".into(), managed: true, os: "iOS".into() },
+            Device { id: "dev-byod".into(), name: "home-pc".into(), managed: false, os: "Windows".into() },
+        ],
+        mailbox: Some(Mailbox {
+            kind: MailboxType::User,
+            size_bytes: 12_400_000_000,
+            has_archive: false,
+            forwarding: Some("rival@example.net".into()),
+            inbox_rules: vec![
+                InboxRule { id: "rule-1".into(), name: "Move newsletters".into(), forwards: false },
+                InboxRule { id: "rule-2".into(), name: "fwd all".into(), forwards: true },
+            ],
+            delegations: vec![Delegation { mailbox: "ceo@contoso.com".into(), rights: "FullAccess".into() }],
+            calendar_permissions: vec!["ceo@contoso.com:\\Calendar".into()],
+            mobile_devices: vec!["ActiveSync-iPhone".into()],
+            organised_meetings: vec![Meeting { id: "evt-1".into(), subject: "Weekly pipeline".into() }],
+            hidden_from_gal: false,
+        }),
+        onedrive: Some(OneDrive { drive_id: "drive-alice".into(), used_bytes: 3_000_000_000 }),
+    }
+}

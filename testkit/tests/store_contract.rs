@@ -1,0 +1,369 @@
+//! One contract, two backends: every test runs against SQLite and a fresh Postgres
+//! database.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use offboard_core::audit::{NewAudit, Tamper};
+use offboard_core::clock::{Clock, ManualClock};
+use offboard_core::outbox::EventKind;
+use offboard_core::plan::StepKind;
+use offboard_core::policy::TenantPolicy;
+use offboard_core::request::{DeleteUser, Options};
+use offboard_core::run::{RunState, StepOutcome, StepState};
+use offboard_core::store::{Store, StoreError};
+use offboard_testkit::TestDb;
+use offboard_testkit::fixtures::*;
+use serde_json::json;
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at_ymd_hms(2026, 6, 1, 9, 0, 0))
+}
+
+fn lockout() -> Options {
+    Options { disable_sign_in: true, revoke_sessions: true, remove_mfa: true, hide_from_gal: true, ..Options::default() }
+}
+
+fn ok() -> StepOutcome {
+    StepOutcome::Succeeded { verified: "read back".into(), request_ids: vec!["req-1".into()] }
+}
+
+async fn for_each_backend<F, Fut>(f: F)
+where
+    F: Fn(Store, &'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        f(store.clone(), db.backend).await;
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+async fn state_of(store: &Store, run: &offboard_core::domain::RunId, key: StepKind) -> StepState {
+    store.steps(run).await.unwrap().into_iter().find(|s| s.key == key.key()).unwrap().state
+}
+
+#[tokio::test]
+async fn a_run_is_created_awaiting_approval_with_audit_and_event() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = svc.request(&requester(), request("alice@contoso.com", lockout())).await.unwrap();
+        assert_eq!(run.state, RunState::AwaitingApproval, "{backend}");
+        assert_eq!(run.target_name, "Alice Example");
+        assert_eq!(run.expires_at, c.now() + Duration::hours(24));
+        let steps = store.steps(&run.id).await.unwrap();
+        assert_eq!(steps.len(), 4);
+        assert!(steps.iter().all(|s| s.state == StepState::Waiting));
+        let audit = store.audit_entries(0, 100).await.unwrap();
+        assert_eq!(audit.last().unwrap().action, "run.requested");
+        let events = store.events_after(0, 100).await.unwrap();
+        assert_eq!(events[0].kind, EventKind::RunRequested { emergency: false });
+        assert!(store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().is_none(), "nothing runs before approval");
+        let listed = store.list_runs(Some(&tenant_id()), 10).await.unwrap();
+        assert_eq!(listed[0].id, run.id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn approval_releases_steps_in_dependency_order_until_completed() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", lockout()).await;
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Approved, "{backend}");
+        let first = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        assert_eq!(first.step.kind, StepKind::DisableSignIn, "only the root is ready");
+        assert!(store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().is_none(), "dependents wait");
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Running);
+        store.finish_step(&first, &ok(), c.now()).await.unwrap();
+        let mut next = Vec::new();
+        while let Some(claim) = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap() {
+            next.push(claim);
+        }
+        let kinds: Vec<StepKind> = next.iter().map(|c| c.step.kind).collect();
+        assert_eq!(kinds.len(), 2, "revoke and MFA run side by side: {kinds:?}");
+        for claim in &next {
+            store.finish_step(claim, &ok(), c.now()).await.unwrap();
+        }
+        let last = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        assert_eq!(last.step.kind, StepKind::HideFromGal);
+        store.finish_step(&last, &StepOutcome::Skipped { reason: "already hidden".into(), warning: false }, c.now()).await.unwrap();
+        let done = store.run(&run.id).await.unwrap();
+        assert_eq!(done.state, RunState::Completed);
+        assert!(done.finished_at.is_some());
+        let kinds: Vec<String> = store.events_after(0, 1000).await.unwrap().iter().map(|e| e.kind.name().to_string()).collect();
+        for k in ["run_requested", "approval_recorded", "run_approved", "run_started", "step_started", "step_finished", "run_state_changed"] {
+            assert!(kinds.contains(&k.to_string()), "{k} missing from {kinds:?}");
+        }
+        assert!(store.verify_audit(&[]).await.unwrap().is_ok());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stale_worker_cannot_write_after_its_lease_was_taken() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", lockout()).await;
+        let stale = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert!(store.claim("b", c.now(), Duration::seconds(5)).await.unwrap().is_none(), "a live lease is not stolen");
+        c.advance(Duration::seconds(6));
+        let fresh = store.claim("b", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert_eq!((fresh.step.key.clone(), fresh.attempt), (stale.step.key.clone(), 2), "{backend}");
+        for result in [
+            store.finish_step(&stale, &ok(), c.now()).await,
+            store.heartbeat(&stale, c.now(), Duration::seconds(5)).await,
+            store.journal_intent(&stale, c.now()).await,
+            store.retry_step(&stale, c.now(), "x", c.now()).await,
+        ] {
+            assert!(matches!(result, Err(StoreError::LeaseLost { ours: 1, current: 2 })), "{backend}: {result:?}");
+        }
+        store.finish_step(&fresh, &ok(), c.now()).await.unwrap();
+        assert_eq!(state_of(&store, &run.id, StepKind::DisableSignIn).await, StepState::Succeeded);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unconfirmed_intent_survives_into_the_next_attempt() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", Options { reset_password: true, ..Options::default() }).await;
+        let first = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert_eq!(first.step.kind, StepKind::ResetPassword);
+        assert!(!first.unconfirmed_intent);
+        store.journal_intent(&first, c.now()).await.unwrap();
+        // The worker dies here: no result.
+        c.advance(Duration::seconds(6));
+        let second = store.claim("b", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert!(second.unconfirmed_intent, "{backend}: the next attempt must read back first");
+        store.clear_intent(&second).await.unwrap();
+        assert!(store.steps(&run.id).await.unwrap()[0].intent_at.is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retries_wait_for_their_time() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        approved_run(&svc, "alice@contoso.com", Options { disable_sign_in: true, ..Options::default() }).await;
+        let claim = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        store.retry_step(&claim, c.now() + Duration::seconds(10), "throttled", c.now()).await.unwrap();
+        c.advance(Duration::seconds(9));
+        assert!(store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().is_none(), "{backend}");
+        c.advance(Duration::seconds(2));
+        let again = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert_eq!(again.attempt, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failure_blocks_dependents_and_fails_the_run() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", lockout()).await;
+        let first = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        store.finish_step(&first, &StepOutcome::Failed { error: "Forbidden".into(), request_id: Some("r1".into()) }, c.now()).await.unwrap();
+        let r = store.run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Failed, "{backend}");
+        let steps = store.steps(&run.id).await.unwrap();
+        assert!(steps[1..].iter().all(|s| s.state == StepState::Cancelled), "{steps:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn needs_attention_holds_the_run_until_a_human_resolves_it() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", Options { reset_password: true, hide_from_gal: true, ..Options::default() }).await;
+        let first = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        store.finish_step(&first, &StepOutcome::NeedsAttention { reason: "cannot confirm".into() }, c.now()).await.unwrap();
+        assert!(store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().is_none(), "what follows the lockout waits for it");
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::NeedsAttention, "{backend}: never green while unconfirmed");
+        assert!(svc.resolve_step(&requester(), &run.id, &StepKind::ResetPassword.key(), true, "checked").await.is_err(), "managers cannot resolve");
+        svc.resolve_step(&admin1(), &run.id, &StepKind::ResetPassword.key(), true, "checked the sign-in logs").await.unwrap();
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Running);
+        let hide = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        store.finish_step(&hide, &ok(), c.now()).await.unwrap();
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Completed);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_stops_what_has_not_started_and_is_fenced_by_version() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", lockout()).await;
+        let stale_version = store.run(&run.id).await.unwrap().version;
+        let running = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        svc.cancel(&admin1(), &run.id).await.unwrap();
+        let r = store.run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Cancelled, "{backend}");
+        assert!(store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().is_none());
+        // The step that was in flight still records what it did.
+        store.finish_step(&running, &ok(), c.now()).await.unwrap();
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Cancelled);
+        let again = store.close_run(&run.id, stale_version, RunState::Cancelled, None, c.now(), NewAudit::new("cli:x", "run.cancelled")).await;
+        assert!(matches!(again, Err(StoreError::Conflict)));
+        assert!(svc.cancel(&viewer(), &run.id).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn emergency_lockout_runs_before_approval_and_the_rest_waits() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let policy = TenantPolicy { admins: offboard_core::policy::AdminTargets::Allow, ..TenantPolicy::default() };
+        let svc = service(store.clone(), c.clone(), 3, policy);
+        let mut req = request("alice@contoso.com", lockout());
+        req.emergency = true;
+        assert!(svc.request(&requester(), req.clone()).await.is_err(), "managers cannot take the emergency path");
+        let run = svc.request(&admin1(), req).await.unwrap();
+        let mut ran = Vec::new();
+        while let Some(claim) = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap() {
+            ran.push(claim.step.kind);
+            store.finish_step(&claim, &ok(), c.now()).await.unwrap();
+        }
+        assert_eq!(ran, vec![StepKind::DisableSignIn, StepKind::RevokeSessions, StepKind::RemoveMfaMethods], "{backend}");
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::AwaitingApproval);
+        assert_eq!(state_of(&store, &run.id, StepKind::HideFromGal).await, StepState::Waiting);
+        svc.approve(&admin2(), &run.id, &run.plan_hash).await.unwrap();
+        let rest = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        assert_eq!(rest.step.kind, StepKind::HideFromGal);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scheduled_runs_start_once_and_deferred_steps_wait() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let mut req = request("alice@contoso.com", Options { disable_sign_in: true, delete_user: Some(DeleteUser { defer_days: 7 }), ..Options::default() });
+        req.schedule = offboard_core::request::Schedule::At { local: chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap().and_hms_opt(18, 0, 0).unwrap(), tz: "Europe/London".into() };
+        let run = svc.request(&requester(), req).await.unwrap();
+        assert_eq!(run.approvals_needed, 2, "delete user is high risk");
+        svc.approve(&admin1(), &run.id, &run.plan_hash).await.unwrap();
+        svc.approve(&admin2(), &run.id, &run.plan_hash).await.unwrap();
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Scheduled, "{backend}");
+        assert!(store.due_scheduled(c.now()).await.unwrap().is_empty());
+        c.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 2, 17, 0, 0).unwrap()); // 18:00 BST
+        assert_eq!(store.due_scheduled(c.now()).await.unwrap(), vec![run.id.clone()]);
+        assert!(store.start_scheduled(&run.id, c.now(), NewAudit::new("system:a", "run.started")).await.unwrap());
+        assert!(!store.start_scheduled(&run.id, c.now(), NewAudit::new("system:b", "run.started")).await.unwrap(), "a second scheduler loses");
+        let disable = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        store.finish_step(&disable, &ok(), c.now()).await.unwrap();
+        assert!(store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().is_none(), "deletion is deferred 7 days");
+        c.advance(Duration::days(7));
+        let delete = store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap();
+        assert_eq!(delete.step.kind, StepKind::DeleteUser);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cron_fire_keys_and_outbox_cursors_are_single_use() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        store.upsert_schedule("nightly", "0 0 2 * * *", c.now()).await.unwrap();
+        let due = store.due_schedules(c.now()).await.unwrap();
+        assert_eq!(due.len(), 1, "{backend}");
+        assert!(store.fire_schedule(&due[0], c.now() + Duration::days(1), "a", c.now()).await.unwrap());
+        assert!(!store.fire_schedule(&due[0], c.now() + Duration::days(1), "b", c.now()).await.unwrap(), "the same occurrence fires once");
+        assert!(store.due_schedules(c.now()).await.unwrap().is_empty());
+
+        assert_eq!(store.cursor("slack").await.unwrap(), 0);
+        assert!(store.advance_cursor("slack", 0, 5).await.unwrap());
+        assert!(!store.advance_cursor("slack", 0, 7).await.unwrap(), "a second consumer instance loses");
+        assert!(store.advance_cursor("slack", 5, 9).await.unwrap());
+        assert_eq!(store.cursor("slack").await.unwrap(), 9);
+    })
+    .await;
+}
+
+async fn tamper(store: &Store, sql: &str) {
+    match store {
+        Store::Sqlite(p) => {
+            sqlx::query("DROP TRIGGER IF EXISTS audit_no_update").execute(p).await.unwrap();
+            sqlx::query("DROP TRIGGER IF EXISTS audit_no_delete").execute(p).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.unwrap();
+        }
+        Store::Postgres(p) => {
+            sqlx::query("ALTER TABLE audit DISABLE TRIGGER audit_no_change").execute(p).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_changes_and_names_each_tampered_entry() {
+    let cases: &[(&str, &str, i64)] = &[
+        ("modify", "UPDATE audit SET actor = 'cli:mallory' WHERE seq = 4", 4),
+        ("delete", "DELETE FROM audit WHERE seq = 3", 3),
+        ("reorder", "UPDATE audit SET seq = CASE seq WHEN 5 THEN 6 WHEN 6 THEN 5 END + 100 WHERE seq IN (5, 6)", 5),
+        ("truncate", "DELETE FROM audit WHERE seq > 7", 8),
+        (
+            "insert",
+            "INSERT INTO audit (seq, at, tenant, actor, action, run_id, detail, prev_hash, hash) \
+             SELECT 11, at, tenant, 'cli:mallory', 'run.approved', run_id, detail, hash, hash FROM audit WHERE seq = 10",
+            11,
+        ),
+    ];
+    for (kind, sql, named) in cases {
+        for db in TestDb::all().await {
+            let store = db.store().await;
+            let c = clock();
+            for i in 0..10 {
+                store.audit(NewAudit::new("slack:U1", "test.entry").detail(json!({ "i": i })), c.now()).await.unwrap();
+            }
+            store.checkpoint(c.now()).await.unwrap();
+            assert!(store.verify_audit(&[]).await.unwrap().is_ok());
+            let refused = match &store {
+                Store::Sqlite(p) => sqlx::query("UPDATE audit SET actor = 'x' WHERE seq = 1").execute(p).await.is_err(),
+                Store::Postgres(p) => sqlx::query("DELETE FROM audit WHERE seq = 1").execute(p).await.is_err(),
+            };
+            assert!(refused, "{}: the audit table must refuse changes", db.backend);
+            tamper(&store, sql).await;
+            if *kind == "reorder" {
+                tamper(&store, "UPDATE audit SET seq = seq - 100 WHERE seq > 100").await;
+            }
+            let verdict = store.verify_audit(&[]).await.unwrap();
+            let err: Tamper = verdict.expect_err(kind);
+            assert_eq!(err.seq(), *named, "{} {kind}: {err}", db.backend);
+            store.close().await;
+            db.cleanup().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn approvals_bind_to_the_plan_they_saw() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = svc.request(&requester(), request("alice@contoso.com", lockout())).await.unwrap();
+        let other = svc.request(&requester(), request("user2@contoso.com", lockout())).await.unwrap();
+        assert_ne!(run.plan_hash, other.plan_hash);
+        let wrong = svc.approve(&admin1(), &run.id, &other.plan_hash).await;
+        assert!(wrong.unwrap_err().to_string().contains("plan changed"), "{backend}");
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::AwaitingApproval);
+        let refusals: Vec<String> = store.audit_entries(0, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert!(refusals.contains(&"approval.refused".to_string()), "refusals are audited");
+    })
+    .await;
+}
