@@ -184,7 +184,17 @@ pub fn chain(entries: &[NewAudit], start_ms: i64) -> Vec<AuditEntry> {
         let detail = canonical(&n.detail);
         let at_ms = start_ms + i as i64;
         let hash = entry_hash(&prev_hash, seq, at_ms, n.tenant.as_deref(), &n.actor, &n.action, n.run_id.as_deref(), &detail);
-        out.push(AuditEntry { seq, at_ms, tenant: n.tenant.clone(), actor: n.actor.clone(), action: n.action.clone(), run_id: n.run_id.clone(), detail, prev_hash, hash });
+        out.push(AuditEntry {
+            seq,
+            at_ms,
+            tenant: n.tenant.clone(),
+            actor: n.actor.clone(),
+            action: n.action.clone(),
+            run_id: n.run_id.clone(),
+            detail,
+            prev_hash,
+            hash,
+        });
     }
     out
 }
@@ -200,8 +210,9 @@ mod tests {
     use super::*;
 
     fn log(n: usize) -> Vec<AuditEntry> {
-        let entries: Vec<NewAudit> =
-            (0..n).map(|i| NewAudit::new("slack:U1", "step.finished").tenant("contoso.com").run("ob-0000000001").detail(json!({ "i": i, "ok": true }))).collect();
+        let entries: Vec<NewAudit> = (0..n)
+            .map(|i| NewAudit::new("slack:U1", "step.finished").tenant("contoso.com").run("ob-0000000001").detail(json!({ "i": i, "ok": true })))
+            .collect();
         chain(&entries, 1_700_000_000_000)
     }
 
@@ -253,7 +264,17 @@ mod tests {
         // A forged entry with a valid hash of its own, renumbering what follows.
         let mut inserted = l[..3].to_vec();
         let forged_hash = entry_hash(&l[2].hash, 4, 1, None, "cli:mallory", "run.approved", None, "{}");
-        inserted.push(AuditEntry { seq: 4, at_ms: 1, tenant: None, actor: "cli:mallory".into(), action: "run.approved".into(), run_id: None, detail: "{}".into(), prev_hash: l[2].hash.clone(), hash: forged_hash });
+        inserted.push(AuditEntry {
+            seq: 4,
+            at_ms: 1,
+            tenant: None,
+            actor: "cli:mallory".into(),
+            action: "run.approved".into(),
+            run_id: None,
+            detail: "{}".into(),
+            prev_hash: l[2].hash.clone(),
+            hash: forged_hash,
+        });
         for e in &l[3..] {
             let mut e = e.clone();
             e.seq += 1;

@@ -34,7 +34,10 @@ const fn choice(value: &'static str, label: &'static str) -> Choice {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldKind {
-    Text { multiline: bool, placeholder: &'static str },
+    Text {
+        multiline: bool,
+        placeholder: &'static str,
+    },
     /// A person in the tenant's directory; the adapter searches as the user types.
     User,
     Select(Vec<Choice>),
@@ -119,12 +122,36 @@ pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
     let _ = presets; // Presets are offered through the adapter's option search.
     let mut who = Vec::new();
     if tenants.len() > 1 {
-        who.push(Field { id: "tenant", label: "Tenant", kind: FieldKind::Text { multiline: false, placeholder: "contoso.com" }, required: false, hint: Some("Leave empty to use the user's domain") });
+        who.push(Field {
+            id: "tenant",
+            label: "Tenant",
+            kind: FieldKind::Text { multiline: false, placeholder: "contoso.com" },
+            required: false,
+            hint: Some("Leave empty to use the user's domain"),
+        });
     }
     who.push(Field { id: "user", label: "User to offboard", kind: FieldKind::User, required: true, hint: None });
-    who.push(Field { id: "preset", label: "Preset", kind: FieldKind::Text { multiline: false, placeholder: "standard-leaver" }, required: false, hint: Some("Fills in the next pages") });
-    who.push(Field { id: "schedule_at", label: "Run at (empty: as soon as approved)", kind: FieldKind::Text { multiline: false, placeholder: "2026-12-01 17:30" }, required: false, hint: None });
-    who.push(Field { id: "schedule_tz", label: "Time zone", kind: FieldKind::Text { multiline: false, placeholder: "Europe/London" }, required: false, hint: None });
+    who.push(Field {
+        id: "preset",
+        label: "Preset",
+        kind: FieldKind::Text { multiline: false, placeholder: "standard-leaver" },
+        required: false,
+        hint: Some("Fills in the next pages"),
+    });
+    who.push(Field {
+        id: "schedule_at",
+        label: "Run at (empty: as soon as approved)",
+        kind: FieldKind::Text { multiline: false, placeholder: "2026-12-01 17:30" },
+        required: false,
+        hint: None,
+    });
+    who.push(Field {
+        id: "schedule_tz",
+        label: "Time zone",
+        kind: FieldKind::Text { multiline: false, placeholder: "Europe/London" },
+        required: false,
+        hint: None,
+    });
     let pages = vec![
         (who, "Who and when", "Next"),
         (
@@ -134,7 +161,11 @@ pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
                 Field {
                     id: "device_action",
                     label: "Intune devices",
-                    kind: FieldKind::Select(vec![choice("none", "Leave them"), choice("retire", "Retire"), Choice { value: "wipe", label: "Wipe (needs two approvers)", high_risk: true }]),
+                    kind: FieldKind::Select(vec![
+                        choice("none", "Leave them"),
+                        choice("retire", "Retire"),
+                        Choice { value: "wipe", label: "Wipe (needs two approvers)", high_risk: true },
+                    ]),
                     required: false,
                     hint: None,
                 },
@@ -151,14 +182,41 @@ pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
         ),
         (
             vec![
-                Field { id: "oof_internal", label: "Out of office (internal)", kind: FieldKind::Text { multiline: true, placeholder: "{{ user.display_name }} has left. Please contact {{ manager.name }}." }, required: false, hint: None },
-                Field { id: "oof_external", label: "Out of office (external)", kind: FieldKind::Text { multiline: true, placeholder: "" }, required: false, hint: None },
-                Field { id: "forward_to", label: "Forward mail to", kind: FieldKind::Text { multiline: false, placeholder: "manager, a user, or an outside address" }, required: false, hint: None },
-                Field { id: "mailbox_access", label: "Full mailbox access to", kind: FieldKind::Text { multiline: false, placeholder: "manager, bob@contoso.com" }, required: false, hint: None },
+                Field {
+                    id: "oof_internal",
+                    label: "Out of office (internal)",
+                    kind: FieldKind::Text { multiline: true, placeholder: "{{ user.display_name }} has left. Please contact {{ manager.name }}." },
+                    required: false,
+                    hint: None,
+                },
+                Field {
+                    id: "oof_external",
+                    label: "Out of office (external)",
+                    kind: FieldKind::Text { multiline: true, placeholder: "" },
+                    required: false,
+                    hint: None,
+                },
+                Field {
+                    id: "forward_to",
+                    label: "Forward mail to",
+                    kind: FieldKind::Text { multiline: false, placeholder: "manager, a user, or an outside address" },
+                    required: false,
+                    hint: None,
+                },
+                Field {
+                    id: "mailbox_access",
+                    label: "Full mailbox access to",
+                    kind: FieldKind::Text { multiline: false, placeholder: "manager, bob@contoso.com" },
+                    required: false,
+                    hint: None,
+                },
                 Field {
                     id: "handover_options",
                     label: "Hand-over options",
-                    kind: FieldKind::Checkboxes(vec![choice("keep_copy", "Keep a copy of forwarded mail"), choice("automap", "Automap the mailbox in Outlook")]),
+                    kind: FieldKind::Checkboxes(vec![
+                        choice("keep_copy", "Keep a copy of forwarded mail"),
+                        choice("automap", "Automap the mailbox in Outlook"),
+                    ]),
                     required: false,
                     hint: None,
                 },
@@ -169,8 +227,20 @@ pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
         (
             vec![
                 Field { id: "mailbox", label: "Mailbox and licences", kind: FieldKind::Checkboxes(MAILBOX.to_vec()), required: false, hint: None },
-                Field { id: "onedrive_access", label: "OneDrive access to", kind: FieldKind::Text { multiline: false, placeholder: "manager" }, required: false, hint: None },
-                Field { id: "rename_template", label: "Rename display name to", kind: FieldKind::Text { multiline: false, placeholder: "ZZ {{ displayName }}" }, required: false, hint: None },
+                Field {
+                    id: "onedrive_access",
+                    label: "OneDrive access to",
+                    kind: FieldKind::Text { multiline: false, placeholder: "manager" },
+                    required: false,
+                    hint: None,
+                },
+                Field {
+                    id: "rename_template",
+                    label: "Rename display name to",
+                    kind: FieldKind::Text { multiline: false, placeholder: "ZZ {{ displayName }}" },
+                    required: false,
+                    hint: None,
+                },
                 Field {
                     id: "delete_user",
                     label: "Delete the user",
@@ -208,18 +278,21 @@ fn err(field: &str, message: impl Into<String>) -> FieldError {
 }
 
 fn people(v: &str, field: &str, errors: &mut Vec<FieldError>) -> Vec<Delegate> {
-    v.split([',', ';', ' ']).filter(|s| !s.is_empty()).filter_map(|p| {
-        if p.eq_ignore_ascii_case("manager") {
-            return Some(Delegate::Manager);
-        }
-        match Upn::parse(p) {
-            Ok(u) => Some(Delegate::User(u)),
-            Err(e) => {
-                errors.push(err(field, e.to_string()));
-                None
+    v.split([',', ';', ' '])
+        .filter(|s| !s.is_empty())
+        .filter_map(|p| {
+            if p.eq_ignore_ascii_case("manager") {
+                return Some(Delegate::Manager);
             }
-        }
-    }).collect()
+            match Upn::parse(p) {
+                Ok(u) => Some(Delegate::User(u)),
+                Err(e) => {
+                    errors.push(err(field, e.to_string()));
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 impl Draft {
@@ -293,7 +366,9 @@ impl Draft {
                     Some(ForwardTo { target: ForwardTarget::Manager, keep_copy })
                 } else {
                     match Upn::parse(&fwd) {
-                        Ok(u) if tenant_domains.iter().any(|d| d.eq_ignore_ascii_case(u.domain())) => Some(ForwardTo { target: ForwardTarget::User(u), keep_copy }),
+                        Ok(u) if tenant_domains.iter().any(|d| d.eq_ignore_ascii_case(u.domain())) => {
+                            Some(ForwardTo { target: ForwardTarget::User(u), keep_copy })
+                        }
                         Ok(u) => Some(ForwardTo { target: ForwardTarget::External(u), keep_copy }),
                         Err(e) => {
                             errors.push(err("forward_to", e.to_string()));
@@ -394,7 +469,13 @@ impl PlanPreview {
                 .plan
                 .steps
                 .iter()
-                .map(|s| PreviewLine { title: s.kind.title(), text: s.preview.clone(), skip: s.skip.clone(), warnings: s.warnings.clone(), high_risk: s.high_risk })
+                .map(|s| PreviewLine {
+                    title: s.kind.title(),
+                    text: s.preview.clone(),
+                    skip: s.skip.clone(),
+                    warnings: s.warnings.clone(),
+                    high_risk: s.high_risk,
+                })
                 .collect(),
             plan_hash: run.plan_hash.clone(),
             approvals_needed: run.approvals_needed,
@@ -514,7 +595,10 @@ pub struct FileOut {
 /// A command typed in chat (or the CLI), after the platform's own parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Offboard { user: Option<String>, preset: Option<String> },
+    Offboard {
+        user: Option<String>,
+        preset: Option<String>,
+    },
     Help,
     List,
     Status(RunId),
@@ -598,11 +682,38 @@ mod tests {
     #[test]
     fn a_draft_becomes_a_request() {
         let mut d = Draft::default();
-        d.apply(0, &vals(&[("user", Value::Text("Alice@Contoso.com".into())), ("schedule_at", Value::Text("2030-01-02 09:00".into())), ("schedule_tz", Value::Text("Europe/Berlin".into()))]), &[]).unwrap();
-        d.apply(1, &vals(&[("lockout", Value::Chosen(vec!["disable_sign_in".into(), "revoke_sessions".into()])), ("device_action", Value::Chosen(vec!["wipe".into()]))]), &[]).unwrap();
+        d.apply(
+            0,
+            &vals(&[
+                ("user", Value::Text("Alice@Contoso.com".into())),
+                ("schedule_at", Value::Text("2030-01-02 09:00".into())),
+                ("schedule_tz", Value::Text("Europe/Berlin".into())),
+            ]),
+            &[],
+        )
+        .unwrap();
+        d.apply(
+            1,
+            &vals(&[
+                ("lockout", Value::Chosen(vec!["disable_sign_in".into(), "revoke_sessions".into()])),
+                ("device_action", Value::Chosen(vec!["wipe".into()])),
+            ]),
+            &[],
+        )
+        .unwrap();
         let domains = vec!["contoso.com".to_string()];
-        d.apply(2, &vals(&[("forward_to", Value::Text("bob@contoso.com".into())), ("mailbox_access", Value::Text("manager, carol@contoso.com".into())), ("handover_options", Value::Chosen(vec!["automap".into()]))]), &domains).unwrap();
-        d.apply(3, &vals(&[("mailbox", Value::Chosen(vec!["convert_to_shared".into()])), ("delete_user", Value::Chosen(vec!["30".into()]))]), &domains).unwrap();
+        d.apply(
+            2,
+            &vals(&[
+                ("forward_to", Value::Text("bob@contoso.com".into())),
+                ("mailbox_access", Value::Text("manager, carol@contoso.com".into())),
+                ("handover_options", Value::Chosen(vec!["automap".into()])),
+            ]),
+            &domains,
+        )
+        .unwrap();
+        d.apply(3, &vals(&[("mailbox", Value::Chosen(vec!["convert_to_shared".into()])), ("delete_user", Value::Chosen(vec!["30".into()]))]), &domains)
+            .unwrap();
         let r = d.into_request(TenantId::parse("contoso.com").unwrap());
         assert!(r.options.disable_sign_in && r.options.revoke_sessions && !r.options.reset_password);
         assert_eq!(r.options.device_action, Some(DeviceAction::Wipe));
@@ -628,7 +739,10 @@ mod tests {
     #[test]
     fn commands_parse() {
         assert_eq!(Command::parse(""), Command::Offboard { user: None, preset: None });
-        assert_eq!(Command::parse("alice@contoso.com hostile-exit"), Command::Offboard { user: Some("alice@contoso.com".into()), preset: Some("hostile-exit".into()) });
+        assert_eq!(
+            Command::parse("alice@contoso.com hostile-exit"),
+            Command::Offboard { user: Some("alice@contoso.com".into()), preset: Some("hostile-exit".into()) }
+        );
         assert_eq!(Command::parse("STATUS ob-7k2m9x4q1d"), Command::Status(RunId::parse("ob-7k2m9x4q1d").unwrap()));
         assert!(matches!(Command::parse("cancel"), Command::Unknown(m) if m.contains("needs a run id")));
         assert!(matches!(Command::parse("frobnicate"), Command::Unknown(m) if m.contains("try `help`")));

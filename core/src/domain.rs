@@ -218,11 +218,7 @@ impl PresetName {
             && s.len() <= 40
             && s.as_bytes()[0].is_ascii_alphanumeric()
             && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(refuse("preset", input, "use letters, digits and - (at most 40), e.g. standard-leaver"))
-        }
+        if ok { Ok(Self(s)) } else { Err(refuse("preset", input, "use letters, digits and - (at most 40), e.g. standard-leaver")) }
     }
 }
 

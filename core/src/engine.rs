@@ -270,7 +270,9 @@ impl Worker {
                     self.probe.at(Point::StaleWriteRefused, &cx);
                     tracing::warn!(run.id = %cx.run_id, step.key = %cx.step.key, attempt = ours, current, "Stale write refused: another attempt owns this step");
                 }
-                e => tracing::error!(run.id = %cx.run_id, step.key = %cx.step.key, error = %e, "Step bookkeeping failed; the lease will expire and the step be retried"),
+                e => {
+                    tracing::error!(run.id = %cx.run_id, step.key = %cx.step.key, error = %e, "Step bookkeeping failed; the lease will expire and the step be retried")
+                }
             }
         }
     }
@@ -299,7 +301,11 @@ impl Worker {
         if claim.attempt > policy.max_attempts {
             // Only reachable by crashing repeatedly inside this step.
             let reason = format!("the worker stopped {} times while running this step", claim.attempt - 1);
-            let outcome = if step.class == StepClass::AtMostOnce { StepOutcome::NeedsAttention { reason } } else { StepOutcome::Failed { error: reason, request_id: None } };
+            let outcome = if step.class == StepClass::AtMostOnce {
+                StepOutcome::NeedsAttention { reason }
+            } else {
+                StepOutcome::Failed { error: reason, request_id: None }
+            };
             return self.finish(claim, cx, outcome).await;
         }
         if step.class == StepClass::AtMostOnce {

@@ -93,11 +93,19 @@ impl StepKind {
     pub fn class(self) -> StepClass {
         use StepKind::*;
         match self {
-            DisableSignIn | RevokeSessions | DisableForwarding | SetOutOfOffice | ForwardMail | HideFromGal
-            | RenameDisplayName | ConvertToShared | VerifyShared | ClearImmutableId => StepClass::Idempotent,
-            RemoveMfaMethods | RemoveAdminRoles | RemoveGroups | RemoveInboxRules | RemoveMobileDevices
-            | RemoveMailboxPermissions | RemoveCalendarPermissions | GrantMailboxAccess | GrantOneDriveAccess
-            | RemoveLicences | DeleteUser => StepClass::Reconcilable,
+            DisableSignIn | RevokeSessions | DisableForwarding | SetOutOfOffice | ForwardMail | HideFromGal | RenameDisplayName | ConvertToShared
+            | VerifyShared | ClearImmutableId => StepClass::Idempotent,
+            RemoveMfaMethods
+            | RemoveAdminRoles
+            | RemoveGroups
+            | RemoveInboxRules
+            | RemoveMobileDevices
+            | RemoveMailboxPermissions
+            | RemoveCalendarPermissions
+            | GrantMailboxAccess
+            | GrantOneDriveAccess
+            | RemoveLicences
+            | DeleteUser => StepClass::Reconcilable,
             ResetPassword | CancelMeetings | DeviceAction => StepClass::AtMostOnce,
         }
     }
@@ -286,12 +294,8 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         b.add(RevokeSessions, &[DisableSignIn], json!({ "user": user.id }), "Revoke every refresh token and session".into());
     }
     if o.reset_password {
-        let s = b.add(
-            ResetPassword,
-            &[RevokeSessions, DisableSignIn],
-            json!({ "user": user.id }),
-            "Set a random strong password (never shown anywhere)".into(),
-        );
+        let s =
+            b.add(ResetPassword, &[RevokeSessions, DisableSignIn], json!({ "user": user.id }), "Set a random strong password (never shown anywhere)".into());
         if user.on_prem_synced {
             s.warnings.push("synced user: the password is reset through writeback".into());
         }
@@ -466,11 +470,8 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
             ForwardTarget::User(u) => (Some(u.to_string()), false),
             ForwardTarget::External(a) => (Some(a.to_string()), true),
         };
-        let preview = format!(
-            "Forward mail to {}{}",
-            to.as_deref().unwrap_or("the manager (none recorded)"),
-            if f.keep_copy { ", keeping a copy" } else { "" }
-        );
+        let preview =
+            format!("Forward mail to {}{}", to.as_deref().unwrap_or("the manager (none recorded)"), if f.keep_copy { ", keeping a copy" } else { "" });
         let skip_reason = if to.is_none() { Some("no manager recorded to forward to") } else { None };
         mailbox_step(&mut b, ForwardMail, json!({ "to": to, "external": external, "keep_copy": f.keep_copy }), preview, skip_reason);
         if external {
@@ -508,13 +509,7 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     // 4. Convert, then verify: the guard for the licences.
     if o.convert_to_shared {
         let already = mailbox.is_some_and(|m| m.kind == MailboxType::Shared);
-        mailbox_step(
-            &mut b,
-            ConvertToShared,
-            json!({}),
-            "Convert the mailbox to a shared mailbox".into(),
-            already.then_some("already a shared mailbox"),
-        );
+        mailbox_step(&mut b, ConvertToShared, json!({}), "Convert the mailbox to a shared mailbox".into(), already.then_some("already a shared mailbox"));
         // Meetings are cancelled from the user mailbox while it can still send.
         let after: Vec<StepKind> = access.clone();
         let s = b.steps.last_mut().expect("just added");
@@ -533,7 +528,9 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         let inherited: Vec<Value> = user
             .licences
             .iter()
-            .filter_map(|l| l.inherited_from.as_ref().map(|g| json!({ "sku_id": l.sku_id, "sku": l.sku_part_number, "group_id": g.group_id, "group": g.group_name })))
+            .filter_map(|l| {
+                l.inherited_from.as_ref().map(|g| json!({ "sku_id": l.sku_id, "sku": l.sku_part_number, "group_id": g.group_id, "group": g.group_name }))
+            })
             .collect();
         let mut parts = Vec::new();
         if !direct.is_empty() {

@@ -198,14 +198,7 @@ fn check_decider(access: &Access, policy: &TenantPolicy, actor: &Actor, run: &Pe
 }
 
 /// Decide an approval click. `seen` is the plan hash the button carried.
-pub fn approve(
-    access: &Access,
-    policy: &TenantPolicy,
-    actor: &Actor,
-    run: &PendingRun<'_>,
-    seen: &PlanHash,
-    now: DateTime<Utc>,
-) -> Result<Verdict, Refusal> {
+pub fn approve(access: &Access, policy: &TenantPolicy, actor: &Actor, run: &PendingRun<'_>, seen: &PlanHash, now: DateTime<Utc>) -> Result<Verdict, Refusal> {
     check_decider(access, policy, actor, run, now)?;
     if seen != run.plan_hash {
         return Err(Refusal::PlanChanged { seen: seen.short().into(), current: run.plan_hash.short().into() });

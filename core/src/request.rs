@@ -269,7 +269,8 @@ impl Request {
         if o.forward_to.is_some() && o.disable_forwarding {
             errors.push(RequestError::Field {
                 field: "forward_to",
-                message: "`forward mail to` and `disable existing forwarding` contradict each other: the new forward replaces the old one, so untick one".into(),
+                message: "`forward mail to` and `disable existing forwarding` contradict each other: the new forward replaces the old one, so untick one"
+                    .into(),
             });
         }
         if let Some(DeleteUser { defer_days: 0 }) = o.delete_user {
@@ -277,10 +278,7 @@ impl Request {
             if !moot.is_empty() {
                 errors.push(RequestError::Field {
                     field: "delete_user",
-                    message: format!(
-                        "deleting the user at once makes these options moot: {}; untick them or defer the deletion",
-                        moot.join(", ")
-                    ),
+                    message: format!("deleting the user at once makes these options moot: {}; untick them or defer the deletion", moot.join(", ")),
                 });
             }
         }
@@ -436,11 +434,7 @@ mod tests {
 
     #[test]
     fn forwarding_conflict_names_the_field() {
-        let o = Options {
-            disable_forwarding: true,
-            forward_to: Some(ForwardTo { target: ForwardTarget::Manager, keep_copy: true }),
-            ..Options::default()
-        };
+        let o = Options { disable_forwarding: true, forward_to: Some(ForwardTo { target: ForwardTarget::Manager, keep_copy: true }), ..Options::default() };
         let errs = req(o).validate(now()).unwrap_err();
         assert_eq!(errs[0].field(), Some("forward_to"));
     }

@@ -141,10 +141,7 @@ impl EffectServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = Self { inner, release, addr };
-        let app = Router::new()
-            .route("/effect/{run}/{step}/{attempt}", post(apply))
-            .route("/effect/{run}/{step}", get(read_back))
-            .with_state(server.clone());
+        let app = Router::new().route("/effect/{run}/{step}/{attempt}", post(apply)).route("/effect/{run}/{step}", get(read_back)).with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         server
     }
@@ -251,7 +248,12 @@ impl HttpExecutor {
 impl StepExecutor for HttpExecutor {
     async fn execute(&self, cx: &StepContext) -> Result<StepOutcome, StepError> {
         let url = format!("{}/effect/{}/{}/{}", self.base, cx.run_id, cx.step.key, cx.attempt);
-        let resp = self.client.post(url).send().await.map_err(|e| if e.is_connect() { StepError::NotSent(e.to_string()) } else { StepError::Retryable(e.to_string()) })?;
+        let resp = self
+            .client
+            .post(url)
+            .send()
+            .await
+            .map_err(|e| if e.is_connect() { StepError::NotSent(e.to_string()) } else { StepError::Retryable(e.to_string()) })?;
         if !resp.status().is_success() {
             return Err(StepError::Retryable(format!("status {}", resp.status())));
         }
@@ -263,7 +265,9 @@ impl StepExecutor for HttpExecutor {
         let url = format!("{}/effect/{}/{}", self.base, cx.run_id, cx.step.key);
         match self.client.get(url).send().await {
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
-                Ok(b) if b["count"].as_u64().unwrap_or(0) > 0 => Reconciled::Applied(StepOutcome::Succeeded { verified: "found applied on read-back".into(), request_ids: vec![] }),
+                Ok(b) if b["count"].as_u64().unwrap_or(0) > 0 => {
+                    Reconciled::Applied(StepOutcome::Succeeded { verified: "found applied on read-back".into(), request_ids: vec![] })
+                }
                 Ok(_) => Reconciled::NotApplied,
                 Err(e) => Reconciled::Unknown(format!("read-back unreadable: {e}")),
             },

@@ -242,7 +242,15 @@ async fn two_workers_on_one_postgres_run_each_step_once() {
     let store = db.store().await;
     let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
     let svc = service(store.clone(), Arc::new(SystemClock), 200, policy);
-    let options = Options { disable_sign_in: true, revoke_sessions: true, reset_password: true, remove_groups: true, hide_from_gal: true, remove_licences: true, ..Options::default() };
+    let options = Options {
+        disable_sign_in: true,
+        revoke_sessions: true,
+        reset_password: true,
+        remove_groups: true,
+        hide_from_gal: true,
+        remove_licences: true,
+        ..Options::default()
+    };
     let mut runs = Vec::new();
     for n in 1..=200 {
         let user = if n == 1 { "alice@contoso.com".to_string() } else { format!("user{n}@contoso.com") };

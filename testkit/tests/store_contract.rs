@@ -255,7 +255,10 @@ async fn scheduled_runs_start_once_and_deferred_steps_wait() {
         let c = clock();
         let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
         let mut req = request("alice@contoso.com", Options { disable_sign_in: true, delete_user: Some(DeleteUser { defer_days: 7 }), ..Options::default() });
-        req.schedule = offboard_core::request::Schedule::At { local: chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap().and_hms_opt(18, 0, 0).unwrap(), tz: "Europe/London".into() };
+        req.schedule = offboard_core::request::Schedule::At {
+            local: chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap().and_hms_opt(18, 0, 0).unwrap(),
+            tz: "Europe/London".into(),
+        };
         let run = svc.request(&requester(), req).await.unwrap();
         assert_eq!(run.approvals_needed, 2, "delete user is high risk");
         svc.approve(&admin1(), &run.id, &run.plan_hash).await.unwrap();

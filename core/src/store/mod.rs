@@ -39,6 +39,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The configured URL names no supported database: fix the configuration.
+    #[error("unsupported database URL `{0}`: use sqlite://FILE, sqlite::memory: or postgres://…")]
+    UnsupportedUrl(String),
     /// A stored row does not decode: a bug or manual tampering.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -175,10 +178,8 @@ impl Store {
             let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
             Store::Sqlite(pool)
         } else {
-            return Err(StoreError::Corrupt(format!(
-                "unsupported database URL (use sqlite://FILE, sqlite::memory: or postgres://…): {}",
-                url.split('@').next_back().unwrap_or("")
-            )));
+            // Only the part after any credentials is echoed.
+            return Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string()));
         };
         store.migrate().await?;
         Ok(store)

@@ -58,6 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let worker = Worker::new(store, Arc::new(HttpExecutor::new(effects)), Arc::new(SystemClock), config)
         .with_probe(Arc::new(CrashProbe { point, hits: AtomicU64::new(0) }));
     println!("ready");
-    worker.run_until_stopped(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    worker
+        .run_until_stopped(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
