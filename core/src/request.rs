@@ -335,48 +335,40 @@ pub struct Presets {
 
 impl Presets {
     pub fn builtin(name: &PresetName) -> Option<Options> {
+        // What every leaver gets: locked out, stripped of access, mailbox handed to the manager.
+        let base = Options {
+            disable_sign_in: true,
+            revoke_sessions: true,
+            reset_password: true,
+            remove_mfa: true,
+            remove_admin_roles: true,
+            remove_groups: true,
+            remove_inbox_rules: true,
+            remove_mobile_devices: true,
+            disable_forwarding: true,
+            onedrive_access: vec![Delegate::Manager],
+            convert_to_shared: true,
+            hide_from_gal: true,
+            remove_licences: true,
+            ..Options::default()
+        };
         match name.as_str() {
             "standard-leaver" => Some(Options {
-                disable_sign_in: true,
-                revoke_sessions: true,
-                reset_password: true,
-                remove_mfa: true,
-                remove_admin_roles: true,
-                remove_groups: true,
-                remove_inbox_rules: true,
-                remove_mobile_devices: true,
-                disable_forwarding: true,
                 out_of_office: Some(OutOfOffice {
                     internal: "{{ user.display_name }} has left {{ company }}. Please contact {{ manager.name }}.".into(),
                     external: "{{ user.display_name }} is no longer with {{ company }}. Please contact {{ manager.name }}.".into(),
                 }),
                 mailbox_access: Some(MailboxAccess { delegates: vec![Delegate::Manager], automap: true }),
-                onedrive_access: vec![Delegate::Manager],
-                convert_to_shared: true,
-                hide_from_gal: true,
-                remove_licences: true,
                 device_action: Some(DeviceAction::Retire),
-                ..Options::default()
+                ..base
             }),
+            // No out of office, no automapping, devices wiped, every delegation removed.
             "hostile-exit" => Some(Options {
-                disable_sign_in: true,
-                revoke_sessions: true,
-                reset_password: true,
-                remove_mfa: true,
-                remove_admin_roles: true,
-                remove_groups: true,
-                remove_inbox_rules: true,
-                remove_mobile_devices: true,
                 remove_mailbox_permissions: true,
                 remove_calendar_permissions: true,
-                disable_forwarding: true,
                 device_action: Some(DeviceAction::Wipe),
                 mailbox_access: Some(MailboxAccess { delegates: vec![Delegate::Manager], automap: false }),
-                onedrive_access: vec![Delegate::Manager],
-                convert_to_shared: true,
-                hide_from_gal: true,
-                remove_licences: true,
-                ..Options::default()
+                ..base
             }),
             _ => None,
         }
