@@ -474,10 +474,8 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
             format!("Forward mail to {}{}", to.as_deref().unwrap_or("the manager (none recorded)"), if f.keep_copy { ", keeping a copy" } else { "" });
         let skip_reason = if to.is_none() { Some("no manager recorded to forward to") } else { None };
         mailbox_step(&mut b, ForwardMail, json!({ "to": to, "external": external, "keep_copy": f.keep_copy }), preview, skip_reason);
-        if external {
-            if let Some(s) = b.steps.last_mut() {
-                s.warnings.push("forwarding outside the organisation".into());
-            }
+        if external && let Some(s) = b.steps.last_mut() {
+            s.warnings.push("forwarding outside the organisation".into());
         }
     }
     if let Some(access) = &o.mailbox_access {
@@ -544,12 +542,12 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         let s = b.add(RemoveLicences, &after, json!({ "direct": direct, "inherited": inherited }), preview);
         if direct.is_empty() && inherited.is_empty() {
             s.skip = Some("no licences".into());
-        } else if let Some(m) = mailbox {
-            if m.size_bytes >= SHARED_MAILBOX_LICENCE_FREE_LIMIT || m.has_archive {
-                let why = if m.has_archive { "the mailbox has an archive" } else { "the mailbox is 50 GB or larger" };
-                s.skip = Some(format!("{why}: a shared mailbox then still needs a licence, so licences stay"));
-                s.warnings.push(format!("{why}; licences are kept"));
-            }
+        } else if let Some(m) = mailbox
+            && (m.size_bytes >= SHARED_MAILBOX_LICENCE_FREE_LIMIT || m.has_archive)
+        {
+            let why = if m.has_archive { "the mailbox has an archive" } else { "the mailbox is 50 GB or larger" };
+            s.skip = Some(format!("{why}: a shared mailbox then still needs a licence, so licences stay"));
+            s.warnings.push(format!("{why}; licences are kept"));
         }
     }
 

@@ -156,10 +156,10 @@ fn require(access: &Access, actor: &Actor, tenant: &TenantId, need: Role, action
 /// May this actor request an offboarding of this user?
 pub fn check_request(access: &Access, policy: &TenantPolicy, actor: &Actor, tenant: &TenantId, target: &UserSnapshot) -> Result<Role, Refusal> {
     let role = require(access, actor, tenant, Role::Manager, "request an offboarding")?;
-    if let TargetScope::MembersOf(group) = &policy.scope {
-        if !target.is_member_of(group) {
-            return Err(Refusal::OutOfScope(target.upn.to_string()));
-        }
+    if let TargetScope::MembersOf(group) = &policy.scope
+        && !target.is_member_of(group)
+    {
+        return Err(Refusal::OutOfScope(target.upn.to_string()));
     }
     if policy.admins == AdminTargets::Exclude && target.is_admin() {
         return Err(Refusal::AdminExcluded(target.upn.to_string()));

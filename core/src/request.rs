@@ -293,15 +293,16 @@ impl Request {
                 errors.push(RequestError::Field { field: "rename_template", message: "a display name is at most 256 characters".into() });
             }
         }
-        if let Some(oof) = &o.out_of_office {
-            if oof.internal.trim().is_empty() && oof.external.trim().is_empty() {
-                errors.push(RequestError::Field { field: "out_of_office", message: "write an internal or an external message".into() });
-            }
+        if let Some(oof) = &o.out_of_office
+            && oof.internal.trim().is_empty()
+            && oof.external.trim().is_empty()
+        {
+            errors.push(RequestError::Field { field: "out_of_office", message: "write an internal or an external message".into() });
         }
-        if let Some(access) = &o.mailbox_access {
-            if access.delegates.is_empty() {
-                errors.push(RequestError::Field { field: "mailbox_access", message: "name at least one person to receive access".into() });
-            }
+        if let Some(access) = &o.mailbox_access
+            && access.delegates.is_empty()
+        {
+            errors.push(RequestError::Field { field: "mailbox_access", message: "name at least one person to receive access".into() });
         }
         let start_at = match self.schedule.resolve() {
             Ok(Some(at)) if at <= now => {

@@ -98,10 +98,10 @@ impl Offboarding {
                 .find(|t| t.id == id || t.domains.iter().any(|d| d.eq_ignore_ascii_case(id.as_str())))
                 .ok_or_else(|| ServiceError::UnknownTenant(named.into(), known()));
         }
-        if let Some((_, domain)) = user.rsplit_once('@') {
-            if let Some(t) = self.tenants.iter().find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))) {
-                return Ok(t);
-            }
+        if let Some((_, domain)) = user.rsplit_once('@')
+            && let Some(t) = self.tenants.iter().find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+        {
+            return Ok(t);
         }
         match self.tenants.as_slice() {
             [only] => Ok(only),
@@ -139,10 +139,10 @@ impl Offboarding {
         }) {
             return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
-        if let Some(name) = &req.preset {
-            if req.options == Default::default() {
-                req.options = self.presets.get(&tenant.id, name).ok_or_else(|| ServiceError::UnknownPreset(name.to_string()))?;
-            }
+        if let Some(name) = &req.preset
+            && req.options == Default::default()
+        {
+            req.options = self.presets.get(&tenant.id, name).ok_or_else(|| ServiceError::UnknownPreset(name.to_string()))?;
         }
         let user = UserRef::parse(&req.user)?;
         let valid = req.validate(now).map_err(ServiceError::Invalid)?;
@@ -150,10 +150,10 @@ impl Offboarding {
         if let Err(r) = policy::check_request(&self.access, &tenant.policy, actor, &tenant.id, &snapshot) {
             return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
-        if valid.request.emergency {
-            if let Err(r) = policy::check_emergency(&self.access, actor, &tenant.id) {
-                return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
-            }
+        if valid.request.emergency
+            && let Err(r) = policy::check_emergency(&self.access, actor, &tenant.id)
+        {
+            return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
         let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk };
         let plan = plan::build(&valid, &snapshot, rules);

@@ -220,10 +220,10 @@ async fn apply(State(s): State<EffectServer>, Path((run, step, attempt)): Path<(
         i.ledger.push((run, step.clone(), attempt));
         count
     };
-    if let Some(action) = s.check(Phase::AfterApply, &step) {
-        if action == Action::Freeze {
-            s.release.notified().await;
-        }
+    if let Some(action) = s.check(Phase::AfterApply, &step)
+        && action == Action::Freeze
+    {
+        s.release.notified().await;
     }
     (StatusCode::OK, Json(json!({ "count": count })))
 }

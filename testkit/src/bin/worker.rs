@@ -23,12 +23,13 @@ impl Probe for CrashProbe {
         if point == Point::StaleWriteRefused {
             println!("stale_write_refused {} {} attempt={}", cx.run_id, cx.step.key, cx.attempt);
         }
-        if let Some((name, n)) = &self.point {
-            if name == point.name() && self.hits.fetch_add(1, Ordering::SeqCst) + 1 == *n {
-                println!("crashing at {name}:{n} ({} {})", cx.run_id, cx.step.key);
-                let _ = std::process::Command::new("kill").args(["-KILL", &std::process::id().to_string()]).status();
-                std::thread::sleep(Duration::from_secs(60));
-            }
+        if let Some((name, n)) = &self.point
+            && name == point.name()
+            && self.hits.fetch_add(1, Ordering::SeqCst) + 1 == *n
+        {
+            println!("crashing at {name}:{n} ({} {})", cx.run_id, cx.step.key);
+            let _ = std::process::Command::new("kill").args(["-KILL", &std::process::id().to_string()]).status();
+            std::thread::sleep(Duration::from_secs(60));
         }
     }
 }
