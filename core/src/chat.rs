@@ -299,7 +299,6 @@ impl Draft {
     /// Applies one submitted page. Errors name their field, for the platform to show
     /// next to it.
     pub fn apply(&mut self, page: usize, v: &Values, tenant_domains: &[String]) -> Result<(), Vec<FieldError>> {
-        let _ = tenant_domains;
         let mut errors = Vec::new();
         let o = &mut self.options;
         match page {

@@ -154,8 +154,14 @@ fn require(access: &Access, actor: &Actor, tenant: &TenantId, need: Role, action
 }
 
 /// May this actor request an offboarding of this user?
+/// May this actor request offboardings in this tenant at all? Checked before discovery,
+/// so that strangers learn nothing about the directory.
+pub fn check_may_request(access: &Access, actor: &Actor, tenant: &TenantId) -> Result<Role, Refusal> {
+    require(access, actor, tenant, Role::Manager, "request an offboarding")
+}
+
 pub fn check_request(access: &Access, policy: &TenantPolicy, actor: &Actor, tenant: &TenantId, target: &UserSnapshot) -> Result<Role, Refusal> {
-    let role = require(access, actor, tenant, Role::Manager, "request an offboarding")?;
+    let role = check_may_request(access, actor, tenant)?;
     if let TargetScope::MembersOf(group) = &policy.scope
         && !target.is_member_of(group)
     {

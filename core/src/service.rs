@@ -129,14 +129,7 @@ impl Offboarding {
     pub async fn request(&self, actor: &Actor, mut req: Request) -> Result<RunRecord, ServiceError> {
         let now = self.clock.now();
         let tenant = self.tenant(&req.tenant)?.clone();
-        // Strangers learn nothing about the directory: check the role before discovery.
-        if let Err(r) = policy::check_view(&self.access, actor, &tenant.id).and_then(|role| {
-            if role < crate::domain::Role::Manager {
-                Err(Refusal::RoleTooLow { have: role, need: crate::domain::Role::Manager, action: "request an offboarding" })
-            } else {
-                Ok(role)
-            }
-        }) {
+        if let Err(r) = policy::check_may_request(&self.access, actor, &tenant.id) {
             return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
         if let Some(name) = &req.preset

@@ -296,7 +296,8 @@ impl Store {
         dispatch!(self.due_expiries(now))
     }
 
-    /// Marks one escalation as sent; `false` if another replica already did.
+    /// Marks due escalations as sent and returns them; a run another replica already
+    /// escalated is not returned again.
     pub async fn escalate_due(&self, now: DateTime<Utc>) -> Result<Vec<RunId>> {
         dispatch!(self.escalate_due(now))
     }
