@@ -33,6 +33,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Serve a simulated Microsoft 365 tenant (login, Graph, Exchange) and print its URLs.
+    Sim(offboard_m365_sim::cli::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +69,11 @@ fn redact(url: &str) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Sim(args) = &cli.command {
+        let _sim = offboard_m365_sim::cli::start(args, &mut std::io::stdout()).await?;
+        tokio::signal::ctrl_c().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = Store::connect(&cli.database_url).await.with_context(|| format!("opening the database {}", redact(&cli.database_url)))?;
     match cli.command {
         Command::Migrate => println!("migrations applied ({})", store.backend()),
@@ -106,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(c) => println!("{}:{}", c.seq, c.hash),
             None => println!("the audit log is empty"),
         },
+        Command::Sim(_) => unreachable!("handled before the database is opened"),
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
