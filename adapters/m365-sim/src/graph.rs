@@ -12,8 +12,8 @@ use crate::routes::Op;
 use crate::throttle::Cost;
 use crate::token::Claims;
 use crate::world::{
-    BIN_DAYS, Deleted, DeltaCursor, GroupKind, Ledger, MailboxKind, MailboxUnavailable, PASSWORD_METHOD_ID, ROLES, RoleAssignment, Tenant, User, World,
-    role_id, role_name,
+    Deleted, DeltaCursor, GroupKind, Ledger, MailboxKind, MailboxUnavailable, PASSWORD_METHOD_ID, ROLES, RoleAssignment, Tenant, User, World, role_id,
+    role_name,
 };
 
 pub const USER_TYPE: &str = "Microsoft.DirectoryServices.User";
@@ -174,9 +174,6 @@ pub struct Ctx<'a> {
     pub base: &'a str,
     pub now: Duration,
     pub wall: DateTime<Utc>,
-    /// Simulated seconds per Microsoft second.
-    pub dilation: f64,
-    pub conversion_delay: Duration,
     pub delta_expiry: Duration,
     pub consistency_eventual: bool,
 }
@@ -275,6 +272,16 @@ fn mailbox_user(t: &Tenant, ids: &[String]) -> Result<String, Reply> {
         Ok(()) => Ok(id),
         Err(MailboxUnavailable::NoMailbox | MailboxUnavailable::NotEnabled) => Err(mailbox_not_enabled()),
     }
+}
+
+/// The value of an `Ok`, or the `Err` reply returned from the handler.
+macro_rules! or_reply {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(reply) => return reply,
+        }
+    };
 }
 
 type UserPredicate = Box<dyn Fn(&User) -> bool>;
@@ -448,10 +455,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
     let tid = t.id.clone();
     match op {
         Op::ListUsers => {
-            let users = match filter_users(t, q, ctx.consistency_eventual) {
-                Ok(u) => u,
-                Err(r) => return r,
-            };
+            let users = or_reply!(filter_users(t, q, ctx.consistency_eventual));
             let mut items = Vec::new();
             for u in users {
                 match project(&user_json(t, u), q.get("$select"), USER_DEFAULT, USER_TYPE) {
@@ -463,19 +467,13 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
         }
         Op::UsersDelta => delta(w, ti, ctx, q),
         Op::GetUser => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let mut full = user_json(t, &t.users[&id]);
             let expand = q.get("$expand").unwrap_or_default();
             if expand.to_ascii_lowercase().starts_with("manager") {
                 full["manager"] = t.users[&id].manager.as_deref().and_then(|m| manager_json(t, m)).unwrap_or(Value::Null);
             }
-            let mut out = match project(&full, q.get("$select"), USER_DEFAULT, USER_TYPE) {
-                Ok(v) => v,
-                Err(e) => return e,
-            };
+            let mut out = or_reply!(project(&full, q.get("$select"), USER_DEFAULT, USER_TYPE));
             if let Some(m) = full.get("manager") {
                 out["manager"] = m.clone();
             }
@@ -483,10 +481,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::ok(out)
         }
         Op::GetManager => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             match t.users[&id].manager.as_deref().and_then(|m| manager_json(t, m)) {
                 Some(m) => Reply::ok(m),
                 None => not_found("manager"),
@@ -494,10 +489,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
         }
         Op::PatchUser => patch_user(t, ledger, ctx, ids, body),
         Op::DeleteUser => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             delete_user(t, ledger, ctx, &id, "DELETE /users/{id}")
         }
         Op::RemoveMemberWithoutRef => {
@@ -513,10 +505,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             delete_user(t, ledger, ctx, &uid, "DELETE /groups/{id}/members/{id} without /$ref")
         }
         Op::MemberOf { cast, .. } => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let mut items = Vec::new();
             for g in t.groups.values().filter(|g| g.members.contains(&id)) {
                 match project(&group_json(g), q.get("$select"), &[], "Microsoft.DirectoryServices.Group") {
@@ -532,10 +521,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             page_or(w, ctx, path, q, items, PageSpec { default_top: 100, max_top: 999, context: "directoryObjects" })
         }
         Op::RevokeSessions => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             t.users.get_mut(&id).expect("user").sessions_valid_from = ctx.stamp();
             ledger.record(ctx.now, &tid, "user.sessions_revoked", &id, json!({}));
             t.changed(&id, false);
@@ -543,10 +529,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
         }
         Op::AssignLicense => assign_licence(t, ledger, ctx, ids, body),
         Op::LicenseDetails => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let items: Vec<Value> = t
                 .assigned_skus(&id)
                 .iter()
@@ -594,10 +577,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             let set = if op == Op::GroupMembers { &g.members } else { &g.owners };
             let mut items = Vec::new();
             for u in set.iter().filter_map(|id| t.users.get(id)) {
-                let mut v = match project(&user_json(t, u), q.get("$select"), USER_DEFAULT, USER_TYPE) {
-                    Ok(v) => v,
-                    Err(e) => return e,
-                };
+                let mut v = or_reply!(project(&user_json(t, u), q.get("$select"), USER_DEFAULT, USER_TYPE));
                 v["@odata.type"] = json!("#microsoft.graph.user");
                 items.push(v);
             }
@@ -652,10 +632,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::ok(json!({"@odata.context": format!("{}/v1.0/$metadata#roleManagement/directory/roleDefinitions", ctx.base), "value": items}))
         }
         Op::RoleAssignments | Op::RoleEligibilities => {
-            let principal = match principal_filter(q) {
-                Ok(p) => p,
-                Err(e) => return e,
-            };
+            let principal = or_reply!(principal_filter(q));
             let eligible = op == Op::RoleEligibilities;
             let expand = q.get("$expand").is_some_and(|e| e.eq_ignore_ascii_case("roleDefinition"));
             let items: Vec<Value> = t
@@ -675,19 +652,13 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
         }
         Op::RoleEligibilityRequest => eligibility_request(t, ledger, ctx, body),
         Op::AuthMethods | Op::PasswordMethods => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let items: Vec<Value> =
                 t.users[&id].auth_methods.iter().filter(|m| op == Op::AuthMethods || m.collection == "passwordMethods").map(method_json).collect();
             Reply::ok(json!({"@odata.context": format!("{}/v1.0/$metadata#users('{id}')/authentication/methods", ctx.base), "value": items}))
         }
         Op::AuthMethod | Op::PasswordMethod => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             t.users[&id]
                 .auth_methods
                 .iter()
@@ -696,10 +667,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
                 .unwrap_or_else(|| not_found(&ids[1]))
         }
         Op::DeleteAuthMethod(collection) => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let u = t.users.get_mut(&id).expect("user");
             let Some(pos) = u.auth_methods.iter().position(|m| m.id.eq_ignore_ascii_case(&ids[1]) && m.collection == collection) else {
                 return not_found(&ids[1]);
@@ -713,10 +681,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
                 // "Application permission: Not supported" (authenticationmethod-resetpassword).
                 return denied();
             }
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             if !ids[1].eq_ignore_ascii_case(PASSWORD_METHOD_ID) {
                 return not_found(&ids[1]);
             }
@@ -737,10 +702,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             reply
         }
         Op::RegisteredDevices | Op::OwnedDevices => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let items: Vec<Value> = t.devices.values().filter(|d| d.owner == id).map(device_json).collect();
             page_or(w, ctx, path, q, items, PageSpec { default_top: 100, max_top: 999, context: "directoryObjects" })
         }
@@ -762,10 +724,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::no_content()
         }
         Op::UserManagedDevices => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let upn = t.upn_of(&id);
             let items: Vec<Value> = t.managed.values().filter(|m| m.user == id).map(|m| managed_json(m, &upn)).collect();
             page_or(w, ctx, path, q, items, PageSpec { default_top: 1000, max_top: 1000, context: "users('id')/managedDevices" })
@@ -799,24 +758,15 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::no_content()
         }
         Op::GetMailboxSettings => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             Reply::ok(mailbox_settings_json(t, &id, ctx))
         }
         Op::PatchMailboxSettings => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             patch_mailbox_settings(t, ledger, ctx, &id, body)
         }
         Op::MessageRules => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             if !ids[1].eq_ignore_ascii_case("inbox") {
                 return Reply::error(404, "ErrorItemNotFound", "The specified object was not found in the store.");
             }
@@ -824,10 +774,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::ok(json!({"@odata.context": format!("{}/v1.0/$metadata#users('{id}')/mailFolders('inbox')/messageRules", ctx.base), "value": items}))
         }
         Op::DeleteMessageRule => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             let mb = t.mailboxes.get_mut(&id).expect("mailbox");
             let Some(pos) = mb.rules.iter().position(|r| r.id == ids[2]) else {
                 return Reply::error(404, "ErrorItemNotFound", "The specified object was not found in the store.");
@@ -837,10 +784,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::no_content()
         }
         Op::CalendarView => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             let (Some(start), Some(end)) = (q.get("startDateTime").and_then(parse_time), q.get("endDateTime").and_then(parse_time)) else {
                 return Reply::error(
                     400,
@@ -861,10 +805,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             page_or(w, ctx, path, q, items, PageSpec { default_top: 10, max_top: 1000, context: "events" })
         }
         Op::CancelEvent => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             if let Some(obj) = body.and_then(Value::as_object) {
                 for k in obj.keys() {
                     if !k.eq_ignore_ascii_case("Comment") {
@@ -897,10 +838,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::accepted()
         }
         Op::CalendarPermissions => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             let items: Vec<Value> = t.mailboxes[&id]
                 .calendar_permissions
                 .iter()
@@ -913,10 +851,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::ok(json!({"@odata.context": format!("{}/v1.0/$metadata#users('{id}')/calendar/calendarPermissions", ctx.base), "value": items}))
         }
         Op::DeleteCalendarPermission => {
-            let id = match mailbox_user(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let id = or_reply!(mailbox_user(t, ids));
             let mb = t.mailboxes.get_mut(&id).expect("mailbox");
             let Some(pos) = mb.calendar_permissions.iter().position(|p| p.id == ids[1]) else {
                 return Reply::error(404, "ErrorItemNotFound", "The specified object was not found in the store.");
@@ -929,10 +864,7 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             Reply::no_content()
         }
         Op::GetDrive => {
-            let (id, _) = match user_key(t, ids) {
-                Ok(x) => x,
-                Err(e) => return e,
-            };
+            let (id, _) = or_reply!(user_key(t, ids));
             let Some(d) = t.drives.get(&id) else { return Reply::error(404, "ResourceNotFound", "User's mysite not found.") };
             let u = &t.users[&id];
             Reply::ok(json!({"id": d.id, "driveType": "business", "name": "OneDrive", "webUrl": d.web_url,
@@ -1020,10 +952,7 @@ fn delete_user(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, id: &str, via: &s
 }
 
 fn patch_user(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, ids: &[String], body: Option<&Value>) -> Reply {
-    let (id, _) = match user_key(t, ids) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
+    let (id, _) = or_reply!(user_key(t, ids));
     let Some(obj) = body.and_then(Value::as_object) else { return bad_request("Invalid request body: a JSON object is required.") };
     const READ_ONLY: &[&str] = &[
         "id",
@@ -1129,10 +1058,7 @@ fn patch_user(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, ids: &[String], bo
 }
 
 fn assign_licence(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, ids: &[String], body: Option<&Value>) -> Reply {
-    let (id, _) = match user_key(t, ids) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
+    let (id, _) = or_reply!(user_key(t, ids));
     let Some(obj) = body.and_then(Value::as_object) else { return bad_request("Invalid request body.") };
     for k in obj.keys() {
         if k != "addLicenses" && k != "removeLicenses" {
@@ -1476,8 +1402,4 @@ fn delta(w: &mut World, ti: usize, ctx: &Ctx, q: &Query) -> Reply {
         body["@odata.deltaLink"] = json!(format!("{}/v1.0/users/delta?$deltatoken={next}", ctx.base));
     }
     Reply::ok(body)
-}
-
-pub fn bin_days() -> u64 {
-    BIN_DAYS
 }

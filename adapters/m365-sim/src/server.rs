@@ -479,8 +479,6 @@ fn process(s: &Shared, claims: &Claims, call: &GraphCall, op: Op, ids: &[String]
         base: &urls.graph,
         now,
         wall: s.clock.wall_at(now),
-        dilation: s.cfg.dilation,
-        conversion_delay: s.cfg.scaled(s.cfg.conversion_delay),
         delta_expiry: s.cfg.scaled(Duration::from_secs(7 * 86_400)),
         consistency_eventual: call.eventual,
     };

@@ -299,7 +299,6 @@ pub struct Tenant {
     pub deleted: BTreeMap<String, Deleted>,
     /// users/delta change log: (sequence, user id, removed).
     pub changes: Vec<(u64, String, bool)>,
-    pub delegated: HashMap<String, String>,
     /// Lower-case UPN to id, for live and deleted users alike.
     upns: HashMap<String, String>,
     seq: u64,
@@ -587,7 +586,6 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
         drives: HashMap::new(),
         deleted: BTreeMap::new(),
         changes: vec![],
-        delegated: HashMap::new(),
         upns: HashMap::new(),
         seq: 0,
     };
