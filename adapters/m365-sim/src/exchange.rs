@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::world::{CalendarPermission, Ledger, MailboxKind, Tenant, World};
+use crate::world::{CalendarPermission, MailboxKind, Tenant, World};
 
 /// An Exchange error: status plus the exception type and text Exchange puts in `details`.
 #[derive(Debug, Clone)]
@@ -705,6 +705,5 @@ pub fn run(w: &mut World, ti: usize, now: Duration, conversion_delay: Duration, 
         }
         other => return Err(ExoError::invalid(format!("The cmdlet {other} is not modelled."))),
     }
-    let _: &Ledger = ledger;
     Ok(Outcome { rows, warnings })
 }

@@ -1371,8 +1371,7 @@ fn delta(w: &mut World, ti: usize, ctx: &Ctx, q: &Query) -> Reply {
         if cursor.seq == 0 {
             changed = t.users.keys().map(|k| (k.clone(), false)).collect();
         } else {
-            for (seq, id, _) in t.changes.iter().filter(|(s, ..)| *s > cursor.seq) {
-                let _ = seq;
+            for (_, id, _) in t.changes.iter().filter(|(s, ..)| *s > cursor.seq) {
                 changed.retain(|(x, _)| x != id);
                 changed.push((id.clone(), !t.users.contains_key(id)));
             }

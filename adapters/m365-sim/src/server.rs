@@ -27,7 +27,7 @@ use crate::odata::{Query, Reply};
 use crate::routes::{self, Match, Op};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::throttle::{Cost, Limits, Throttle};
-use crate::token::{Claims, Issuer, RefreshGrant, Resource, TokenError, TokenForm};
+use crate::token::{Claims, Issuer, RefreshGrant, Resource, TokenForm};
 use crate::world::{Effect, Tenant, World};
 
 #[derive(Debug, Clone)]
@@ -357,7 +357,6 @@ async fn token_endpoint(State(s): State<Arc<Shared>>, Path(tenant): Path<String>
             s.count_status(200);
             json_response(200, &[("Cache-Control".into(), "no-store, no-cache".into())], Some(&v))
         }
-        Err(TokenError { status, .. }) if false => json_response(status, &[], None),
         Err(e) => {
             s.count_status(e.status);
             json_response(e.status, &[], Some(&e.body(&stamp)))
