@@ -268,6 +268,39 @@ fn delegate_label(d: &Delegate, user: &UserSnapshot) -> String {
     }
 }
 
+/// The UPNs a hand-over goes to; the manager is resolved from discovery.
+fn resolve(delegates: &[Delegate], user: &UserSnapshot) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in delegates {
+        let upn = match d {
+            Delegate::Manager => user.manager.as_ref().map(|m| m.upn.to_string()),
+            Delegate::User(u) => Some(u.to_string()),
+        };
+        if let Some(u) = upn.filter(|u| !out.contains(u)) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+/// Fills a hand-over template's variables from the snapshot; the plan carries the result,
+/// so the approver sees the exact words.
+pub fn render(template: &str, user: &UserSnapshot) -> String {
+    let manager = user.manager.as_ref();
+    let vars: [(&str, String); 5] = [
+        ("user.display_name", user.display_name.clone()),
+        ("displayName", user.display_name.clone()),
+        ("manager.name", manager.map(|m| m.display_name.clone()).unwrap_or_else(|| "your contact".into())),
+        ("manager.email", manager.map(|m| m.upn.to_string()).unwrap_or_default()),
+        ("company", user.company.clone().unwrap_or_else(|| "the company".into())),
+    ];
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{ {k} }}}}"), &v).replace(&format!("{{{{{k}}}}}"), &v);
+    }
+    out
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
 }
@@ -294,8 +327,12 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         b.add(RevokeSessions, &[DisableSignIn], json!({ "user": user.id }), "Revoke every refresh token and session".into());
     }
     if o.reset_password {
-        let s =
-            b.add(ResetPassword, &[RevokeSessions, DisableSignIn], json!({ "user": user.id }), "Set a random strong password (never shown anywhere)".into());
+        let s = b.add(
+            ResetPassword,
+            &[RevokeSessions, DisableSignIn],
+            json!({ "user": user.id, "changed_before": user.last_password_change }),
+            "Set a random strong password (never shown anywhere)".into(),
+        );
         if user.on_prem_synced {
             s.warnings.push("synced user: the password is reset through writeback".into());
         }
@@ -456,13 +493,8 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         }
     }
     if let Some(oof) = &o.out_of_office {
-        mailbox_step(
-            &mut b,
-            SetOutOfOffice,
-            json!({ "internal": oof.internal, "external": oof.external }),
-            "Turn on out of office (internal and external replies)".into(),
-            None,
-        );
+        let (internal, external) = (render(&oof.internal, user), render(&oof.external, user));
+        mailbox_step(&mut b, SetOutOfOffice, json!({ "internal": internal, "external": external }), format!("Turn on out of office: \"{internal}\""), None);
     }
     if let Some(f) = &o.forward_to {
         let (to, external) = match &f.target {
@@ -480,26 +512,35 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     }
     if let Some(access) = &o.mailbox_access {
         let who: Vec<String> = access.delegates.iter().map(|d| delegate_label(d, user)).collect();
+        let grantees = resolve(&access.delegates, user);
         mailbox_step(
             &mut b,
             GrantMailboxAccess,
-            json!({ "delegates": access.delegates, "automap": access.automap }),
+            json!({ "delegates": access.delegates, "grantees": grantees, "automap": access.automap }),
             format!("Give full mailbox access to {}{}", who.join(", "), if access.automap { " (automapped)" } else { "" }),
-            None,
+            grantees.is_empty().then_some("no one to give access to: no manager recorded"),
         );
     }
     if !o.onedrive_access.is_empty() {
         let who: Vec<String> = o.onedrive_access.iter().map(|d| delegate_label(d, user)).collect();
-        let s = b.add(GrantOneDriveAccess, &lockout, json!({ "delegates": o.onedrive_access }), format!("Give OneDrive access to {}", who.join(", ")));
+        let grantees = resolve(&o.onedrive_access, user);
+        let s = b.add(
+            GrantOneDriveAccess,
+            &lockout,
+            json!({ "delegates": o.onedrive_access, "grantees": grantees }),
+            format!("Give OneDrive access to {}", who.join(", ")),
+        );
         if user.onedrive.is_none() {
             s.skip = Some("the user has no OneDrive".into());
+        } else if grantees.is_empty() {
+            s.skip = Some("no one to give access to: no manager recorded".into());
         }
     }
     if o.hide_from_gal {
         mailbox_step(&mut b, HideFromGal, json!({}), "Hide from the global address list".into(), None);
     }
     if let Some(t) = &o.rename_template {
-        let name = t.replace("{{ displayName }}", &user.display_name).replace("{{displayName}}", &user.display_name);
+        let name = render(t, user);
         b.add(RenameDisplayName, &lockout, json!({ "display_name": name }), format!("Rename \"{}\" to \"{name}\"", user.display_name));
     }
     let access: Vec<StepKind> = b.kinds();
@@ -696,6 +737,21 @@ mod tests {
         let mut prose = p1.clone();
         prose.steps[0].preview = "different words".into();
         assert_eq!(p1.hash("t", "u"), prose.hash("t", "u"), "the preview is derived, not hashed");
+    }
+
+    #[test]
+    fn hand_over_texts_and_people_are_resolved_into_the_plan() {
+        let mut o = standard();
+        o.onedrive_access = vec![Delegate::Manager, Delegate::User(crate::domain::Upn::parse("it@contoso.com").unwrap())];
+        let plan = build(&valid(o), &rich_user(), PlanRules::default());
+        let oof = plan.step(&key(StepKind::SetOutOfOffice)).unwrap();
+        assert_eq!(oof.params["internal"], "Alice Example has left Contoso. Please contact Morgan Manager.");
+        let od = plan.step(&key(StepKind::GrantOneDriveAccess)).unwrap();
+        assert_eq!(od.params["grantees"], json!(["morgan@contoso.com", "it@contoso.com"]));
+        let mut no_manager = rich_user();
+        no_manager.manager = None;
+        let plan = build(&valid(standard()), &no_manager, PlanRules::default());
+        assert!(plan.step(&key(StepKind::GrantMailboxAccess)).unwrap().skip.as_deref().unwrap().contains("no manager"));
     }
 
     #[test]

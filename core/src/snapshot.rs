@@ -20,6 +20,12 @@ pub struct UserSnapshot {
     pub on_prem_synced: bool,
     #[serde(default)]
     pub immutable_id: Option<String>,
+    /// When the password last changed: a reset is proven by this moving.
+    #[serde(default)]
+    pub last_password_change: Option<String>,
+    /// The organisation's name, for hand-over messages.
+    #[serde(default)]
+    pub company: Option<String>,
     #[serde(default)]
     pub groups: Vec<GroupMembership>,
     #[serde(default)]
@@ -165,6 +171,7 @@ pub struct Mailbox {
     /// Mailboxes on which this user holds FullAccess, SendAs or SendOnBehalf.
     #[serde(default)]
     pub delegations: Vec<Delegation>,
+    /// Mailboxes whose calendar this user has been given access to.
     #[serde(default)]
     pub calendar_permissions: Vec<String>,
     #[serde(default)]
@@ -237,6 +244,9 @@ pub enum DiscoveryError {
     /// Tell the requester: there is no such user in that tenant.
     #[error("no user {0} in this tenant")]
     UserNotFound(String),
+    /// Tell the requester: pick a tenant that is configured.
+    #[error("unknown tenant {0}: it is not configured")]
+    UnknownTenant(String),
     /// Tell an admin: the app lacks a permission or role.
     #[error("discovery was refused: {0}")]
     Forbidden(String),

@@ -33,7 +33,7 @@ impl InMemoryDirectory {
 impl Discovery for InMemoryDirectory {
     async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError> {
         let all = self.users.lock().expect("directory lock");
-        let list = all.get(tenant).ok_or_else(|| DiscoveryError::UserNotFound(user.to_string()))?;
+        let list = all.get(tenant).ok_or_else(|| DiscoveryError::UnknownTenant(tenant.to_string()))?;
         list.iter()
             .find(|u| match user {
                 UserRef::Upn(upn) => &u.upn == upn,
@@ -74,6 +74,8 @@ pub fn user_named(n: u32, upn: &str, name: &str) -> UserSnapshot {
         account_enabled: true,
         on_prem_synced: false,
         immutable_id: None,
+        last_password_change: Some("2026-01-05T09:00:00Z".into()),
+        company: Some("Contoso".into()),
         groups: vec![
             g("g-marketing", "Marketing", GroupKind::Microsoft365, false, false, &[]),
             g("g-vpn", "VPN Users", GroupKind::Security, false, false, &[]),

@@ -110,6 +110,8 @@ struct Shared {
     cfg: SimConfig,
     urls: Mutex<Option<Urls>>,
     stats: Mutex<Stats>,
+    /// Every Graph request received, batch items included: (method, path without query).
+    graph_log: Mutex<Vec<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,6 +162,7 @@ impl Sim {
             cfg: cfg.clone(),
             urls: Mutex::new(None),
             stats: Mutex::new(Stats::default()),
+            graph_log: Mutex::new(Vec::new()),
         });
         let (stop, _) = watch::channel(false);
         let login = Router::new()
@@ -216,6 +219,11 @@ impl Sim {
     /// How many times `kind` happened to `target` (e.g. `managed_device.wiped`, a device id).
     pub fn count(&self, kind: &str, target: &str) -> u64 {
         lock(&self.shared.world).ledger.count(kind, target)
+    }
+
+    /// Every Graph request received so far, batch items included: (method, path).
+    pub fn graph_requests(&self) -> Vec<(String, String)> {
+        lock(&self.shared.graph_log).clone()
     }
 
     pub fn count_kind(&self, kind: &str) -> u64 {
@@ -553,6 +561,7 @@ async fn graph_entry(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let call =
         GraphCall { method: parts.method.to_string(), path: path.to_string(), query: Query::parse(parts.uri.query().unwrap_or_default()), eventual, body };
 
+    lock(&s.graph_log).push((call.method.clone(), call.path.clone()));
     let is_batch = call.path.eq_ignore_ascii_case("/$batch");
     if is_batch && parts.method != Method::POST {
         return finish(&s, Reply::error(405, "BadRequest", "Use POST for $batch."), &request_id, crid);
@@ -609,6 +618,13 @@ async fn graph_entry(State(s): State<Arc<Shared>>, req: Request) -> Response {
 /// JSON batching: at most 20 items, `dependsOn` ordering with 424 for failed dependencies,
 /// per-item throttling, and responses in shuffled order.
 fn batch(s: &Shared, claims: &Claims, call: &GraphCall) -> Reply {
+    lock(&s.throttle).begin_envelope();
+    let reply = batch_items(s, claims, call);
+    lock(&s.throttle).end_envelope();
+    reply
+}
+
+fn batch_items(s: &Shared, claims: &Claims, call: &GraphCall) -> Reply {
     let Some(requests) = call.body.as_ref().and_then(|b| b.get("requests")).and_then(Value::as_array) else {
         return Reply::error(400, "BadRequest", "Invalid batch payload format.");
     };
@@ -682,6 +698,7 @@ fn batch_item(s: &Shared, claims: &Claims, r: &Value) -> Reply {
     let url = url.strip_prefix("/v1.0").unwrap_or(url);
     let url = if url.starts_with('/') { url.to_string() } else { format!("/{url}") };
     let (path, query) = url.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((url.clone(), String::new()));
+    lock(&s.graph_log).push((method.clone(), path.clone()));
     if path.eq_ignore_ascii_case("/$batch") {
         return Reply::error(400, "BadRequest", "A batch cannot contain another batch.");
     }
@@ -712,9 +729,14 @@ fn batch_item(s: &Shared, claims: &Claims, r: &Value) -> Reply {
 
 // ---------------------------------------------------------------- Exchange
 
+/// Exchange Online answers with a `request-id` header like Graph.
+fn exo_request_id() -> [(String, String); 1] {
+    [("request-id".to_string(), uuid::Uuid::new_v4().to_string())]
+}
+
 fn exo_error_response(s: &Shared, e: &ExoError) -> Response {
     s.count_status(e.status);
-    json_response(e.status, &[], Some(&e.body()))
+    json_response(e.status, &exo_request_id(), Some(&e.body()))
 }
 
 /// Checks the bearer token and roles for Exchange (the error is the finished response): 401 without the app role or a directory
@@ -874,7 +896,7 @@ async fn exo_common(s: Arc<Shared>, tenant: String, headers: HeaderMap, uri: axu
     match invoke_one(&s, ti, &body, v2.as_deref()) {
         Ok(out) => {
             s.count_status(200);
-            json_response(200, &[], Some(&envelope(&s, &tenant, out, select.as_deref())))
+            json_response(200, &exo_request_id(), Some(&envelope(&s, &tenant, out, select.as_deref())))
         }
         Err(e) => exo_error_response(&s, &e),
     }
@@ -950,7 +972,7 @@ async fn exo_batch(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, hea
         }
     }
     s.count_status(200);
-    json_response(200, &[], Some(&json!({"responses": responses})))
+    json_response(200, &exo_request_id(), Some(&json!({"responses": responses})))
 }
 
 // ---------------------------------------------------------------- control

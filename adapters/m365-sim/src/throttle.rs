@@ -127,6 +127,11 @@ pub struct Throttle {
     pub send_retry_after: bool,
     buckets: HashMap<String, Bucket>,
     blocked_until: HashMap<String, Duration>,
+    /// The batch envelope whose item set a block: later items of the same envelope were
+    /// sent before the client could have seen the Retry-After, so they are not early.
+    blocked_in: HashMap<String, u64>,
+    envelope: Option<u64>,
+    envelopes: u64,
     in_flight: HashMap<String, usize>,
     pub throttled: u64,
     pub early_retries: u64,
@@ -141,10 +146,23 @@ impl Throttle {
             send_retry_after: true,
             buckets: HashMap::new(),
             blocked_until: HashMap::new(),
+            blocked_in: HashMap::new(),
+            envelope: None,
+            envelopes: 0,
             in_flight: HashMap::new(),
             throttled: 0,
             early_retries: 0,
         }
+    }
+
+    /// The items admitted until [`Throttle::end_envelope`] arrived in one `$batch`.
+    pub fn begin_envelope(&mut self) {
+        self.envelopes += 1;
+        self.envelope = Some(self.envelopes);
+    }
+
+    pub fn end_envelope(&mut self) {
+        self.envelope = None;
     }
 
     /// Admits or throttles one request by `app` in `tenant` at `now`.
@@ -212,10 +230,13 @@ impl Throttle {
             if let Some(until) = self.blocked_until.get(key)
                 && now < *until
             {
-                self.early_retries += 1;
+                let same_envelope = self.envelope.is_some() && self.blocked_in.get(key) == self.envelope.as_ref();
+                if !same_envelope {
+                    self.early_retries += 1;
+                }
                 self.throttled += 1;
                 let (_, _, _, _, info, scope) = checks.iter().find(|c| &c.0 == key).expect("key").clone();
-                return Err(Throttled { retry_after: (*until - now).as_secs_f64(), scope, information: info, early: true });
+                return Err(Throttled { retry_after: (*until - now).as_secs_f64(), scope, information: info, early: !same_envelope });
             }
         }
         let mut worst: Option<(f64, usize)> = None;
@@ -234,7 +255,11 @@ impl Throttle {
             // Whole milliseconds, at least one: Graph sends decimals such as 2.128.
             let wait = (wait * 1000.0).ceil().max(1.0) / 1000.0;
             if self.send_retry_after {
-                self.blocked_until.insert(key, now + Duration::from_secs_f64(wait));
+                self.blocked_until.insert(key.clone(), now + Duration::from_secs_f64(wait));
+                match self.envelope {
+                    Some(e) => self.blocked_in.insert(key, e),
+                    None => self.blocked_in.remove(&key),
+                };
             }
             self.throttled += 1;
             return Err(Throttled { retry_after: wait, scope, information: info, early: false });

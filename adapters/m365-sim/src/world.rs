@@ -557,6 +557,8 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
     let tid = spec.id.clone().unwrap_or_else(|| guid(&format!("tenant/{}", spec.name)));
     let seed = |kind: &str, name: &str| guid(&format!("{tid}/{kind}/{}", name.to_ascii_lowercase()));
     let now = clock.wall().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Scenario accounts have existed for a while: their last password change is in the past.
+    let created = (clock.wall() - chrono::Duration::days(400)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut domains = spec.domains.clone();
     let initial = format!("{}.onmicrosoft.com", spec.name.to_ascii_lowercase().replace(' ', ""));
     if !domains.iter().any(|d| d.eq_ignore_ascii_case(&initial)) {
@@ -660,9 +662,9 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
                 usage_location: Some("US".into()),
                 direct_licences: direct,
                 auth_methods: methods,
-                sessions_valid_from: now.clone(),
+                sessions_valid_from: created.clone(),
                 password_changed: None,
-                created: now.clone(),
+                created: created.clone(),
             },
         );
         for r in &u.roles {

@@ -1,0 +1,125 @@
+//! Microsoft 365 for Offboard: app-only tokens per customer tenant, a Graph and Exchange
+//! Online client that paces itself and keeps request ids as evidence, read-only discovery
+//! (core's [`Discovery`](offboard_core::snapshot::Discovery) port) and every offboarding
+//! step (core's [`StepExecutor`](offboard_core::engine::StepExecutor) port).
+
+pub mod auth;
+pub mod config;
+mod discovery;
+pub mod error;
+pub mod exchange;
+pub mod graph;
+pub mod pacing;
+pub mod permissions;
+pub mod secret;
+mod steps;
+pub mod trace;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use offboard_core::clock::Clock;
+use offboard_core::domain::TenantId;
+use offboard_core::plan::StepKind;
+
+pub use config::{Credential, Endpoints, StoredCredential, TenantConfig, Tenants};
+pub use secret::{Secret, Vault};
+
+use crate::auth::{Resource, TokenSource};
+use crate::exchange::Exchange;
+use crate::graph::Graph;
+use crate::pacing::{Limits, Pacer};
+use crate::permissions::{Grants, Preflight};
+use crate::transport::{CallPolicy, Transport};
+
+/// How long to wait for a converted mailbox to report shared.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyPolicy {
+    pub first: Duration,
+    pub cap: Duration,
+    pub deadline: Duration,
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        Self { first: Duration::from_secs(5), cap: Duration::from_secs(60), deadline: Duration::from_secs(15 * 60) }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub call: CallPolicy,
+    pub limits: Limits,
+    pub verify: VerifyPolicy,
+    /// How far ahead discovery looks for meetings the user organises.
+    pub calendar_window_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { call: CallPolicy::default(), limits: Limits::default(), verify: VerifyPolicy::default(), calendar_window_days: 730 }
+    }
+}
+
+/// The Microsoft 365 adapter: one per process, shared by every tenant.
+pub struct M365 {
+    tenants: Tenants,
+    graph: Graph,
+    exchange: Exchange,
+    tokens: Arc<TokenSource>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+impl M365 {
+    pub fn new(endpoints: Endpoints, tenants: Tenants, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let tokens = Arc::new(TokenSource::new(endpoints.clone(), clock.clone()));
+        let transport = Arc::new(Transport::new(tokens.clone(), Pacer::new(settings.limits), settings.call));
+        Self {
+            graph: Graph::new(transport.clone(), &endpoints.graph),
+            exchange: Exchange::new(transport, &endpoints.exchange),
+            tenants,
+            tokens,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// What the app can do in a tenant, from fresh tokens, against what `steps` need.
+    pub async fn preflight(&self, tenant: &TenantId, steps: &[StepKind]) -> Preflight {
+        let Ok(t) = self.tenants.get(tenant) else {
+            return Preflight { tenant: tenant.to_string(), missing: vec![], sign_in_error: Some(format!("unknown tenant {tenant}")) };
+        };
+        // Roles are fixed when a token is issued: a grant made a minute ago needs a new one.
+        self.tokens.invalidate(&t.directory_id);
+        let mut grants = Grants::default();
+        for r in [Resource::Graph, Resource::Exchange] {
+            match self.tokens.token(t, r).await {
+                Ok(tok) => grants.add(r, &tok),
+                Err(e) => {
+                    let mut p = permissions::check(tenant.as_str(), &grants, steps);
+                    p.sign_in_error = Some(format!("{}: {e}", r.name()));
+                    return p;
+                }
+            }
+        }
+        permissions::check(tenant.as_str(), &grants, steps)
+    }
+}
