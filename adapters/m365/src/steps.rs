@@ -341,7 +341,7 @@ impl Step<'_> {
     }
 
     /// Leaves groups: Graph for security and Microsoft 365 groups, Exchange for
-    /// distribution lists and mail-enabled security groups. Returns the names left.
+    /// distribution lists and mail-enabled security groups.
     async fn leave(&self, groups: &[(String, String, bool)]) -> Result<(), StepError> {
         let graph: Vec<Item> = groups
             .iter()
