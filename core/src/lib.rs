@@ -12,6 +12,8 @@
 //! - [`scheduler`]: scheduled starts, approval expiry and escalation, cron jobs.
 //! - [`outbox`]: events for chat adapters and notifiers.
 //! - [`audit`]: the hash chain and its verifier.
+//! - [`report`]: the compliance report's content, laid out as neutral blocks.
+//! - [`templates`]: operator-overridable texts (minijinja), checked at start.
 //! - [`chat`]: platform-neutral wizard pages, previews, status views and commands.
 //! - [`service`]: the calls every front end makes, with authorisation.
 //! - [`testing`]: in-memory port implementations.
@@ -24,10 +26,12 @@ pub mod engine;
 pub mod outbox;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod request;
 pub mod run;
 pub mod scheduler;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod templates;
 pub mod testing;

@@ -286,19 +286,7 @@ fn resolve(delegates: &[Delegate], user: &UserSnapshot) -> Vec<String> {
 /// Fills a hand-over template's variables from the snapshot; the plan carries the result,
 /// so the approver sees the exact words.
 pub fn render(template: &str, user: &UserSnapshot) -> String {
-    let manager = user.manager.as_ref();
-    let vars: [(&str, String); 5] = [
-        ("user.display_name", user.display_name.clone()),
-        ("displayName", user.display_name.clone()),
-        ("manager.name", manager.map(|m| m.display_name.clone()).unwrap_or_else(|| "your contact".into())),
-        ("manager.email", manager.map(|m| m.upn.to_string()).unwrap_or_default()),
-        ("company", user.company.clone().unwrap_or_else(|| "the company".into())),
-    ];
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{ {k} }}}}"), &v).replace(&format!("{{{{{k}}}}}"), &v);
-    }
-    out
+    crate::templates::render_handover(template, &crate::templates::handover_vars(user))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

@@ -332,6 +332,8 @@ impl Request {
 #[derive(Debug, Clone, Default)]
 pub struct Presets {
     by_tenant: BTreeMap<TenantId, BTreeMap<PresetName, Options>>,
+    /// The operator's `oof/*.txt` templates, replacing the built-in presets' texts.
+    out_of_office: Option<OutOfOffice>,
 }
 
 impl Presets {
@@ -355,10 +357,7 @@ impl Presets {
         };
         match name.as_str() {
             "standard-leaver" => Some(Options {
-                out_of_office: Some(OutOfOffice {
-                    internal: "{{ user.display_name }} has left {{ company }}. Please contact {{ manager.name }}.".into(),
-                    external: "{{ user.display_name }} is no longer with {{ company }}. Please contact {{ manager.name }}.".into(),
-                }),
+                out_of_office: Some(OutOfOffice { internal: crate::templates::OOF_INTERNAL.into(), external: crate::templates::OOF_EXTERNAL.into() }),
                 mailbox_access: Some(MailboxAccess { delegates: vec![Delegate::Manager], automap: true }),
                 device_action: Some(DeviceAction::Retire),
                 ..base
@@ -379,9 +378,21 @@ impl Presets {
         self.by_tenant.entry(tenant).or_default().insert(name, options);
     }
 
+    pub fn with_out_of_office(mut self, oof: OutOfOffice) -> Self {
+        self.out_of_office = Some(oof);
+        self
+    }
+
     /// A tenant's own preset wins over a built-in one of the same name.
     pub fn get(&self, tenant: &TenantId, name: &PresetName) -> Option<Options> {
-        self.by_tenant.get(tenant).and_then(|m| m.get(name)).cloned().or_else(|| Self::builtin(name))
+        if let Some(own) = self.by_tenant.get(tenant).and_then(|m| m.get(name)) {
+            return Some(own.clone());
+        }
+        let mut options = Self::builtin(name)?;
+        if let (Some(oof), Some(texts)) = (options.out_of_office.as_mut(), &self.out_of_office) {
+            *oof = texts.clone();
+        }
+        Some(options)
     }
 
     pub fn names(&self, tenant: &TenantId) -> Vec<PresetName> {

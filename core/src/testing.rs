@@ -126,3 +126,79 @@ pub fn user_named(n: u32, upn: &str, name: &str) -> UserSnapshot {
         onedrive: Some(OneDrive { drive_id: "drive-alice".into(), used_bytes: 3_000_000_000 }),
     }
 }
+
+/// A finished run of the standard leaver preset for `rich_user`, as the store returns it:
+/// every step resolved (two skipped with a reason), approved by one person. Fixed times,
+/// for reports and other rendered evidence.
+pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>, Vec<crate::policy::Approval>) {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use crate::domain::{PresetName, RunId};
+    use crate::request::{Presets, Request, Schedule};
+    use crate::run::{RunState, StepOutcome, StepState};
+
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 20, 16, 0, 0).single().expect("valid time");
+    let tenant = TenantId::parse("contoso.com").expect("valid");
+    let user = user_named(1, "zoe.lukasiewicz@contoso.com", "Zoë Łukasiewicz-Ørsted");
+    let options = Presets::builtin(&PresetName::parse("standard-leaver").expect("valid")).expect("builtin");
+    let req = Request { tenant: tenant.clone(), user: user.upn.to_string(), preset: None, options, schedule: Schedule::Now, emergency: false }
+        .validate(t0)
+        .expect("valid request");
+    let plan = crate::plan::build(&req, &user, crate::plan::PlanRules::default());
+    let plan_hash = plan.hash(tenant.as_str(), user.id.as_str());
+    let approved = t0 + Duration::minutes(4);
+    let mut at = approved;
+    let steps: Vec<crate::store::StepRecord> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let start = at;
+            at += Duration::milliseconds(180 + 20 * i as i64);
+            let outcome = match &p.skip {
+                Some(reason) => StepOutcome::Skipped { reason: reason.clone(), warning: false },
+                None if p.kind == crate::plan::StepKind::RemoveMobileDevices => {
+                    StepOutcome::Skipped { reason: "the device had already been removed in Exchange".into(), warning: true }
+                }
+                None => StepOutcome::Succeeded { verified: format!("{} read back", p.kind.title()), request_ids: vec![format!("req-{:04}", i + 1)] },
+            };
+            crate::store::StepRecord {
+                key: p.key.clone(),
+                state: outcome.state(),
+                attempt: 1,
+                not_before: approved,
+                started_at: Some(start),
+                finished_at: Some(at),
+                outcome: Some(outcome),
+                intent_at: None,
+                last_error: None,
+            }
+        })
+        .collect();
+    let state = if steps.iter().any(|s| s.state == StepState::Skipped) { RunState::CompletedWithWarnings } else { RunState::Completed };
+    let run = crate::store::RunRecord {
+        id: RunId::parse("ob-7k2m9q4x1p").expect("valid run id"),
+        tenant,
+        target_upn: user.upn.to_string(),
+        target_id: user.id.to_string(),
+        target_name: user.display_name.clone(),
+        requester: "slack:U0REQUEST".into(),
+        requester_name: "Riley Requester".into(),
+        state,
+        request: "{}".into(),
+        snapshot: serde_json::to_string(&user).expect("json"),
+        plan,
+        plan_hash: plan_hash.clone(),
+        approvals_needed: 1,
+        expires_at: t0 + Duration::hours(72),
+        start_at: None,
+        approved_at: Some(approved),
+        created_at: t0,
+        updated_at: at,
+        finished_at: Some(at),
+        reason: None,
+        version: 40,
+    };
+    let approvals = vec![crate::policy::Approval { approver: "slack:U0ADMIN1".into(), approver_name: "Ada Admin".into(), plan_hash, at: approved }];
+    (run, steps, approvals)
+}

@@ -1,0 +1,306 @@
+//! Every text an operator may reword: chat texts, out-of-office defaults, e-mail bodies
+//! and webhook payloads, as minijinja templates. Defaults ship in the binary; a template
+//! directory overrides them file by file. Loading parses every template and renders it
+//! once against a sample notice, so a typo, a syntax error or an unknown variable stops
+//! the start with the file and line, instead of failing a delivery later.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::policy::Approval;
+use crate::report::Report;
+use crate::store::{RunRecord, StepRecord};
+
+pub const OOF_INTERNAL: &str = "{{ user.display_name }} has left {{ company }}. Please contact {{ manager.name }}.";
+pub const OOF_EXTERNAL: &str = "{{ user.display_name }} is no longer with {{ company }}. Please contact {{ manager.name }}.";
+
+/// The shipped templates, by the path an override takes in the template directory.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("oof/internal.txt", OOF_INTERNAL),
+    ("oof/external.txt", OOF_EXTERNAL),
+    ("chat/run_finished.txt", "{{ run.outcome }}: {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}. {{ run.counts.succeeded }} steps succeeded, {{ run.counts.skipped }} skipped, {{ run.counts.failed }} failed."),
+    ("chat/approval_requested.txt", "{{ run.requester }} asks to offboard {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.steps | length }} steps."),
+    ("email/subject.txt", "[Offboard] {{ event.title }}: {{ run.employee }} ({{ run.tenant }})"),
+    (
+        "email/body.txt",
+        "{{ event.title }}.\n\nEmployee: {{ run.employee }} ({{ run.upn }})\nTenant: {{ run.tenant }}\nRun: {{ run.id }}\nState: {{ run.state_label }}\nRequested by: {{ run.requester }}\n{% for a in run.approvals %}Approved by: {{ a.by }} at {{ a.at }}\n{% endfor %}{% if run.finished %}\n{{ run.outcome }}\n{% for s in run.steps %}- {{ s.mark }} {{ s.title }}: {{ s.detail }}\n{% endfor %}{% if run.effective_by %}\nEffective by {{ run.effective_by }} (access tokens already issued may live up to 90 minutes).\n{% endif %}{% endif %}{% if report_attached %}\nThe signed compliance report is attached. Check it with: offboard verify {{ run.id }}.pdf\n{% endif %}",
+    ),
+    (
+        "webhook/generic.json",
+        r#"{"schema": "offboard.notification.v1", "event": {{ event.name | tojson }}, "title": {{ event.title | tojson }}, "at": {{ event.at | tojson }}, "run": {{ run | tojson }}}"#,
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// Fix the named file: it does not parse or does not render.
+    #[error("template {file}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Broken { file: String, line: Option<usize>, message: String },
+    #[error("{file} is not a template Offboard uses; the names are: {known}")]
+    Unknown { file: String, known: String },
+    #[error("cannot read the template directory {dir}: {message}")]
+    Unreadable { dir: String, message: String },
+}
+
+/// What a notification or chat text is about: one event of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub event: EventInfo,
+    pub run: RunInfo,
+    pub report_attached: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventInfo {
+    /// `run.requested`, `run.approved`, `run.rejected`, `run.finished`, …
+    pub name: String,
+    pub title: String,
+    pub at: String,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub tenant: String,
+    pub employee: String,
+    pub upn: String,
+    pub state: String,
+    pub state_label: String,
+    pub finished: bool,
+    pub outcome: String,
+    pub requester: String,
+    pub approvals: Vec<ApprovalInfo>,
+    pub counts: BTreeMap<&'static str, usize>,
+    pub steps: Vec<StepInfo>,
+    pub licences_reclaimed: Vec<String>,
+    pub effective_by: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalInfo {
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepInfo {
+    pub title: String,
+    pub state: String,
+    pub mark: String,
+    pub detail: String,
+}
+
+impl Notice {
+    pub fn new(event: EventInfo, run: &RunRecord, steps: &[StepRecord], approvals: &[Approval]) -> Self {
+        let r = Report::build(run, steps, approvals, None, run.updated_at);
+        let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let c = r.counts;
+        Notice {
+            event,
+            run: RunInfo {
+                id: r.run_id.clone(),
+                tenant: r.tenant.clone(),
+                employee: r.employee.clone(),
+                upn: r.upn.clone(),
+                state: run.state.as_str().into(),
+                state_label: run.state.label().into(),
+                finished: run.state.is_terminal() || run.state == crate::run::RunState::NeedsAttention,
+                outcome: r.outcome(),
+                requester: r.requester.clone(),
+                approvals: r.approvals.iter().map(|(by, at)| ApprovalInfo { by: by.clone(), at: fmt(*at) }).collect(),
+                counts: [("succeeded", c.succeeded), ("skipped", c.skipped), ("failed", c.failed), ("attention", c.attention), ("not_run", c.pending)]
+                    .into_iter()
+                    .collect(),
+                steps: r
+                    .steps
+                    .iter()
+                    .map(|s| StepInfo { title: s.title.into(), state: s.state.as_str().into(), mark: crate::report::state_mark(s.state).into(), detail: s.detail.clone() })
+                    .collect(),
+                licences_reclaimed: r.licences_reclaimed.clone(),
+                effective_by: r.effective_by.map(fmt),
+                reason: run.reason.clone(),
+            },
+            report_attached: false,
+        }
+    }
+
+    /// A finished run with every field filled: what templates are checked against.
+    pub fn sample() -> Self {
+        let (run, steps, approvals) = crate::testing::finished_run();
+        let event = EventInfo { name: "run.finished".into(), title: "Offboarding completed with warnings".into(), at: "2026-11-20 16:04:05 UTC".into(), seq: 1 };
+        let mut n = Notice::new(event, &run, &steps, &approvals);
+        n.report_attached = true;
+        n
+    }
+}
+
+/// The loaded templates.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    /// Where each template came from, for error messages.
+    origin: BTreeMap<String, String>,
+}
+
+impl Templates {
+    /// The shipped defaults plus `extra` (an adapter's own), overridden by files under `dir`.
+    pub fn load(dir: Option<&Path>, extra: &[(&'static str, &'static str)]) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut origin = BTreeMap::new();
+        let known: Vec<&str> = DEFAULTS.iter().chain(extra).map(|(n, _)| *n).collect();
+        let broken = |file: &str, e: minijinja::Error| TemplateError::Broken { file: file.into(), line: e.line(), message: describe(&e) };
+        for (name, source) in DEFAULTS.iter().chain(extra) {
+            env.add_template(name, source).map_err(|e| broken(&format!("(built-in) {name}"), e))?;
+            origin.insert(name.to_string(), format!("(built-in) {name}"));
+        }
+        if let Some(dir) = dir {
+            for path in files_under(dir)? {
+                let name = path.strip_prefix(dir).expect("under dir").to_string_lossy().replace('\\', "/");
+                let shown = path.display().to_string();
+                if !known.contains(&name.as_str()) {
+                    return Err(TemplateError::Unknown { file: shown, known: known.join(", ") });
+                }
+                let source = std::fs::read_to_string(&path).map_err(|e| TemplateError::Unreadable { dir: shown.clone(), message: e.to_string() })?;
+                env.add_template_owned(name.clone(), source).map_err(|e| broken(&shown, e))?;
+                origin.insert(name, shown);
+            }
+        }
+        let t = Templates { env, origin };
+        let sample = Notice::sample();
+        let handover = handover_vars(&crate::testing::rich_user());
+        for name in known {
+            if name.starts_with("oof/") {
+                t.render(name, &handover)?;
+            } else {
+                t.render(name, &sample)?;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Renders a template; JSON templates must produce valid JSON.
+    pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, TemplateError> {
+        let file = self.origin.get(name).cloned().unwrap_or_else(|| name.to_string());
+        let tpl = self.env.get_template(name).map_err(|e| TemplateError::Broken { file: file.clone(), line: None, message: describe(&e) })?;
+        let out = tpl.render(minijinja::value::Serde(ctx)).map_err(|e| TemplateError::Broken { file: file.clone(), line: e.line(), message: describe(&e) })?;
+        if name.ends_with(".json")
+            && let Err(e) = serde_json::from_str::<serde_json::Value>(&out)
+        {
+            return Err(TemplateError::Broken { file, line: Some(e.line()), message: format!("renders to invalid JSON: {e}") });
+        }
+        Ok(out)
+    }
+
+    /// The out-of-office defaults, as sources the planner renders per user.
+    pub fn out_of_office(&self) -> crate::request::OutOfOffice {
+        let source = |n: &str| self.env.get_template(n).map(|t| t.source().to_string()).unwrap_or_default();
+        crate::request::OutOfOffice { internal: source("oof/internal.txt"), external: source("oof/external.txt") }
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>, TemplateError> {
+    let unreadable = |e: std::io::Error| TemplateError::Unreadable { dir: dir.display().to_string(), message: e.to_string() };
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(unreadable)? {
+            let path = entry.map_err(unreadable)?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What a hand-over text (out of office) may use: `user.display_name`, `user.upn`,
+/// `displayName`, `manager.name`, `manager.email`, `company`.
+pub fn handover_vars(user: &crate::snapshot::UserSnapshot) -> serde_json::Value {
+    let manager = user.manager.as_ref();
+    serde_json::json!({
+        "user": { "display_name": user.display_name, "upn": user.upn.to_string() },
+        "displayName": user.display_name,
+        "manager": {
+            "name": manager.map(|m| m.display_name.clone()).unwrap_or_else(|| "your contact".into()),
+            "email": manager.map(|m| m.upn.to_string()).unwrap_or_default(),
+        },
+        "company": user.company.clone().unwrap_or_else(|| "the company".into()),
+    })
+}
+
+/// Fills a hand-over text (typed in the wizard or from `oof/*.txt`) for one user. A text
+/// that is not a valid template is used as written: it came from a person, not a file.
+pub fn render_handover(source: &str, vars: &serde_json::Value) -> String {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.render_str(source, minijinja::value::Serde(vars)).unwrap_or_else(|_| source.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_templates_render_the_sample() {
+        let t = Templates::load(None, &[]).unwrap();
+        let n = Notice::sample();
+        insta::assert_snapshot!("email_body", t.render("email/body.txt", &n).unwrap());
+        insta::assert_snapshot!("email_subject", t.render("email/subject.txt", &n).unwrap());
+        insta::assert_snapshot!("chat_run_finished", t.render("chat/run_finished.txt", &n).unwrap());
+        let generic: serde_json::Value = serde_json::from_str(&t.render("webhook/generic.json", &n).unwrap()).unwrap();
+        assert_eq!(generic["schema"], "offboard.notification.v1");
+        assert_eq!(generic["run"]["employee"], "Zoë Łukasiewicz-Ørsted");
+        assert_eq!(generic["run"]["counts"]["skipped"], 1);
+    }
+
+    #[test]
+    fn an_override_replaces_a_default_and_a_broken_one_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("email")).unwrap();
+        std::fs::write(dir.path().join("email/subject.txt"), "Leaver {{ run.employee }}").unwrap();
+        let t = Templates::load(Some(dir.path()), &[]).unwrap();
+        assert_eq!(t.render("email/subject.txt", &Notice::sample()).unwrap(), "Leaver Zoë Łukasiewicz-Ørsted");
+
+        std::fs::write(dir.path().join("email/body.txt"), "Hello\n\n{% for s in run.steps %}{{ s.title }\n").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("email/body.txt line 3: syntax error"), "{e}");
+
+        std::fs::write(dir.path().join("email/body.txt"), "Hi\n{{ run.employe }}").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("email/body.txt line 2: undefined value"), "{e}");
+
+        std::fs::remove_file(dir.path().join("email/body.txt")).unwrap();
+        std::fs::write(dir.path().join("email/bodyy.txt"), "x").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("bodyy.txt is not a template Offboard uses"), "{e}");
+
+        std::fs::remove_file(dir.path().join("email/bodyy.txt")).unwrap();
+        std::fs::create_dir_all(dir.path().join("webhook")).unwrap();
+        std::fs::write(dir.path().join("webhook/generic.json"), "{\"run\": {{ run.id }}").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("webhook/generic.json line 1: renders to invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn hand_over_texts_fill_in_or_stay_as_written() {
+        let vars = serde_json::json!({ "user": { "display_name": "Zoë" }, "company": "Contoso" });
+        assert_eq!(render_handover("{{ user.display_name }} left {{ company }}.", &vars), "Zoë left Contoso.");
+        assert_eq!(render_handover("50% {{ off", &vars), "50% {{ off");
+    }
+}
