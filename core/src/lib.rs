@@ -15,6 +15,7 @@
 //! - [`report`]: the compliance report's content, laid out as neutral blocks.
 //! - [`templates`]: operator-overridable texts (minijinja), checked at start.
 //! - [`chat`]: platform-neutral wizard pages, previews, status views and commands.
+//! - [`secret`]: secrets that never print.
 //! - [`service`]: the calls every front end makes, with authorisation.
 //! - [`testing`]: in-memory port implementations.
 
@@ -30,6 +31,7 @@ pub mod report;
 pub mod request;
 pub mod run;
 pub mod scheduler;
+pub mod secret;
 pub mod service;
 pub mod snapshot;
 pub mod store;

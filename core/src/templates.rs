@@ -23,10 +23,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("oof/external.txt", OOF_EXTERNAL),
     ("chat/run_finished.txt", "{{ run.outcome }}: {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}. {{ run.counts.succeeded }} steps succeeded, {{ run.counts.skipped }} skipped, {{ run.counts.failed }} failed."),
     ("chat/approval_requested.txt", "{{ run.requester }} asks to offboard {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.steps | length }} steps."),
-    ("email/subject.txt", "[Offboard] {{ event.title }}: {{ run.employee }} ({{ run.tenant }})"),
+    ("email/subject.txt", "[Offboard] {{ event.title }}{% if run %}: {{ run.employee }} ({{ run.tenant }}){% endif %}"),
     (
         "email/body.txt",
-        "{{ event.title }}.\n\nEmployee: {{ run.employee }} ({{ run.upn }})\nTenant: {{ run.tenant }}\nRun: {{ run.id }}\nState: {{ run.state_label }}\nRequested by: {{ run.requester }}\n{% for a in run.approvals %}Approved by: {{ a.by }} at {{ a.at }}\n{% endfor %}{% if run.finished %}\n{{ run.outcome }}\n{% for s in run.steps %}- {{ s.mark }} {{ s.title }}: {{ s.detail }}\n{% endfor %}{% if run.effective_by %}\nEffective by {{ run.effective_by }} (access tokens already issued may live up to 90 minutes).\n{% endif %}{% endif %}{% if report_attached %}\nThe signed compliance report is attached. Check it with: offboard verify {{ run.id }}.pdf\n{% endif %}",
+        "{{ event.title }}.\n{% if not run %}\nHead of the audit chain: entry {{ checkpoint.seq }}, hash {{ checkpoint.hash }}. Keep this message: it lets anyone detect a later rewrite of the log.\n{% else %}\nEmployee: {{ run.employee }} ({{ run.upn }})\nTenant: {{ run.tenant }}\nRun: {{ run.id }}\nState: {{ run.state_label }}\nRequested by: {{ run.requester }}\n{% for a in run.approvals %}Approved by: {{ a.by }} at {{ a.at }}\n{% endfor %}{% if run.finished %}\n{{ run.outcome }}\n{% for s in run.steps %}- {{ s.mark }} {{ s.title }}: {{ s.detail }}\n{% endfor %}{% if run.effective_by %}\nEffective by {{ run.effective_by }} (access tokens already issued may live up to 90 minutes).\n{% endif %}{% endif %}{% if report_attached %}\nThe signed compliance report is attached. Check it with: offboard verify {{ run.id }}.pdf\n{% endif %}{% endif %}",
     ),
     (
         "webhook/generic.json",
@@ -49,8 +49,13 @@ pub enum TemplateError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Notice {
     pub event: EventInfo,
-    pub run: RunInfo,
+    /// `None` for events about no run (an audit checkpoint).
+    pub run: Option<RunInfo>,
     pub report_attached: bool,
+    /// The notification target's own values (a Jira project key, …).
+    pub target: BTreeMap<String, String>,
+    /// For `audit.checkpoint`: `{seq, hash}`.
+    pub checkpoint: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +107,9 @@ impl Notice {
         let c = r.counts;
         Notice {
             event,
-            run: RunInfo {
+            target: BTreeMap::new(),
+            checkpoint: None,
+            run: Some(RunInfo {
                 id: r.run_id.clone(),
                 tenant: r.tenant.clone(),
                 employee: r.employee.clone(),
@@ -124,7 +131,7 @@ impl Notice {
                 licences_reclaimed: r.licences_reclaimed.clone(),
                 effective_by: r.effective_by.map(fmt),
                 reason: run.reason.clone(),
-            },
+            }),
             report_attached: false,
         }
     }
@@ -136,6 +143,16 @@ impl Notice {
         let mut n = Notice::new(event, &run, &steps, &approvals);
         n.report_attached = true;
         n
+    }
+
+    pub fn sample_checkpoint() -> Self {
+        Notice {
+            event: EventInfo { name: "audit.checkpoint".into(), title: "Audit checkpoint".into(), at: "2026-11-20 16:04:05 UTC".into(), seq: 2 },
+            run: None,
+            report_attached: false,
+            target: BTreeMap::new(),
+            checkpoint: Some(serde_json::json!({ "seq": 42, "hash": "ab".repeat(32) })),
+        }
     }
 }
 
@@ -173,12 +190,17 @@ impl Templates {
         }
         let t = Templates { env, origin };
         let sample = Notice::sample();
+        let checkpoint = Notice::sample_checkpoint();
         let handover = handover_vars(&crate::testing::rich_user());
         for name in known {
             if name.starts_with("oof/") {
                 t.render(name, &handover)?;
-            } else {
-                t.render(name, &sample)?;
+                continue;
+            }
+            t.render(name, &sample)?;
+            // Notifications also announce audit checkpoints, which concern no run.
+            if name.starts_with("email/") || name.starts_with("webhook/") {
+                t.render(name, &checkpoint)?;
             }
         }
         Ok(t)
@@ -267,13 +289,14 @@ mod tests {
         assert_eq!(generic["schema"], "offboard.notification.v1");
         assert_eq!(generic["run"]["employee"], "Zoë Łukasiewicz-Ørsted");
         assert_eq!(generic["run"]["counts"]["skipped"], 1);
+        insta::assert_snapshot!("email_checkpoint", t.render("email/body.txt", &Notice::sample_checkpoint()).unwrap());
     }
 
     #[test]
     fn an_override_replaces_a_default_and_a_broken_one_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("email")).unwrap();
-        std::fs::write(dir.path().join("email/subject.txt"), "Leaver {{ run.employee }}").unwrap();
+        std::fs::write(dir.path().join("email/subject.txt"), "Leaver {{ run.employee if run else event.title }}").unwrap();
         let t = Templates::load(Some(dir.path()), &[]).unwrap();
         assert_eq!(t.render("email/subject.txt", &Notice::sample()).unwrap(), "Leaver Zoë Łukasiewicz-Ørsted");
 

@@ -278,3 +278,4 @@ impl StepExecutor for HttpExecutor {
 }
 
 pub mod fixtures;
+pub mod smtp;

@@ -7,32 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 
-/// A password, token or key. Debug and Display show only that it is there.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use offboard_core::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
@@ -93,7 +68,7 @@ impl Vault {
         let (nonce, ct) = bytes.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| VaultError::Malformed)?;
         let pt = self.cipher.decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: context.as_bytes() }).map_err(|_| VaultError::CannotOpen)?;
-        String::from_utf8(pt).map(Secret).map_err(|_| VaultError::Malformed)
+        String::from_utf8(pt).map(Secret::new).map_err(|_| VaultError::Malformed)
     }
 }
 

@@ -6,9 +6,11 @@
 //! document's `/Identifier`, so `offboard verify` needs nothing but the file and a
 //! trusted public key.
 
+pub mod evidence;
 pub mod pdf;
 pub mod sign;
 
+pub use evidence::{Evidence, EvidenceError};
 pub use sign::{KeyError, PublicKey, ReportKey, Verdict};
 
 /// Renders and signs in one go: the bytes to write to `report.pdf`.
