@@ -1,19 +1,34 @@
 //! `offboard`: the binary that wires the engine to its database and front ends.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use offboard_core::audit::Checkpoint;
-use offboard_core::domain::RunId;
+use offboard_core::domain::{RunId, TenantId};
 use offboard_core::store::Store;
+use offboard_report::PublicKey;
+
+mod evidence;
+
+const DEFAULT_DATABASE: &str = "sqlite://offboard.db";
 
 #[derive(Parser)]
 #[command(name = "offboard", version, about = "Offboard employees from Microsoft 365 from chat, with approvals and evidence.")]
 struct Cli {
     /// Database: sqlite://FILE (created if missing), sqlite::memory: or postgres://…
-    #[arg(long, global = true, env = "OFFBOARD_DATABASE_URL", default_value = "sqlite://offboard.db", hide_env_values = true)]
-    database_url: String,
+    /// [default: sqlite://offboard.db]
+    #[arg(long, global = true, env = "OFFBOARD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// The Ed25519 key that signs reports; created on first use.
+    #[arg(long, global = true, env = "OFFBOARD_SIGNING_KEY", default_value = "offboard-signing.key")]
+    signing_key: PathBuf,
+
+    /// Where signed reports are kept.
+    #[arg(long, global = true, env = "OFFBOARD_REPORTS_DIR", default_value = "reports")]
+    reports_dir: PathBuf,
 
     #[command(subcommand)]
     command: Command,
@@ -33,8 +48,46 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The report signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Make (once) and print the path of a run's signed compliance report.
+    Report {
+        /// The run id, e.g. ob-7k2m9x4q1d.
+        run: String,
+    },
+    /// Check a report's signature offline: valid (exit 0), tampered (1) or signed by an
+    /// unknown key (3). With --database-url, also check its audit chain head against the store.
+    Verify {
+        file: PathBuf,
+        /// Also trust this public key (from `offboard keys show`); repeatable.
+        #[arg(long)]
+        trust: Vec<PublicKey>,
+    },
+    /// Check the templates (shipped, and overrides from DIR) and exit.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
     /// Serve a simulated Microsoft 365 tenant (login, Graph, Exchange) and print its URLs.
     Sim(offboard_m365_sim::cli::SimArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the public key and its fingerprint (creating the key if there is none).
+    Show,
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Parse every template and render it against a sample; names the file and line of a broken one.
+    Check {
+        #[arg(long, env = "OFFBOARD_TEMPLATE_DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -56,6 +109,19 @@ enum AuditCommand {
         /// A chain head you kept elsewhere, as SEQ:HASH (from a checkpoint message).
         #[arg(long)]
         anchor: Vec<Checkpoint>,
+        /// Verify an exported JSONL file offline instead of the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write the log with its hashes, in chain order, to stdout.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: evidence::ExportFormat,
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Only entries at or after this date (2026-11-01) or time (RFC 3339).
+        #[arg(long, value_parser = evidence::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Record the current chain head as a checkpoint and print it.
     Checkpoint,
@@ -68,13 +134,35 @@ fn redact(url: &str) -> String {
     }
 }
 
+async fn open(url: &str) -> anyhow::Result<Store> {
+    Store::connect(url).await.with_context(|| format!("opening the database {}", redact(url)))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Sim(args) = &cli.command {
-        let _sim = offboard_m365_sim::cli::start(args, &mut std::io::stdout()).await?;
-        tokio::signal::ctrl_c().await?;
-        return Ok(ExitCode::SUCCESS);
+    let mut out = std::io::stdout();
+    // Commands that need no database, or only when one is named.
+    match &cli.command {
+        Command::Sim(args) => {
+            let _sim = offboard_m365_sim::cli::start(args, &mut out).await?;
+            tokio::signal::ctrl_c().await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Keys { command: KeysCommand::Show } => {
+            evidence::keys_show(&cli.signing_key, &mut out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Templates { command: TemplatesCommand::Check { dir } } => return evidence::templates_check(dir.as_deref(), &mut out),
+        Command::Audit { command: AuditCommand::Verify { file: Some(file), .. } } => return evidence::verify_export(file, &mut out),
+        Command::Verify { file, trust } => {
+            let store = match &cli.database_url {
+                Some(url) => Some(open(url).await?),
+                None => None,
+            };
+            return evidence::verify(file, &cli.signing_key, trust, store.as_ref(), &mut out).await;
+        }
+        _ => {}
     }
-    let store = Store::connect(&cli.database_url).await.with_context(|| format!("opening the database {}", redact(&cli.database_url)))?;
+    let store = open(cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE)).await?;
     match cli.command {
         Command::Migrate => println!("migrations applied ({})", store.backend()),
         Command::Runs { command: RunsCommand::List { limit } } => {
@@ -99,7 +187,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  {:<16} {:<28} {detail}", s.state.as_str(), s.key);
             }
         }
-        Command::Audit { command: AuditCommand::Verify { anchor } } => match store.verify_audit(&anchor).await? {
+        Command::Report { run } => {
+            evidence::report(&store, &run, &cli.signing_key, &cli.reports_dir, &mut out).await?;
+        }
+        Command::Audit { command: AuditCommand::Export { format, tenant, since } } => {
+            evidence::export(&store, format, tenant.as_ref(), since, &mut out).await?;
+        }
+        Command::Audit { command: AuditCommand::Verify { anchor, .. } } => match store.verify_audit(&anchor).await? {
             Ok(v) => {
                 let head = v.head.map(|h| format!("{}:{}", h.seq, h.hash)).unwrap_or_else(|| "empty".into());
                 println!("audit log intact: {} entries, head {head}", v.entries);
@@ -113,7 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(c) => println!("{}:{}", c.seq, c.hash),
             None => println!("the audit log is empty"),
         },
-        Command::Sim(_) => unreachable!("handled before the database is opened"),
+        Command::Sim(_) | Command::Keys { .. } | Command::Templates { .. } | Command::Verify { .. } => unreachable!("handled before the database is opened"),
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,40 +13,23 @@ use axum::routing::post;
 use base64::Engine;
 use offboard_core::audit::AuditEntry;
 use offboard_core::clock::{Clock, SystemClock};
-use offboard_core::engine::{Reconciled, StepContext, StepError, StepExecutor, Worker, WorkerConfig};
 use offboard_core::policy::{AdminTargets, TenantPolicy};
 use offboard_core::request::Options;
-use offboard_core::run::{RunState, StepOutcome};
+use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
 use offboard_core::store::{RunRecord, Store};
 use offboard_notify::{Channel, Format, Notifier, Retry, Smtp, SmtpTls, Target, Webhook};
 use offboard_report::{Evidence, ReportKey, Verdict};
 use offboard_testkit::TestDb;
-use offboard_testkit::fixtures::{approved_run, service};
+use offboard_testkit::fixtures::{AlwaysDone, approved_run, service};
 use offboard_testkit::smtp::SmtpSink;
-
-struct AlwaysDone;
-
-#[async_trait]
-impl StepExecutor for AlwaysDone {
-    async fn execute(&self, _cx: &StepContext) -> Result<StepOutcome, StepError> {
-        Ok(StepOutcome::Succeeded { verified: "read back as done".into(), request_ids: vec!["req-1".into()] })
-    }
-    async fn reconcile(&self, _cx: &StepContext) -> Reconciled {
-        Reconciled::NotApplied
-    }
-}
 
 fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-/// A run taken to `completed` through the real engine.
 async fn finished_run(store: &Store) -> RunRecord {
-    let svc = service(store.clone(), clock(), 3, TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() });
-    let run = approved_run(&svc, "alice@contoso.com", Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() }).await;
-    Worker::new(store.clone(), Arc::new(AlwaysDone), clock(), WorkerConfig::default()).drain().await.unwrap();
-    let run = store.run(&run.id).await.unwrap();
+    let run = offboard_testkit::fixtures::finished_run(store, "alice@contoso.com", Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() }).await;
     assert_eq!(run.state, RunState::Completed);
     run
 }
@@ -175,7 +157,7 @@ async fn a_refusing_receiver_is_recorded_as_failed_and_not_retried() {
     let store2 = store.clone();
     let svc = service(store2.clone(), clock(), 3, TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() });
     approved_run(&svc, "user2@contoso.com", Options { disable_sign_in: true, ..Options::default() }).await;
-    Worker::new(store.clone(), Arc::new(AlwaysDone), clock(), WorkerConfig::default()).drain().await.unwrap();
+    offboard_core::engine::Worker::new(store.clone(), Arc::new(AlwaysDone), clock(), Default::default()).drain().await.unwrap();
     let n = Notifier::new(store.clone(), vec![webhook_target(addr, Format::Teams)], None, None, clock())
         .unwrap()
         .with_retry(Retry { first: Duration::from_millis(20), max: Duration::from_millis(40), attempts: 4 });
