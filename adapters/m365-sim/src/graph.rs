@@ -397,6 +397,7 @@ impl User {
             auth_methods: vec![],
             sessions_valid_from: String::new(),
             password_changed: None,
+            password: None,
             created: String::new(),
         }
     }
@@ -691,7 +692,9 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             {
                 return bad_request("The specified password does not comply with password complexity requirements. Please provide a different password.");
             }
-            t.users.get_mut(&id).expect("user").password_changed = Some(ctx.stamp());
+            let u = t.users.get_mut(&id).expect("user");
+            u.password_changed = Some(ctx.stamp());
+            u.password = supplied.map(String::from);
             ledger.record(ctx.now, &tid, "user.password_reset", &id, json!({"via": "resetPassword"}));
             let op_id = uuid::Uuid::new_v4();
             let reply = Reply::accepted().header("Location", format!("{}/v1.0/users/{id}/authentication/operations/{op_id}", ctx.base));
@@ -1022,7 +1025,8 @@ fn patch_user(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, ids: &[String], bo
             }
             "passwordProfile" => {
                 u.password_changed = Some(ctx.stamp());
-                // The password itself is never kept or recorded: only that it changed.
+                u.password = v.get("password").and_then(Value::as_str).map(String::from);
+                // The ledger records only that it changed.
                 let force = v.get("forceChangePasswordNextSignIn").and_then(Value::as_bool).unwrap_or(true);
                 ledger.record(ctx.now, &t.id, "user.password_reset", &id, json!({"forceChangePasswordNextSignIn": force}));
             }

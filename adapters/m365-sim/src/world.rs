@@ -72,6 +72,10 @@ pub struct User {
     pub auth_methods: Vec<AuthMethod>,
     pub sessions_valid_from: String,
     pub password_changed: Option<String>,
+    /// The last password set, held as Entra holds a credential: never serialised, never
+    /// in the ledger; tests read it to search every output for it.
+    #[serde(skip)]
+    pub password: Option<String>,
     pub created: String,
 }
 
@@ -664,6 +668,7 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
                 auth_methods: methods,
                 sessions_valid_from: created.clone(),
                 password_changed: None,
+                password: None,
                 created: created.clone(),
             },
         );
