@@ -102,7 +102,13 @@ fn entry_time(e: &AuditEntry) -> String {
 
 /// Writes every entry (or a tenant's, since a time), in chain order, with its hashes, so an
 /// auditor can recompute each one. Returns how many were written.
-pub async fn export(store: &Store, format: ExportFormat, tenant: Option<&TenantId>, since: Option<DateTime<Utc>>, out: &mut impl Write) -> anyhow::Result<usize> {
+pub async fn export(
+    store: &Store,
+    format: ExportFormat,
+    tenant: Option<&TenantId>,
+    since: Option<DateTime<Utc>>,
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
     if format == ExportFormat::Csv {
         writeln!(out, "seq,at,tenant,actor,action,run_id,detail,prev_hash,hash")?;
     }

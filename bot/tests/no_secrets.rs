@@ -83,7 +83,11 @@ async fn no_secret_appears_in_any_output() {
     let options = Presets::builtin(&PresetName::parse("standard-leaver").unwrap()).unwrap();
     assert!(options.reset_password);
     let run = approved_run(&svc, ALICE, options).await;
-    let config = WorkerConfig { poll: Duration::from_millis(20), retry: RetryPolicy { initial: Duration::from_millis(50), ..RetryPolicy::default() }, ..WorkerConfig::default() };
+    let config = WorkerConfig {
+        poll: Duration::from_millis(20),
+        retry: RetryPolicy { initial: Duration::from_millis(50), ..RetryPolicy::default() },
+        ..WorkerConfig::default()
+    };
     let worker = Worker::new(store.clone(), m365.clone(), clock.clone(), config);
     let id = run.id.clone();
     let watch = store.clone();
@@ -94,10 +98,8 @@ async fn no_secret_appears_in_any_output() {
     let finished = store.run(&run.id).await.unwrap();
     assert!(matches!(finished.state, RunState::Completed | RunState::CompletedWithWarnings), "{:?}", finished.state);
 
-    let password = sim
-        .tenant(CONTOSO, |t| t.user_id(ALICE).and_then(|id| t.users[&id].password.clone()))
-        .flatten()
-        .expect("the tenant received a new password");
+    let password =
+        sim.tenant(CONTOSO, |t| t.user_id(ALICE).and_then(|id| t.users[&id].password.clone())).flatten().expect("the tenant received a new password");
     assert!(password.len() >= 16);
 
     // Outputs: notifications to a webhook and an SMTP sink, with the report attached.
@@ -135,7 +137,8 @@ async fn no_secret_appears_in_any_output() {
     assert!(notifier.drain().await.unwrap() >= 4);
 
     let (pdf_path, pdf) = evidence.pdf(&store, &run.id, clock.now()).await.unwrap();
-    let pdf_text = String::from_utf8(std::process::Command::new("pdftotext").arg(&pdf_path).arg("-").output().expect("pdftotext (poppler-utils)").stdout).unwrap();
+    let pdf_text =
+        String::from_utf8(std::process::Command::new("pdftotext").arg(&pdf_path).arg("-").output().expect("pdftotext (poppler-utils)").stdout).unwrap();
     assert!(pdf_text.contains("Reset password"), "the report covers the reset step");
 
     let steps = store.steps(&run.id).await.unwrap();
@@ -170,7 +173,9 @@ async fn no_secret_appears_in_any_output() {
         ("outbox", outbox.as_bytes()),
         ("stored run and steps", stored.as_bytes()),
     ];
-    for (secret_name, secret) in [("the new password", password.as_str()), ("the client secret", client_secret.as_str()), ("the webhook signing secret", WEBHOOK_SECRET)] {
+    for (secret_name, secret) in
+        [("the new password", password.as_str()), ("the client secret", client_secret.as_str()), ("the webhook signing secret", WEBHOOK_SECRET)]
+    {
         for (output, bytes) in outputs {
             let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
             assert!(!found, "{secret_name} appears in the {output}");

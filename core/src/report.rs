@@ -77,7 +77,10 @@ pub enum Block {
     Heading(String),
     Field(String, String),
     /// A step: its heading line and indented detail lines.
-    Step { head: String, lines: Vec<String> },
+    Step {
+        head: String,
+        lines: Vec<String>,
+    },
     Para(String),
 }
 
@@ -160,8 +163,7 @@ impl Report {
 
         // Lockout is complete once every planned lockout step succeeded; the last token
         // issued before the revoke may live until TOKEN_GRACE after it.
-        let lockout: Vec<&StepRecord> =
-            run.plan.steps.iter().filter(|p| p.kind.is_lockout()).filter_map(|p| steps.iter().find(|s| s.key == p.key)).collect();
+        let lockout: Vec<&StepRecord> = run.plan.steps.iter().filter(|p| p.kind.is_lockout()).filter_map(|p| steps.iter().find(|s| s.key == p.key)).collect();
         let effective_by = if !lockout.is_empty() && lockout.iter().all(|s| s.state == StepState::Succeeded) {
             lockout.iter().filter_map(|s| s.finished_at).max().map(|t| t + TOKEN_GRACE)
         } else {
@@ -317,8 +319,7 @@ fn changes(s: &UserSnapshot, after: &dyn Fn(StepKind) -> String) -> Vec<Change> 
     add("Password", s.last_password_change.as_ref().map_or_else(|| "last change unknown".into(), |t| format!("last changed {t}")), StepKind::ResetPassword);
     let methods = s.auth_methods.iter().filter(|m| !m.is_password()).count();
     add("MFA methods", format!("{methods} registered"), StepKind::RemoveMfaMethods);
-    let roles: Vec<String> =
-        s.roles.iter().map(|r| format!("{}{}", r.role_name, if r.state == RoleState::Eligible { " (eligible)" } else { "" })).collect();
+    let roles: Vec<String> = s.roles.iter().map(|r| format!("{}{}", r.role_name, if r.state == RoleState::Eligible { " (eligible)" } else { "" })).collect();
     add("Admin roles", if roles.is_empty() { "none".into() } else { roles.join(", ") }, StepKind::RemoveAdminRoles);
     add("Groups", format!("member of {}", s.groups.len()), StepKind::RemoveGroups);
     let skus: Vec<&str> = s.licences.iter().map(|l| l.sku_part_number.as_str()).collect();

@@ -21,8 +21,14 @@ pub const OOF_EXTERNAL: &str = "{{ user.display_name }} is no longer with {{ com
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("oof/internal.txt", OOF_INTERNAL),
     ("oof/external.txt", OOF_EXTERNAL),
-    ("chat/run_finished.txt", "{{ run.outcome }}: {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}. {{ run.counts.succeeded }} steps succeeded, {{ run.counts.skipped }} skipped, {{ run.counts.failed }} failed."),
-    ("chat/approval_requested.txt", "{{ run.requester }} asks to offboard {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.steps | length }} steps."),
+    (
+        "chat/run_finished.txt",
+        "{{ run.outcome }}: {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}. {{ run.counts.succeeded }} steps succeeded, {{ run.counts.skipped }} skipped, {{ run.counts.failed }} failed.",
+    ),
+    (
+        "chat/approval_requested.txt",
+        "{{ run.requester }} asks to offboard {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.steps | length }} steps.",
+    ),
     ("email/subject.txt", "[Offboard] {{ event.title }}{% if run %}: {{ run.employee }} ({{ run.tenant }}){% endif %}"),
     (
         "email/body.txt",
@@ -126,7 +132,12 @@ impl Notice {
                 steps: r
                     .steps
                     .iter()
-                    .map(|s| StepInfo { title: s.title.into(), state: s.state.as_str().into(), mark: crate::report::state_mark(s.state).into(), detail: s.detail.clone() })
+                    .map(|s| StepInfo {
+                        title: s.title.into(),
+                        state: s.state.as_str().into(),
+                        mark: crate::report::state_mark(s.state).into(),
+                        detail: s.detail.clone(),
+                    })
                     .collect(),
                 licences_reclaimed: r.licences_reclaimed.clone(),
                 effective_by: r.effective_by.map(fmt),
@@ -139,7 +150,8 @@ impl Notice {
     /// A finished run with every field filled: what templates are checked against.
     pub fn sample() -> Self {
         let (run, steps, approvals) = crate::testing::finished_run();
-        let event = EventInfo { name: "run.finished".into(), title: "Offboarding completed with warnings".into(), at: "2026-11-20 16:04:05 UTC".into(), seq: 1 };
+        let event =
+            EventInfo { name: "run.finished".into(), title: "Offboarding completed with warnings".into(), at: "2026-11-20 16:04:05 UTC".into(), seq: 1 };
         let mut n = Notice::new(event, &run, &steps, &approvals);
         n.report_attached = true;
         n

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FORBIDDEN: &[&str] = &["slack-morphism", "serenity", "axum", "hyper", "actix-web", "warp", "tower-http", "reqwest", "offboard-bot", "offboard-testkit"];
+const FORBIDDEN: &[&str] =
+    &["slack-morphism", "serenity", "axum", "hyper", "actix-web", "warp", "tower-http", "reqwest", "lettre", "printpdf", "offboard-bot", "offboard-testkit"];
 
 fn normal_closure(meta: &Value, root_name: &str) -> BTreeSet<String> {
     let packages: HashMap<&str, &str> = meta["packages"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap())).collect();

@@ -29,7 +29,8 @@ pub use email::{Smtp, SmtpTls};
 pub use webhook::{Format, Webhook};
 
 /// The events a target may subscribe to.
-pub const EVENTS: &[&str] = &["run.requested", "run.approved", "run.rejected", "run.escalated", "run.finished", "run.cancelled", "run.expired", "audit.checkpoint"];
+pub const EVENTS: &[&str] =
+    &["run.requested", "run.approved", "run.rejected", "run.escalated", "run.finished", "run.cancelled", "run.expired", "audit.checkpoint"];
 
 /// The notification an outbox event becomes, if any, with its title.
 pub fn classify(kind: &EventKind) -> Option<(&'static str, String)> {
@@ -99,11 +100,18 @@ impl Retry {
 /// One try's result.
 #[derive(Debug)]
 pub enum Attempt {
-    Delivered { status: String },
+    Delivered {
+        status: String,
+    },
     /// Worth another try, after `after` if the receiver said so.
-    Transient { error: String, after: Option<Duration> },
+    Transient {
+        error: String,
+        after: Option<Duration>,
+    },
     /// Retrying cannot help: recorded as failed at once.
-    Refused { error: String },
+    Refused {
+        error: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +141,8 @@ impl Notifier {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, TemplateError> {
         let templates = Arc::new(Templates::load(template_dir, webhook::TEMPLATES)?);
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).redirect(reqwest::redirect::Policy::none()).build().expect("static client settings");
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(15)).redirect(reqwest::redirect::Policy::none()).build().expect("static client settings");
         Ok(Notifier { store, targets, templates, evidence, http, clock, retry: Retry::default() })
     }
 

@@ -176,7 +176,8 @@ impl Webhook {
             return Attempt::Delivered { status: format!("HTTP {}", status.as_u16()) };
         }
         let text: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-        let error = format!("the receiver answered HTTP {}{}", status.as_u16(), if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) });
+        let error =
+            format!("the receiver answered HTTP {}{}", status.as_u16(), if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) });
         if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
             Attempt::Transient { error, after }
         } else {

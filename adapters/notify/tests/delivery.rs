@@ -29,7 +29,9 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 async fn finished_run(store: &Store) -> RunRecord {
-    let run = offboard_testkit::fixtures::finished_run(store, "alice@contoso.com", Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() }).await;
+    let run =
+        offboard_testkit::fixtures::finished_run(store, "alice@contoso.com", Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() })
+            .await;
     assert_eq!(run.state, RunState::Completed);
     run
 }
@@ -158,9 +160,11 @@ async fn a_refusing_receiver_is_recorded_as_failed_and_not_retried() {
     let svc = service(store2.clone(), clock(), 3, TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() });
     approved_run(&svc, "user2@contoso.com", Options { disable_sign_in: true, ..Options::default() }).await;
     offboard_core::engine::Worker::new(store.clone(), Arc::new(AlwaysDone), clock(), Default::default()).drain().await.unwrap();
-    let n = Notifier::new(store.clone(), vec![webhook_target(addr, Format::Teams)], None, None, clock())
-        .unwrap()
-        .with_retry(Retry { first: Duration::from_millis(20), max: Duration::from_millis(40), attempts: 4 });
+    let n = Notifier::new(store.clone(), vec![webhook_target(addr, Format::Teams)], None, None, clock()).unwrap().with_retry(Retry {
+        first: Duration::from_millis(20),
+        max: Duration::from_millis(40),
+        attempts: 4,
+    });
     assert_eq!(n.drain().await.unwrap(), 1);
     assert_eq!(rx.requests.lock().unwrap().len(), 1 + 4);
     let last = notifications(&store).await.pop().unwrap();

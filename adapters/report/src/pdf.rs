@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use chrono::{Datelike, Timelike};
 use printpdf::{
-    Color, Line, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem, TextRenderingMode,
+    Color, Line, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
+    TextRenderingMode,
 };
 
 use offboard_core::report::{Block, Report};
@@ -260,7 +261,10 @@ pub fn render(report: &Report, seal: &Seal) -> Vec<u8> {
                         Op::SetOutlineColor { col: rgb((0.55, 0.55, 0.6)) },
                         Op::SetOutlineThickness { pt: Pt(0.6) },
                         Op::DrawRectangle {
-                            rectangle: Rect { mode: Some(PaintMode::FillStroke), ..Rect::from_xywh(Pt(LEFT), Pt(y_top - height), Pt(RIGHT - LEFT), Pt(*height)) },
+                            rectangle: Rect {
+                                mode: Some(PaintMode::FillStroke),
+                                ..Rect::from_xywh(Pt(LEFT), Pt(y_top - height), Pt(RIGHT - LEFT), Pt(*height))
+                            },
                         },
                         Op::RestoreGraphicsState,
                     ]),

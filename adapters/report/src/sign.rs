@@ -49,11 +49,8 @@ impl ReportKey {
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
-        let seed: [u8; 32] = STANDARD
-            .decode(text.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| KeyError::Malformed { path: path.display().to_string() })?;
+        let seed: [u8; 32] =
+            STANDARD.decode(text.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| KeyError::Malformed { path: path.display().to_string() })?;
         Ok(Self::from_seed(seed))
     }
 
@@ -77,7 +74,7 @@ impl ReportKey {
     }
 
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey(self.0.verifying_key().to_bytes())
     }
 
     /// Fills the seal's signature digits of a rendered PDF.
@@ -91,18 +88,23 @@ impl ReportKey {
 
 /// A public key that verifies reports, printed as base64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublicKey(VerifyingKey);
+pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
     pub fn parse(s: &str) -> Result<Self, String> {
         let bytes: [u8; 32] =
             STANDARD.decode(s.trim()).ok().and_then(|b| b.try_into().ok()).ok_or("a public key is 32 bytes of base64 (from `offboard keys show`)")?;
-        VerifyingKey::from_bytes(&bytes).map(Self).map_err(|_| "not an Ed25519 public key".into())
+        VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key")?;
+        Ok(Self(bytes))
+    }
+
+    fn verifying(&self) -> VerifyingKey {
+        VerifyingKey::from_bytes(&self.0).expect("checked when parsed")
     }
 
     /// `SHA256:` and the first 16 bytes of the key's hash, for people to compare.
     pub fn fingerprint(&self) -> String {
-        let h = Sha256::digest(self.0.as_bytes());
+        let h = Sha256::digest(self.0);
         let hex = hex::encode(&h[..16]);
         let groups: Vec<&str> = (0..hex.len()).step_by(4).map(|i| &hex[i..i + 4]).collect();
         format!("SHA256:{}", groups.join(":"))
@@ -111,7 +113,7 @@ impl PublicKey {
 
 impl std::fmt::Display for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&STANDARD.encode(self.0.as_bytes()))
+        f.write_str(&STANDARD.encode(self.0))
     }
 }
 
@@ -159,7 +161,10 @@ fn find_seal(pdf: &[u8]) -> Result<Found, Verdict> {
     let end = pdf[body_at..].iter().position(|&b| b == b')').map(|n| body_at + n).ok_or(Verdict::Tampered("the signature seal is cut short".into()))?;
     let body = std::str::from_utf8(&pdf[body_at..end]).map_err(|_| Verdict::Tampered("the signature seal is not text".into()))?;
     let field = |name: &str| {
-        body.split(' ').find_map(|f| f.strip_prefix(name).and_then(|r| r.strip_prefix('='))).map(str::to_string).ok_or_else(|| Verdict::Tampered(format!("the signature seal has no {name}")))
+        body.split(' ')
+            .find_map(|f| f.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+            .ok_or_else(|| Verdict::Tampered(format!("the signature seal has no {name}")))
     };
     let (key, run, head, sig) = (field("key")?, field("run")?, field("head")?, field("sig")?);
     if sig.len() != SIG_HEX || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -193,7 +198,9 @@ impl std::fmt::Display for Verdict {
                 Ok(())
             }
             Self::Tampered(why) => write!(f, "TAMPERED: {why}"),
-            Self::UnknownKey { key } => write!(f, "UNKNOWN KEY: the signature is intact but was made by {key}, which is not a trusted key (pass it with --trust if you know it)"),
+            Self::UnknownKey { key } => {
+                write!(f, "UNKNOWN KEY: the signature is intact but was made by {key}, which is not a trusted key (pass it with --trust if you know it)")
+            }
             Self::Unsigned => write!(f, "UNSIGNED: the file has no Offboard signature"),
         }
     }
@@ -215,7 +222,7 @@ pub fn verify(pdf: &[u8], trusted: &[PublicKey]) -> Verdict {
     };
     let mut signed = pdf.to_vec();
     signed[seal.sig_at..seal.sig_at + SIG_HEX].fill(b'0');
-    if key.0.verify(&signed, &Signature::from_bytes(&sig)).is_err() {
+    if key.verifying().verify(&signed, &Signature::from_bytes(&sig)).is_err() {
         return Verdict::Tampered("the signature does not match the content: the file was changed after signing".into());
     }
     if !trusted.contains(&key) {
