@@ -173,6 +173,24 @@ async fn a_refusing_receiver_is_recorded_as_failed_and_not_retried() {
     db.cleanup().await;
 }
 
+fn mail_target(name: &str, sink: &SmtpSink, to: &[&str], attach_report: bool) -> Target {
+    Target {
+        name: name.into(),
+        events: vec!["run.finished".into()],
+        channel: Channel::Email(Smtp {
+            host: "127.0.0.1".into(),
+            port: sink.addr.port(),
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "Offboard <offboard@contoso.com>".into(),
+            to: to.iter().map(|t| t.to_string()).collect(),
+            attach_report,
+        }),
+        params: Default::default(),
+    }
+}
+
 fn mime_attachment(data: &str) -> (String, Vec<u8>) {
     let at = data.find("Content-Type: application/pdf").expect("a PDF part");
     let part_start = data[..at].rfind("\n--").expect("a MIME boundary") + 1;
@@ -193,21 +211,7 @@ async fn the_finished_run_is_mailed_with_the_signed_report() {
     let key = ReportKey::from_seed([9; 32]);
     let public = key.public();
     let evidence = Arc::new(Evidence::new(key, dir.path().join("reports")));
-    let target = Target {
-        name: "it-mail".into(),
-        events: vec!["run.finished".into()],
-        channel: Channel::Email(Smtp {
-            host: "127.0.0.1".into(),
-            port: sink.addr.port(),
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            from: "Offboard <offboard@contoso.com>".into(),
-            to: vec!["it-compliance@contoso.com".into(), "hr@contoso.com".into()],
-            attach_report: true,
-        }),
-        params: Default::default(),
-    };
+    let target = mail_target("it-mail", &sink, &["it-compliance@contoso.com", "hr@contoso.com"], true);
     let n = Notifier::new(store.clone(), vec![target], None, Some(evidence.clone()), clock()).unwrap();
     assert_eq!(n.drain().await.unwrap(), 1);
 
@@ -227,21 +231,7 @@ async fn the_finished_run_is_mailed_with_the_signed_report() {
     assert!(audit.iter().any(|e| e.action == "notification.delivered" && e.detail.contains("SMTP 250")));
 
     // A recipient the server refuses is a recorded failure, not a retry loop.
-    let target = Target {
-        name: "bad-mail".into(),
-        events: vec!["run.finished".into()],
-        channel: Channel::Email(Smtp {
-            host: "127.0.0.1".into(),
-            port: sink.addr.port(),
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            from: "offboard@contoso.com".into(),
-            to: vec!["nobody@contoso.com".into()],
-            attach_report: false,
-        }),
-        params: Default::default(),
-    };
+    let target = mail_target("bad-mail", &sink, &["nobody@contoso.com"], false);
     let n = Notifier::new(store.clone(), vec![target], None, None, clock()).unwrap().with_retry(fast_retry());
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), n.drain()).await.unwrap().unwrap(), 1);
     let last = notifications(&store).await.pop().unwrap();
