@@ -16,6 +16,7 @@
 //! - [`templates`]: operator-overridable texts (minijinja), checked at start.
 //! - [`chat`]: platform-neutral wizard pages, previews, status views and commands.
 //! - [`secret`]: secrets that never print.
+//! - [`relay`]: drives a chat surface from the outbox (approval message, live status, report).
 //! - [`service`]: the calls every front end makes, with authorisation.
 //! - [`testing`]: in-memory port implementations.
 
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod outbox;
 pub mod plan;
 pub mod policy;
+pub mod relay;
 pub mod report;
 pub mod request;
 pub mod run;

@@ -261,3 +261,10 @@ pub enum DiscoveryError {
 pub trait Discovery: Send + Sync {
     async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError>;
 }
+
+/// Finds people as someone types their name or address (the wizard's user picker). Fast
+/// and shallow: no discovery.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    async fn search(&self, tenant: &TenantId, text: &str, limit: usize) -> Result<Vec<Person>, DiscoveryError>;
+}

@@ -44,6 +44,21 @@ impl Discovery for InMemoryDirectory {
     }
 }
 
+#[async_trait]
+impl Directory for InMemoryDirectory {
+    async fn search(&self, tenant: &TenantId, text: &str, limit: usize) -> Result<Vec<Person>, DiscoveryError> {
+        let all = self.users.lock().expect("directory lock");
+        let list = all.get(tenant).ok_or_else(|| DiscoveryError::UnknownTenant(tenant.to_string()))?;
+        let t = text.to_lowercase();
+        Ok(list
+            .iter()
+            .filter(|u| u.display_name.to_lowercase().split(' ').any(|w| w.starts_with(&t)) || u.upn.to_string().starts_with(&t))
+            .take(limit)
+            .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone() })
+            .collect())
+    }
+}
+
 fn oid(n: u32) -> ObjectId {
     ObjectId::parse(&format!("00000000-0000-4000-8000-{n:012}")).expect("valid")
 }

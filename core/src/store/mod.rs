@@ -321,6 +321,15 @@ impl Store {
         dispatch!(self.events_after(seq, limit))
     }
 
+    /// Remembers a message a chat surface posted for a run (`kind`: `preview`, `status`, …).
+    pub async fn save_message(&self, run: &RunId, surface: &str, kind: &str, message: &str) -> Result<()> {
+        dispatch!(self.save_message(run.as_str(), surface, kind, message))
+    }
+
+    pub async fn message(&self, run: &RunId, surface: &str, kind: &str) -> Result<Option<String>> {
+        dispatch!(self.message(run.as_str(), surface, kind))
+    }
+
     pub async fn cursor(&self, consumer: &str) -> Result<i64> {
         dispatch!(self.cursor(consumer))
     }

@@ -686,6 +686,27 @@ macro_rules! backend {
                     .collect()
             }
 
+            pub async fn save_message(pool: &Pool<Db>, run: &str, surface: &str, kind: &str, message: &str) -> Result<()> {
+                sqlx::query("INSERT INTO chat_messages (run_id, surface, kind, message) VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, surface, kind) DO UPDATE SET message = excluded.message")
+                    .bind(run)
+                    .bind(surface)
+                    .bind(kind)
+                    .bind(message)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            pub async fn message(pool: &Pool<Db>, run: &str, surface: &str, kind: &str) -> Result<Option<String>> {
+                let r = sqlx::query("SELECT message FROM chat_messages WHERE run_id = $1 AND surface = $2 AND kind = $3")
+                    .bind(run)
+                    .bind(surface)
+                    .bind(kind)
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(r.map(|r| r.try_get(0)).transpose()?)
+            }
+
             pub async fn cursor(pool: &Pool<Db>, consumer: &str) -> Result<i64> {
                 let r = sqlx::query("SELECT seq FROM outbox_cursors WHERE consumer = $1").bind(consumer).fetch_optional(pool).await?;
                 Ok(r.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))

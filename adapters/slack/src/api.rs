@@ -1,0 +1,110 @@
+//! The Slack Web API calls the adapter makes, through slack-morphism. Requests are built
+//! from the adapter's Block Kit JSON and parsed into slack-morphism's models, so a payload
+//! the crate cannot represent fails here, in tests, not at Slack.
+
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde::de::DeserializeOwned;
+use serde_json::{Value as Json, json};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use offboard_core::chat::{ChatError, FileOut};
+use offboard_core::secret::Secret;
+
+type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+pub struct SlackApi {
+    client: SlackClient<Connector>,
+    token: SlackApiToken,
+}
+
+impl std::fmt::Debug for SlackApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlackApi(***)")
+    }
+}
+
+fn model<T: DeserializeOwned>(v: Json) -> Result<T, ChatError> {
+    serde_json::from_value(v).map_err(|e| ChatError::Permanent(format!("the payload does not fit Slack's model: {e}")))
+}
+
+fn classify(e: SlackClientError) -> ChatError {
+    match e {
+        SlackClientError::RateLimitError(r) => ChatError::RetryAfter(r.retry_after.unwrap_or(Duration::from_secs(1))),
+        SlackClientError::ApiError(a) => match a.code.as_str() {
+            "ratelimited" => ChatError::RetryAfter(Duration::from_secs(1)),
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => ChatError::Retryable(a.code),
+            _ => ChatError::Permanent(a.code),
+        },
+        other => ChatError::Retryable(other.to_string()),
+    }
+}
+
+impl SlackApi {
+    /// `base_url` is `https://slack.com/api` in production, a local fake in tests.
+    pub fn new(base_url: &str, bot_token: &Secret) -> std::io::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
+        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(base_url);
+        let token = SlackApiToken::new(SlackApiTokenValue(bot_token.expose().to_string()));
+        Ok(SlackApi { client: SlackClient::new(connector), token })
+    }
+
+    pub async fn open_view(&self, trigger_id: &str, view: Json) -> Result<String, ChatError> {
+        let req: SlackApiViewsOpenRequest = model(json!({ "trigger_id": trigger_id, "view": view }))?;
+        let resp = self.client.open_session(&self.token).views_open(&req).await.map_err(classify)?;
+        Ok(resp.view.state_params.id.0)
+    }
+
+    pub async fn update_view(&self, view_id: &str, view: Json) -> Result<(), ChatError> {
+        let req: SlackApiViewsUpdateRequest = model(json!({ "view_id": view_id, "view": view }))?;
+        self.client.open_session(&self.token).views_update(&req).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Posts a message (into a thread with `thread_ts`); returns its `ts`.
+    pub async fn post(&self, channel: &str, thread_ts: Option<&str>, text: &str, blocks: Vec<Json>) -> Result<String, ChatError> {
+        let mut body = json!({ "channel": channel, "text": text });
+        if !blocks.is_empty() {
+            body["blocks"] = Json::Array(blocks);
+        }
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        let req: SlackApiChatPostMessageRequest = model(body)?;
+        let resp = self.client.open_session(&self.token).chat_post_message(&req).await.map_err(classify)?;
+        Ok(resp.ts.0)
+    }
+
+    pub async fn update(&self, channel: &str, ts: &str, text: &str, blocks: Vec<Json>) -> Result<(), ChatError> {
+        let req: SlackApiChatUpdateRequest = model(json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks }))?;
+        self.client.open_session(&self.token).chat_update(&req).await.map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
+        let req: SlackApiChatPostEphemeralRequest = model(json!({ "channel": channel, "user": user, "text": text }))?;
+        self.client.open_session(&self.token).chat_post_ephemeral(&req).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// The external upload flow: get an upload URL, send the bytes, then share the file
+    /// into the thread.
+    pub async fn upload(&self, channel: &str, thread_ts: &str, file: &FileOut, comment: &str) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        let url: SlackApiFilesGetUploadUrlExternalRequest = model(json!({ "filename": file.name, "length": file.bytes.len() }))?;
+        let got = session.get_upload_url_external(&url).await.map_err(classify)?;
+        let send = SlackApiFilesUploadViaUrlRequest::new(got.upload_url.clone(), file.bytes.clone(), file.mime.to_string());
+        session.files_upload_via_url(&send).await.map_err(classify)?;
+        let done: SlackApiFilesCompleteUploadExternalRequest = model(json!({
+            "files": [{ "id": got.file_id.0, "title": file.name }],
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+            "initial_comment": comment,
+        }))?;
+        session.files_complete_upload_external(&done).await.map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,361 @@
+//! Core's neutral views as Block Kit JSON: wizard pages as modals, the plan preview with its
+//! buttons, the live status message, and the short texts. Every string is cut to Block Kit's
+//! limits (titles 24, option and button text 75, section text 3000, 50 blocks a message).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value as Json, json};
+
+use offboard_core::chat::{Badge, FieldKind, Form, PlanPreview, RunView, Value, Values};
+use offboard_core::run::RunState;
+use offboard_core::snapshot::Person;
+use offboard_core::store::RunRecord;
+
+pub const WIZARD: &str = "offboard_wizard";
+pub const REJECT: &str = "offboard_reject";
+pub const APPROVE_ACTION: &str = "approve";
+pub const REJECT_ACTION: &str = "reject";
+const SECTION_MAX: usize = 2900;
+
+/// Cuts to `max` characters, marking the cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { format!("{}…", s.chars().take(max - 1).collect::<String>()) }
+}
+
+fn plain(s: &str, max: usize) -> Json {
+    json!({ "type": "plain_text", "text": cut(s, max) })
+}
+
+fn mrkdwn(s: &str) -> Json {
+    json!({ "type": "mrkdwn", "text": cut(s, SECTION_MAX) })
+}
+
+/// Escapes text for mrkdwn (`&`, `<`, `>`), so user data cannot form links or mentions.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// What the modal carries between pages: the page index.
+pub fn page_of(private_metadata: &str) -> Option<usize> {
+    private_metadata.strip_prefix("page:")?.parse().ok()
+}
+
+/// One wizard page as a modal view. `prefill` gives initial values (the user from the
+/// slash command).
+pub fn modal(form: &Form, prefill: &Values) -> Json {
+    let blocks: Vec<Json> = form
+        .fields
+        .iter()
+        .map(|f| {
+            let initial = prefill.get(f.id);
+            let element = match &f.kind {
+                FieldKind::Text { multiline, placeholder } => {
+                    let mut e = json!({ "type": "plain_text_input", "action_id": f.id, "multiline": multiline });
+                    if !placeholder.is_empty() {
+                        e["placeholder"] = plain(placeholder, 150);
+                    }
+                    if let Some(Value::Text(t)) = initial {
+                        e["initial_value"] = json!(t);
+                    }
+                    e
+                }
+                FieldKind::User => {
+                    let mut e =
+                        json!({ "type": "external_select", "action_id": f.id, "min_query_length": 2, "placeholder": plain("Type a name or address", 150) });
+                    if let Some(Value::Text(t)) = initial {
+                        e["initial_option"] = json!({ "text": plain(t, 75), "value": cut(t, 150) });
+                    }
+                    e
+                }
+                FieldKind::Select(choices) => json!({
+                    "type": "static_select",
+                    "action_id": f.id,
+                    "placeholder": plain("Choose", 150),
+                    "options": choices.iter().map(|c| json!({ "text": plain(c.label, 75), "value": c.value })).collect::<Vec<_>>(),
+                }),
+                FieldKind::Checkboxes(choices) => json!({
+                    "type": "checkboxes",
+                    "action_id": f.id,
+                    "options": choices.iter().take(10).map(|c| json!({ "text": plain(c.label, 75), "value": c.value })).collect::<Vec<_>>(),
+                }),
+            };
+            let mut b = json!({ "type": "input", "block_id": f.id, "optional": !f.required, "label": plain(f.label, 2000), "element": element });
+            if let Some(h) = f.hint {
+                b["hint"] = plain(h, 2000);
+            }
+            b
+        })
+        .collect();
+    json!({
+        "type": "modal",
+        "callback_id": WIZARD,
+        "private_metadata": format!("page:{}", form.page),
+        "title": plain(&format!("Offboard · {} of {}", form.page + 1, form.pages), 24),
+        "submit": plain(form.submit, 24),
+        "close": plain("Cancel", 24),
+        "blocks": blocks,
+    })
+}
+
+/// A modal that only informs (no inputs), e.g. "working on it" or an error.
+pub fn notice_modal(title: &str, text: &str) -> Json {
+    json!({
+        "type": "modal",
+        "callback_id": WIZARD,
+        "title": plain(title, 24),
+        "close": plain("Close", 24),
+        "blocks": [{ "type": "section", "text": mrkdwn(text) }],
+    })
+}
+
+/// The modal that asks for a rejection reason.
+pub fn reject_modal(run: &str) -> Json {
+    json!({
+        "type": "modal",
+        "callback_id": REJECT,
+        "private_metadata": run,
+        "title": plain("Reject offboarding", 24),
+        "submit": plain("Reject", 24),
+        "close": plain("Cancel", 24),
+        "blocks": [{
+            "type": "input",
+            "block_id": "reason",
+            "label": plain("Why is it rejected?", 2000),
+            "element": { "type": "plain_text_input", "action_id": "reason", "multiline": true, "max_length": 1000 },
+        }],
+    })
+}
+
+/// A modal's `state.values` as core's field values.
+pub fn values(state: &Json) -> Values {
+    let mut out = Values::new();
+    let Some(blocks) = state["values"].as_object() else { return out };
+    for actions in blocks.values() {
+        for (action, v) in actions.as_object().into_iter().flatten() {
+            let value = match v["type"].as_str() {
+                Some("plain_text_input") => v["value"].as_str().map(|s| Value::Text(s.to_string())),
+                Some("static_select") | Some("external_select") => v["selected_option"]["value"].as_str().map(|s| Value::Chosen(vec![s.to_string()])),
+                Some("checkboxes") => Some(Value::Chosen(
+                    v["selected_options"].as_array().into_iter().flatten().filter_map(|o| o["value"].as_str().map(str::to_string)).collect(),
+                )),
+                _ => None,
+            };
+            if let Some(value) = value {
+                out.insert(action.clone(), value);
+            }
+        }
+    }
+    out
+}
+
+/// Options for the user picker.
+pub fn people_options(people: &[Person]) -> Json {
+    let options: Vec<Json> = people
+        .iter()
+        .take(100)
+        .map(|p| json!({ "text": plain(&format!("{} ({})", p.display_name, p.upn), 75), "value": cut(&p.upn.to_string(), 150) }))
+        .collect();
+    json!({ "options": options })
+}
+
+/// Groups lines into sections that fit Slack's section limit.
+fn sections(lines: &[String]) -> Vec<Json> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for l in lines {
+        if !current.is_empty() && current.len() + l.len() + 1 > SECTION_MAX {
+            out.push(json!({ "type": "section", "text": mrkdwn(&current) }));
+            current.clear();
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&cut(l, SECTION_MAX));
+    }
+    if !current.is_empty() {
+        out.push(json!({ "type": "section", "text": mrkdwn(&current) }));
+    }
+    out
+}
+
+/// The approval message: who asked, the target, the plan, and the decision buttons while a
+/// decision is open; afterwards, who decided and when.
+pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
+    let fallback = format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester);
+    let mut who = format!("*{}* ({})", esc(&p.target_name), esc(&p.target_upn));
+    if let Some(t) = &p.target_title {
+        who.push_str(&format!(" · {}", esc(t)));
+    }
+    who.push_str(&format!("\nManager: {}", p.manager.as_deref().map(esc).unwrap_or_else(|| "none recorded".into())));
+    who.push_str(&format!("\nTenant {} · requested by {} · run `{}`", esc(p.tenant.as_str()), esc(&p.requester), p.run_id));
+    if let Some(at) = p.start_at {
+        who.push_str(&format!("\nScheduled for {}", time(at)));
+    }
+    let mut blocks = vec![
+        json!({ "type": "header", "text": plain(&format!("Offboard {}", p.target_name), 150) }),
+        json!({ "type": "section", "text": mrkdwn(&who) }),
+        json!({ "type": "divider" }),
+    ];
+    let lines: Vec<String> = p
+        .lines
+        .iter()
+        .map(|l| {
+            let mut s = match &l.skip {
+                Some(reason) => format!("~{}~ skipped: {}", esc(l.title), esc(reason)),
+                None => format!("*{}*: {}", esc(l.title), esc(&l.text)),
+            };
+            if l.high_risk {
+                s = format!(":rotating_light: {s} _(high risk)_");
+            }
+            for w in &l.warnings {
+                s.push_str(&format!("\n    :warning: {}", esc(w)));
+            }
+            format!("• {s}")
+        })
+        .collect();
+    blocks.extend(sections(&lines));
+    let have = if p.approvals.is_empty() {
+        String::new()
+    } else {
+        format!(" · approved by {}", p.approvals.iter().map(|(n, at)| format!("{} at {}", esc(n), time(*at))).collect::<Vec<_>>().join(", "))
+    };
+    blocks.push(json!({
+        "type": "context",
+        "elements": [mrkdwn(&format!("Needs {} approval{}{have} · plan `{}` · expires {}", p.approvals_needed, if p.approvals_needed == 1 { "" } else { "s" }, p.plan_hash.short(), time(p.expires_at)))],
+    }));
+    match p.state {
+        RunState::AwaitingApproval => blocks.push(json!({
+            "type": "actions",
+            "block_id": "decision",
+            "elements": [
+                { "type": "button", "action_id": APPROVE_ACTION, "style": "primary", "text": plain("Approve", 75), "value": p.approve.encode() },
+                { "type": "button", "action_id": REJECT_ACTION, "style": "danger", "text": plain("Reject…", 75), "value": p.reject.encode() },
+            ],
+        })),
+        state => {
+            let note = match (state, &p.decided_note) {
+                (RunState::Rejected, Some(reason)) => format!(":no_entry: *Rejected*: {}", esc(reason)),
+                (RunState::Rejected, None) => ":no_entry: *Rejected*".into(),
+                (RunState::Expired, _) => ":hourglass: *Expired* without a decision".into(),
+                (RunState::Cancelled, _) => ":heavy_multiplication_x: *Cancelled*".into(),
+                (RunState::Scheduled, _) => ":calendar: *Approved*, scheduled".into(),
+                _ => format!(":white_check_mark: *Approved* · now {}", state.label()),
+            };
+            blocks.push(json!({ "type": "section", "text": mrkdwn(&note) }));
+        }
+    }
+    (fallback, blocks)
+}
+
+pub fn badge(b: Badge) -> &'static str {
+    match b {
+        Badge::Pending => ":white_small_square:",
+        Badge::Running => ":hourglass_flowing_sand:",
+        Badge::Done => ":white_check_mark:",
+        Badge::Skipped => ":fast_forward:",
+        Badge::Failed => ":x:",
+        Badge::Attention => ":warning:",
+        Badge::NotRun => ":heavy_minus_sign:",
+    }
+}
+
+/// The pipeline message in the run's thread.
+pub fn status(v: &RunView) -> (String, Vec<Json>) {
+    let fallback = format!("Offboarding {}: {}", v.target_upn, v.state.label());
+    let head = format!("*Offboarding {}* · {} · run `{}`", esc(&v.target_upn), v.state.label(), v.run_id);
+    let lines: Vec<String> = v
+        .lines
+        .iter()
+        .map(|l| {
+            let mut s = format!("{} {}", badge(l.badge), esc(l.title));
+            if let Some(ms) = l.duration_ms {
+                s.push_str(&format!(" ({:.1} s)", ms as f64 / 1000.0));
+            }
+            if let Some(d) = &l.detail
+                && matches!(l.badge, Badge::Skipped | Badge::Failed | Badge::Attention)
+            {
+                s.push_str(&format!(": {}", esc(&cut(d, 200))));
+            }
+            s
+        })
+        .collect();
+    let mut blocks = vec![json!({ "type": "section", "text": mrkdwn(&head) })];
+    blocks.extend(sections(&lines));
+    (fallback, blocks)
+}
+
+pub fn help() -> String {
+    [
+        "*/offboard* opens the wizard. Also:",
+        "• `/offboard alice@contoso.com [preset]`: the wizard with the user filled in",
+        "• `/offboard list`: recent runs",
+        "• `/offboard status ob-…`: one run's steps",
+        "• `/offboard cancel ob-…`: cancel a run that has not finished",
+        "• `/offboard run ob-…`: start a scheduled run now",
+        "• `/offboard help`: this text",
+    ]
+    .join("\n")
+}
+
+pub fn list(runs: &[RunRecord]) -> String {
+    if runs.is_empty() {
+        return "No runs yet.".into();
+    }
+    let mut s = String::from("*Recent runs*\n");
+    for r in runs {
+        s.push_str(&format!("• `{}` {} · {} · {} · {}\n", r.id, esc(&r.target_upn), esc(r.tenant.as_str()), r.state.label(), time(r.updated_at)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offboard_core::chat::wizard;
+    use offboard_core::domain::TenantId;
+    use offboard_core::testing::finished_run;
+
+    #[test]
+    fn wizard_pages_render() {
+        let tenants = vec![TenantId::parse("contoso.com").unwrap(), TenantId::parse("fabrikam.com").unwrap()];
+        let mut prefill = Values::new();
+        prefill.insert("user".into(), Value::Text("alice@contoso.com".into()));
+        let pages: Vec<Json> = wizard(&tenants, &[]).iter().map(|f| modal(f, &prefill)).collect();
+        insta::assert_json_snapshot!("wizard", pages);
+    }
+
+    #[test]
+    fn preview_and_status_render() {
+        let (mut run, steps, approvals) = finished_run();
+        let (_, done) = preview(&PlanPreview::from_run(&run, &approvals));
+        insta::assert_json_snapshot!("preview_decided", done);
+        run.state = RunState::AwaitingApproval;
+        let (text, open) = preview(&PlanPreview::from_run(&run, &[]));
+        assert!(text.contains("Zoë"));
+        insta::assert_json_snapshot!("preview_open", open);
+        let (_, s) = status(&RunView::from_run(&run, &steps));
+        insta::assert_json_snapshot!("status", s);
+    }
+
+    #[test]
+    fn state_values_become_field_values() {
+        let state = json!({ "values": {
+            "user": { "user": { "type": "external_select", "selected_option": { "value": "alice@contoso.com" } } },
+            "lockout": { "lockout": { "type": "checkboxes", "selected_options": [{ "value": "disable_sign_in" }, { "value": "revoke_sessions" }] } },
+            "preset": { "preset": { "type": "plain_text_input", "value": null } },
+        }});
+        let v = values(&state);
+        assert_eq!(v["user"], Value::Chosen(vec!["alice@contoso.com".into()]));
+        assert_eq!(v["lockout"], Value::Chosen(vec!["disable_sign_in".into(), "revoke_sessions".into()]));
+        assert!(!v.contains_key("preset"));
+    }
+
+    #[test]
+    fn mrkdwn_from_users_cannot_mention_or_link() {
+        assert_eq!(esc("<!channel> & <http://x|y>"), "&lt;!channel&gt; &amp; &lt;http://x|y&gt;");
+        assert_eq!(cut("abcdef", 4), "abc…");
+    }
+}

@@ -1,0 +1,314 @@
+//! A fake Slack Web API over real HTTP, for tests and the demo. It behaves like Slack where
+//! the adapter depends on it: bearer auth (`invalid_auth`), required arguments
+//! (`invalid_arguments`), HTTP 200 with `ok: false` for API errors, trigger ids that work
+//! once and expire after 3 s, `message_not_found` for edits of unknown messages, 429 with
+//! `Retry-After` on demand, and the external upload flow (upload URL, raw bytes, share into
+//! a thread). It records every call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value as Json, json};
+
+pub const TRIGGER_LIFETIME: Duration = Duration::from_secs(3);
+
+/// One Web API call as received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub args: Json,
+}
+
+/// A message as the fake keeps it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: String,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub text: String,
+    pub blocks: Json,
+    pub edits: usize,
+}
+
+/// A file shared through the upload flow.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub id: String,
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub shared_to: Option<(String, String)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    triggers: HashMap<String, (Instant, bool)>,
+    views: HashMap<String, Json>,
+    messages: Vec<Message>,
+    ephemeral: Vec<(String, String, String)>,
+    files: HashMap<String, File>,
+    rate_limits: HashMap<String, u32>,
+    next: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    pub addr: SocketAddr,
+    token: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn reply(v: Json) -> Response {
+    axum::Json(v).into_response()
+}
+
+fn error(code: &str) -> Response {
+    reply(json!({ "ok": false, "error": code }))
+}
+
+impl FakeSlack {
+    pub async fn start(bot_token: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Slack");
+        let addr = listener.local_addr().expect("addr");
+        let fake = FakeSlack { addr, token: bot_token.to_string(), inner: Arc::new(Mutex::new(Inner { next: 1_700_000_000_000_100, ..Inner::default() })) };
+        let app = Router::new()
+            .route("/api/files.getUploadURLExternal", get(upload_url))
+            .route("/api/{method}", post(method))
+            .route("/upload/{file}", post(upload))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        fake
+    }
+
+    /// The base URL the adapter's client takes.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/", self.addr)
+    }
+
+    /// A trigger id as Slack puts in a slash command or a click.
+    pub fn issue_trigger(&self) -> String {
+        let mut i = self.inner.lock().expect("fake lock");
+        i.next += 1;
+        let id = format!("{}.{}.trig{}", i.next % 100_000, i.next, i.next);
+        i.triggers.insert(id.clone(), (Instant::now(), false));
+        id
+    }
+
+    /// The next `n` calls of `method` get HTTP 429 with `Retry-After: 1`.
+    pub fn rate_limit(&self, method: &str, n: u32) {
+        self.inner.lock().expect("fake lock").rate_limits.insert(method.to_string(), n);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().expect("fake lock").calls.clone()
+    }
+
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.method == method).collect()
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner.lock().expect("fake lock").messages.clone()
+    }
+
+    pub fn view(&self, id: &str) -> Option<Json> {
+        self.inner.lock().expect("fake lock").views.get(id).cloned()
+    }
+
+    /// `(channel, user, text)` of every ephemeral message.
+    pub fn ephemeral(&self) -> Vec<(String, String, String)> {
+        self.inner.lock().expect("fake lock").ephemeral.clone()
+    }
+
+    pub fn files(&self) -> Vec<File> {
+        self.inner.lock().expect("fake lock").files.values().cloned().collect()
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", self.token))
+    }
+
+    fn ts(i: &mut Inner) -> String {
+        i.next += 1;
+        format!("{}.{:06}", i.next / 1_000_000, i.next % 1_000_000)
+    }
+}
+
+fn args_of(headers: &HeaderMap, body: &[u8]) -> Json {
+    let json_body = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
+    if json_body {
+        return serde_json::from_slice(body).unwrap_or(Json::Null);
+    }
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    // Form fields that carry JSON (blocks, view, files) are decoded as Slack does.
+    Json::Object(form.into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Json::String(v)))).collect())
+}
+
+fn required(args: &Json, names: &[&str]) -> Option<Response> {
+    names.iter().any(|n| args.get(*n).is_none_or(|v| v.is_null() || v.as_str() == Some(""))).then(|| error("invalid_arguments"))
+}
+
+async fn method(State(fake): State<FakeSlack>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let args = args_of(&headers, &body);
+    let mut i = fake.inner.lock().expect("fake lock");
+    i.calls.push(Call { method: method.clone(), args: args.clone() });
+    if let Some(n) = i.rate_limits.get_mut(&method)
+        && *n > 0
+    {
+        *n -= 1;
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "").into_response();
+    }
+    if !fake.authorised(&headers) {
+        return error("invalid_auth");
+    }
+    match method.as_str() {
+        "views.open" => {
+            if let Some(r) = required(&args, &["trigger_id", "view"]) {
+                return r;
+            }
+            let trigger = args["trigger_id"].as_str().unwrap_or("").to_string();
+            match i.triggers.get_mut(&trigger) {
+                None => return error("invalid_trigger_id"),
+                Some((at, _)) if at.elapsed() > TRIGGER_LIFETIME => return error("expired_trigger_id"),
+                Some((_, used)) if *used => return error("exchanged_trigger_id"),
+                Some((_, used)) => *used = true,
+            }
+            let id = format!("V{}", FakeSlack::ts(&mut i).replace('.', ""));
+            i.views.insert(id.clone(), args["view"].clone());
+            reply(json!({ "ok": true, "view": stateful(&id, &args["view"]) }))
+        }
+        "views.update" => {
+            if let Some(r) = required(&args, &["view_id", "view"]) {
+                return r;
+            }
+            let id = args["view_id"].as_str().unwrap_or("").to_string();
+            if !i.views.contains_key(&id) {
+                return error("not_found");
+            }
+            i.views.insert(id.clone(), args["view"].clone());
+            reply(json!({ "ok": true, "view": stateful(&id, &args["view"]) }))
+        }
+        "chat.postMessage" => {
+            if let Some(r) = required(&args, &["channel"]) {
+                return r;
+            }
+            if args.get("text").is_none() && args.get("blocks").is_none() {
+                return error("no_text");
+            }
+            let ts = FakeSlack::ts(&mut i);
+            let m = Message {
+                channel: args["channel"].as_str().unwrap_or("").into(),
+                ts: ts.clone(),
+                thread_ts: args["thread_ts"].as_str().map(String::from),
+                text: args["text"].as_str().unwrap_or("").into(),
+                blocks: args["blocks"].clone(),
+                edits: 0,
+            };
+            if let Some(parent) = &m.thread_ts
+                && !i.messages.iter().any(|p| &p.ts == parent && p.channel == m.channel)
+            {
+                return error("thread_not_found");
+            }
+            i.messages.push(m.clone());
+            reply(json!({ "ok": true, "channel": m.channel, "ts": ts, "message": { "type": "message", "ts": ts, "text": m.text, "bot_id": "B0FAKE" } }))
+        }
+        "chat.update" => {
+            if let Some(r) = required(&args, &["channel", "ts"]) {
+                return r;
+            }
+            let (channel, ts) = (args["channel"].as_str().unwrap_or(""), args["ts"].as_str().unwrap_or(""));
+            let Some(m) = i.messages.iter_mut().find(|m| m.channel == channel && m.ts == ts) else { return error("message_not_found") };
+            m.text = args["text"].as_str().unwrap_or("").into();
+            m.blocks = args["blocks"].clone();
+            m.edits += 1;
+            reply(json!({ "ok": true, "channel": channel, "ts": ts, "text": m.text }))
+        }
+        "chat.postEphemeral" => {
+            if let Some(r) = required(&args, &["channel", "user", "text"]) {
+                return r;
+            }
+            let ts = FakeSlack::ts(&mut i);
+            let e = (
+                args["channel"].as_str().unwrap_or("").to_string(),
+                args["user"].as_str().unwrap_or("").to_string(),
+                args["text"].as_str().unwrap_or("").to_string(),
+            );
+            i.ephemeral.push(e);
+            reply(json!({ "ok": true, "message_ts": ts }))
+        }
+        "files.completeUploadExternal" => {
+            if let Some(r) = required(&args, &["files"]) {
+                return r;
+            }
+            let files: Vec<Json> = match &args["files"] {
+                Json::Array(a) => a.clone(),
+                Json::String(s) => serde_json::from_str(s).unwrap_or_default(),
+                _ => vec![],
+            };
+            let channel = args["channel_id"].as_str().map(String::from);
+            let thread = args["thread_ts"].as_str().map(String::from);
+            if thread.is_some() && channel.is_none() {
+                return error("invalid_arguments");
+            }
+            let mut shared = vec![];
+            for f in &files {
+                let id = f["id"].as_str().unwrap_or("");
+                let Some(file) = i.files.get_mut(id) else { return error("file_not_found") };
+                if file.bytes.is_empty() {
+                    return error("file_not_found");
+                }
+                file.shared_to = channel.clone().zip(thread.clone());
+                shared.push(json!({ "id": id, "title": f["title"] }));
+            }
+            reply(json!({ "ok": true, "files": shared }))
+        }
+        _ => error("unknown_method"),
+    }
+}
+
+fn stateful(id: &str, view: &Json) -> Json {
+    let mut v = view.clone();
+    v["id"] = json!(id);
+    v["team_id"] = json!("T0FAKE");
+    v["hash"] = json!(format!("h{id}"));
+    v["root_view_id"] = json!(id);
+    v
+}
+
+async fn upload_url(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let q: HashMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let mut i = fake.inner.lock().expect("fake lock");
+    i.calls.push(Call { method: "files.getUploadURLExternal".into(), args: json!(q) });
+    if !fake.authorised(&headers) {
+        return error("invalid_auth");
+    }
+    let (Some(name), Some(length)) = (q.get("filename"), q.get("length").and_then(|l| l.parse::<usize>().ok())) else {
+        return error("invalid_arguments");
+    };
+    if length == 0 {
+        return error("invalid_arguments");
+    }
+    let id = format!("F{}", FakeSlack::ts(&mut i).replace('.', ""));
+    i.files.insert(id.clone(), File { id: id.clone(), name: name.clone(), bytes: vec![], shared_to: None });
+    reply(json!({ "ok": true, "upload_url": format!("http://{}/upload/{id}", fake.addr), "file_id": id }))
+}
+
+async fn upload(State(fake): State<FakeSlack>, Path(file): Path<String>, body: Bytes) -> Response {
+    let mut i = fake.inner.lock().expect("fake lock");
+    i.calls.push(Call { method: "upload".into(), args: json!({ "file": file, "bytes": body.len() }) });
+    match i.files.get_mut(&file) {
+        Some(f) => {
+            f.bytes = body.to_vec();
+            (StatusCode::OK, format!("OK - {}", body.len())).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
+    }
+}

@@ -1,0 +1,292 @@
+//! The three request URLs Slack calls: `/slack/commands`, `/slack/interactions` and
+//! `/slack/options`. Each checks the signature on the raw body before parsing anything,
+//! answers within Slack's three seconds, and leaves slow work (Graph look-ups, Web API
+//! calls) to tasks off the request path. Every decision goes to core's service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value as Json, json};
+
+use offboard_core::chat::{ButtonValue, Command, Draft, Value, Values, wizard};
+use offboard_core::clock::Clock;
+use offboard_core::domain::{Actor, RunId};
+use offboard_core::secret::Secret;
+use offboard_core::service::Offboarding;
+use offboard_core::snapshot::Directory;
+
+use crate::api::SlackApi;
+use crate::blocks;
+use crate::signature::Verifier;
+
+/// How long a user search may take before the picker gets what was found.
+const SEARCH_BUDGET: Duration = Duration::from_millis(2500);
+
+pub struct SlackApp {
+    svc: Arc<Offboarding>,
+    api: Arc<SlackApi>,
+    directory: Arc<dyn Directory>,
+    verifier: Verifier,
+    clock: Arc<dyn Clock>,
+    approvals_channel: String,
+    /// Wizard answers so far, by the modal's root view id.
+    drafts: Mutex<HashMap<String, Draft>>,
+    /// Trigger ids already acted on, so a retried delivery does nothing twice.
+    handled: Mutex<HashMap<String, i64>>,
+}
+
+impl SlackApp {
+    pub fn new(
+        svc: Arc<Offboarding>,
+        api: Arc<SlackApi>,
+        directory: Arc<dyn Directory>,
+        signing_secret: Secret,
+        approvals_channel: impl Into<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        Arc::new(SlackApp {
+            svc,
+            api,
+            directory,
+            verifier: Verifier::new(signing_secret),
+            clock,
+            approvals_channel: approvals_channel.into(),
+            drafts: Mutex::new(HashMap::new()),
+            handled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/slack/commands", post(commands))
+            .route("/slack/interactions", post(interactions))
+            .route("/slack/options", post(options))
+            .with_state(self.clone())
+    }
+
+    fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        self.verifier.verify(h("x-slack-request-timestamp"), h("x-slack-signature"), body, self.clock.now()).map_err(|e| {
+            tracing::warn!(reason = %e, "refused a Slack request");
+            (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
+        })
+    }
+
+    /// `false` when this trigger was acted on already (a retried delivery).
+    fn first_time(&self, trigger: &str) -> bool {
+        if trigger.is_empty() {
+            return true;
+        }
+        let now = self.clock.now().timestamp();
+        let mut h = self.handled.lock().expect("handled lock");
+        h.retain(|_, at| now - *at < 600);
+        h.insert(trigger.to_string(), now).is_none()
+    }
+
+    fn domains(&self) -> Vec<String> {
+        self.svc.tenants().iter().flat_map(|t| t.domains.clone()).collect()
+    }
+}
+
+fn actor(id: &str, name: &str) -> Actor {
+    Actor { platform: "slack".into(), id: id.into(), name: if name.is_empty() { id.into() } else { name.into() }, groups: vec![] }
+}
+
+fn ephemeral(text: impl Into<String>) -> Response {
+    axum::Json(json!({ "response_type": "ephemeral", "text": text.into() })).into_response()
+}
+
+fn ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = app.check(&headers, &body) {
+        return r;
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not a slash command").into_response();
+    };
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let who = actor(get("user_id"), get("user_name"));
+    let trigger = get("trigger_id").to_string();
+    if !app.first_time(&trigger) {
+        return ok();
+    }
+    match Command::parse(get("text")) {
+        Command::Offboard { user, preset } => {
+            // The trigger id expires about 3 s after it was issued: open the modal first,
+            // before anything slow.
+            let mut prefill = Values::new();
+            if let Some(u) = user {
+                prefill.insert("user".into(), Value::Text(u));
+            }
+            if let Some(p) = preset {
+                prefill.insert("preset".into(), Value::Text(p));
+            }
+            let tenants: Vec<_> = app.svc.tenants().iter().map(|t| t.id.clone()).collect();
+            let page = blocks::modal(&wizard(&tenants, &[])[0], &prefill);
+            let api = app.api.clone();
+            tokio::spawn(async move {
+                if let Err(e) = api.open_view(&trigger, page).await {
+                    tracing::warn!(error = %e, "could not open the wizard");
+                }
+            });
+            ok()
+        }
+        Command::Help => ephemeral(blocks::help()),
+        Command::List => match app.svc.list(&who, 15).await {
+            Ok(runs) => ephemeral(blocks::list(&runs)),
+            Err(e) => ephemeral(format!("You cannot list runs: {e}")),
+        },
+        Command::Status(id) => match app.svc.status(&who, &id).await {
+            Ok((run, steps, _)) => {
+                let view = offboard_core::chat::RunView::from_run(&run, &steps);
+                let lines: Vec<String> = view.lines.iter().map(|l| format!("{} {}", blocks::badge(l.badge), l.title)).collect();
+                ephemeral(format!("`{}` {}: {}\n{}", run.id, run.target_upn, run.state.label(), lines.join("\n")))
+            }
+            Err(e) => ephemeral(e.to_string()),
+        },
+        Command::Cancel(id) => match app.svc.cancel(&who, &id).await {
+            Ok(()) => ephemeral(format!("Run `{id}` is cancelled; steps already done stay done.")),
+            Err(e) => ephemeral(format!("Not cancelled: {e}")),
+        },
+        Command::RunNow(id) => match app.svc.run_now(&who, &id).await {
+            Ok(()) => ephemeral(format!("Run `{id}` starts now.")),
+            Err(e) => ephemeral(format!("Not started: {e}")),
+        },
+        Command::Unknown(hint) => ephemeral(format!("{hint}\n\n{}", blocks::help())),
+    }
+}
+
+fn payload(body: &[u8]) -> Option<Json> {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).ok()?;
+    serde_json::from_str(form.get("payload")?).ok()
+}
+
+async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = app.check(&headers, &body) {
+        return r;
+    }
+    let Some(p) = payload(&body) else {
+        return (StatusCode::BAD_REQUEST, "not an interaction payload").into_response();
+    };
+    let who = actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["username"].as_str().or(p["user"]["name"].as_str()).unwrap_or(""));
+    let trigger = p["trigger_id"].as_str().unwrap_or("").to_string();
+    match p["type"].as_str() {
+        Some("block_actions") => {
+            if !app.first_time(&trigger) {
+                return ok();
+            }
+            let channel = p["channel"]["id"].as_str().or(p["container"]["channel_id"].as_str()).unwrap_or("").to_string();
+            for action in p["actions"].as_array().into_iter().flatten() {
+                let Some(value) = action["value"].as_str().and_then(ButtonValue::decode) else { continue };
+                let (app, who, channel, trigger) = (app.clone(), who.clone(), channel.clone(), trigger.clone());
+                tokio::spawn(async move {
+                    match value {
+                        ButtonValue::Approve { run, plan } => {
+                            if let Err(e) = app.svc.approve(&who, &run, &plan).await {
+                                let _ = app.api.ephemeral(&channel, &who.id, &format!("Not approved: {e}")).await;
+                            }
+                        }
+                        ButtonValue::Reject { run } => {
+                            if let Err(e) = app.api.open_view(&trigger, blocks::reject_modal(run.as_str())).await {
+                                tracing::warn!(error = %e, "could not open the rejection dialog");
+                            }
+                        }
+                    }
+                });
+            }
+            ok()
+        }
+        Some("view_submission") => submission(&app, &who, &p).await,
+        _ => ok(),
+    }
+}
+
+fn errors(list: impl IntoIterator<Item = (String, String)>) -> Response {
+    let map: serde_json::Map<String, Json> = list.into_iter().map(|(k, v)| (k, Json::String(blocks::cut(&v, 2000)))).collect();
+    axum::Json(json!({ "response_action": "errors", "errors": map })).into_response()
+}
+
+async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
+    let view = &p["view"];
+    let values = blocks::values(&view["state"]);
+    match view["callback_id"].as_str() {
+        Some(blocks::REJECT) => {
+            let Ok(run) = RunId::parse(view["private_metadata"].as_str().unwrap_or("")) else { return ok() };
+            let reason = match values.get("reason") {
+                Some(Value::Text(t)) if !t.trim().is_empty() => t.trim().to_string(),
+                _ => return errors([("reason".to_string(), "say why, for the requester and the audit log".to_string())]),
+            };
+            match app.svc.reject(who, &run, &reason).await {
+                Ok(()) => ok(),
+                Err(e) => errors([("reason".to_string(), format!("Not rejected: {e}"))]),
+            }
+        }
+        Some(blocks::WIZARD) => {
+            let Some(page) = view["private_metadata"].as_str().and_then(blocks::page_of) else { return ok() };
+            let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("").to_string();
+            let tenants: Vec<_> = app.svc.tenants().iter().map(|t| t.id.clone()).collect();
+            let pages = wizard(&tenants, &[]);
+            let mut draft = if page == 0 { Draft::default() } else { app.drafts.lock().expect("drafts").get(&root).cloned().unwrap_or_default() };
+            if let Err(errs) = draft.apply(page, &values, &app.domains()) {
+                return errors(errs.into_iter().map(|e| (e.field, e.message)));
+            }
+            if page + 1 < pages.len() {
+                app.drafts.lock().expect("drafts").insert(root, draft);
+                return axum::Json(json!({ "response_action": "update", "view": blocks::modal(&pages[page + 1], &Values::new()) })).into_response();
+            }
+            app.drafts.lock().expect("drafts").remove(&root);
+            let tenant = match app.svc.resolve_tenant(draft.tenant.as_deref(), &draft.user) {
+                Ok(t) => t.id.clone(),
+                Err(e) => {
+                    return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", &format!("Not requested: {e}")) }))
+                        .into_response();
+                }
+            };
+            let view_id = view["id"].as_str().unwrap_or("").to_string();
+            let user = draft.user.clone();
+            let (app2, who2) = (app.clone(), who.clone());
+            tokio::spawn(async move {
+                let text = match app2.svc.request(&who2, draft.into_request(tenant)).await {
+                    Ok(run) => {
+                        format!("The plan for *{}* is posted in <#{}> for approval. Run `{}`.", blocks::esc(&run.target_name), app2.approvals_channel, run.id)
+                    }
+                    Err(e) => format!("Not requested: {}", blocks::esc(&e.to_string())),
+                };
+                if let Err(e) = app2.api.update_view(&view_id, blocks::notice_modal("Offboard", &text)).await {
+                    tracing::warn!(error = %e, "could not update the wizard");
+                }
+            });
+            let working = blocks::notice_modal("Offboard", &format!("Looking up *{}* and building the plan…", blocks::esc(&user)));
+            axum::Json(json!({ "response_action": "update", "view": working })).into_response()
+        }
+        _ => ok(),
+    }
+}
+
+async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = app.check(&headers, &body) {
+        return r;
+    }
+    let Some(p) = payload(&body) else {
+        return (StatusCode::BAD_REQUEST, "not an options request").into_response();
+    };
+    let text = p["value"].as_str().unwrap_or("").trim().to_string();
+    let mut found = Vec::new();
+    if text.len() >= 2 {
+        let searches = app.svc.tenants().iter().map(|t| app.directory.search(&t.id, &text, 20));
+        if let Ok(results) = tokio::time::timeout(SEARCH_BUDGET, futures_util::future::join_all(searches)).await {
+            found = results.into_iter().filter_map(Result::ok).flatten().collect();
+        }
+    }
+    axum::Json(blocks::people_options(&found)).into_response()
+}

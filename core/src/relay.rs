@@ -1,0 +1,257 @@
+//! Drives a chat surface from the outbox: the approval message when a run is requested and
+//! its update on every decision; in the run's thread, one status message edited as steps
+//! progress, a reply for each failure or warning, and at the end the signed report and the
+//! closing text.
+//!
+//! Delivery is at least once and every post is idempotent: what was posted is remembered
+//! per run (`chat_messages`) and never posted twice, and edits are rendered from the store,
+//! so a batch of events costs one edit per message. A surface that asks to wait stops the
+//! batch before its cursor moves; the next drain repeats it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::chat::{ChatError, ChatSurface, FileOut, MessageRef, PlanPreview, RunView};
+use crate::clock::Clock;
+use crate::domain::RunId;
+use crate::outbox::{Event, EventKind};
+use crate::plan::StepKind;
+use crate::run::{RunState, StepOutcome};
+use crate::store::{Store, StoreError};
+use crate::templates::{EventInfo, Notice, Templates};
+
+/// Where the finished run's report comes from (the signed PDF).
+#[async_trait]
+pub trait Reports: Send + Sync {
+    async fn report(&self, run: &RunId) -> Result<FileOut, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Wait this long, then drain again.
+    #[error("the chat platform asked to wait {0:?}")]
+    Wait(std::time::Duration),
+}
+
+pub struct Relay {
+    store: Store,
+    surface: Arc<dyn ChatSurface>,
+    /// Names the cursor and the remembered messages, e.g. `slack:T0123`.
+    name: String,
+    reports: Option<Arc<dyn Reports>>,
+    templates: Arc<Templates>,
+    clock: Arc<dyn Clock>,
+}
+
+const PREVIEW: &str = "preview";
+const STATUS: &str = "status";
+const REPORT: &str = "report";
+const CLOSING: &str = "closing";
+
+impl Relay {
+    pub fn new(
+        store: Store,
+        surface: Arc<dyn ChatSurface>,
+        name: impl Into<String>,
+        reports: Option<Arc<dyn Reports>>,
+        templates: Arc<Templates>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Relay { store, surface, name: name.into(), reports, templates, clock }
+    }
+
+    fn consumer(&self) -> String {
+        format!("chat:{}", self.name)
+    }
+
+    /// Handles everything pending; returns the number of events consumed.
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut consumed = 0;
+        loop {
+            let cursor = self.store.cursor(&self.consumer()).await?;
+            let events = self.store.events_after(cursor, 200).await?;
+            let Some(last) = events.last().map(|e| e.seq) else { return Ok(consumed) };
+            let mut previews = BTreeSet::new();
+            let mut statuses = BTreeSet::new();
+            let mut finished = BTreeSet::new();
+            for e in &events {
+                let Some(run) = e.run_id.as_deref().and_then(|r| RunId::parse(r).ok()) else { continue };
+                match &e.kind {
+                    EventKind::RunRequested { .. } => {
+                        self.post_preview(&run).await?;
+                    }
+                    EventKind::ApprovalRecorded { .. }
+                    | EventKind::ApprovalRefused { .. }
+                    | EventKind::RunApproved
+                    | EventKind::RunRejected { .. }
+                    | EventKind::RunExpired
+                    | EventKind::RunScheduled { .. }
+                    | EventKind::ApprovalEscalated
+                    | EventKind::RunCancelled { .. } => {
+                        previews.insert(run);
+                    }
+                    EventKind::RunStarted | EventKind::StepStarted { .. } | EventKind::StepRetrying { .. } => {
+                        statuses.insert(run);
+                    }
+                    EventKind::StepFinished { key, outcome } => {
+                        statuses.insert(run.clone());
+                        self.reply_if_notable(&run, e, key, outcome).await?;
+                    }
+                    EventKind::RunStateChanged { state } => {
+                        previews.insert(run.clone());
+                        if *state != RunState::Approved && *state != RunState::Scheduled {
+                            statuses.insert(run.clone());
+                        }
+                        if state.is_terminal() || *state == RunState::NeedsAttention {
+                            finished.insert(run);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for run in &previews {
+                self.update_preview(run).await?;
+            }
+            for run in &statuses {
+                self.update_status(run).await?;
+            }
+            for run in &finished {
+                self.close(run).await?;
+            }
+            if !self.store.advance_cursor(&self.consumer(), cursor, last).await? {
+                return Ok(consumed);
+            }
+            consumed += events.len();
+        }
+    }
+
+    async fn remembered(&self, run: &RunId, kind: &str) -> Result<Option<MessageRef>, RelayError> {
+        Ok(self.store.message(run, &self.name, kind).await?.map(MessageRef))
+    }
+
+    async fn remember(&self, run: &RunId, kind: &str, m: &MessageRef) -> Result<(), RelayError> {
+        Ok(self.store.save_message(run, &self.name, kind, &m.0).await?)
+    }
+
+    /// `Ok(None)` when the surface refused for good: logged, and the relay moves on.
+    fn outcome<T>(&self, what: &str, run: &RunId, r: Result<T, ChatError>) -> Result<Option<T>, RelayError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(ChatError::RetryAfter(d)) => Err(RelayError::Wait(d)),
+            Err(ChatError::Retryable(e)) => {
+                tracing::warn!(run = %run, what, error = %e, "chat update failed; will retry");
+                Err(RelayError::Wait(std::time::Duration::from_secs(2)))
+            }
+            Err(e) => {
+                tracing::warn!(run = %run, what, error = %e, "chat update refused; skipped");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn post_preview(&self, run: &RunId) -> Result<(), RelayError> {
+        if self.remembered(run, PREVIEW).await?.is_some() {
+            return Ok(());
+        }
+        let rec = self.store.run(run).await?;
+        let approvals = self.store.approvals(run).await?;
+        let r = self.surface.post_preview(&PlanPreview::from_run(&rec, &approvals)).await;
+        if let Some(m) = self.outcome("post the approval message", run, r)? {
+            self.remember(run, PREVIEW, &m).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_preview(&self, run: &RunId) -> Result<(), RelayError> {
+        let Some(at) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let rec = self.store.run(run).await?;
+        let approvals = self.store.approvals(run).await?;
+        let r = self.surface.update_preview(&at, &PlanPreview::from_run(&rec, &approvals)).await;
+        self.outcome("update the approval message", run, r)?;
+        Ok(())
+    }
+
+    async fn update_status(&self, run: &RunId) -> Result<(), RelayError> {
+        let Some(thread) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let rec = self.store.run(run).await?;
+        let steps = self.store.steps(run).await?;
+        let view = RunView::from_run(&rec, &steps);
+        match self.remembered(run, STATUS).await? {
+            Some(at) => {
+                let r = self.surface.update_status(&at, &view).await;
+                self.outcome("update the status message", run, r)?;
+            }
+            None => {
+                let r = self.surface.post_status(&thread, &view).await;
+                if let Some(m) = self.outcome("post the status message", run, r)? {
+                    self.remember(run, STATUS, &m).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reply_if_notable(&self, run: &RunId, e: &Event, key: &str, outcome: &StepOutcome) -> Result<(), RelayError> {
+        let title = crate::domain::StepKey::parse(key).ok().and_then(|k| StepKind::from_key(&k)).map_or(key.to_string(), |k| k.title().to_string());
+        let text = match outcome {
+            StepOutcome::Failed { error, request_id } => {
+                format!("Failed: {title}. {error}{}", request_id.as_ref().map(|r| format!(" (Microsoft request id {r})")).unwrap_or_default())
+            }
+            StepOutcome::NeedsAttention { reason } => format!("Needs attention: {title}. {reason}"),
+            StepOutcome::Skipped { reason, warning: true } => format!("Warning: {title} was skipped. {reason}"),
+            _ => return Ok(()),
+        };
+        // One reply per event, even if the batch is repeated.
+        let kind = format!("reply:{}", e.seq);
+        if self.remembered(run, &kind).await?.is_some() {
+            return Ok(());
+        }
+        let Some(thread) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let r = self.surface.reply(&thread, &text).await;
+        if self.outcome("reply in the thread", run, r)?.is_some() {
+            self.remember(run, &kind, &MessageRef(String::new())).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&self, run: &RunId) -> Result<(), RelayError> {
+        let Some(thread) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let rec = self.store.run(run).await?;
+        let started = self.store.steps(run).await?.iter().any(|s| s.started_at.is_some());
+        if let Some(reports) = &self.reports
+            && started
+            && self.remembered(run, REPORT).await?.is_none()
+        {
+            match reports.report(run).await {
+                Ok(file) => {
+                    let r = self.surface.attach(&thread, &file).await;
+                    if self.outcome("attach the report", run, r)?.is_some() {
+                        self.remember(run, REPORT, &MessageRef(file.name.clone())).await?;
+                    }
+                }
+                Err(e) => tracing::warn!(run = %run, error = %e, "the report could not be made"),
+            }
+        }
+        if self.remembered(run, CLOSING).await?.is_none() {
+            let steps = self.store.steps(run).await?;
+            let approvals = self.store.approvals(run).await?;
+            let info = EventInfo { name: "run.finished".into(), title: rec.state.label().into(), at: self.clock.now().to_rfc3339(), seq: 0 };
+            let text = match self.templates.render("chat/run_finished.txt", &Notice::new(info, &rec, &steps, &approvals)) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(run = %run, error = %e, "chat/run_finished.txt failed; using the plain outcome");
+                    format!("{}: {}", rec.state.label(), rec.target_upn)
+                }
+            };
+            let r = self.surface.reply(&thread, text.trim()).await;
+            if self.outcome("post the closing message", run, r)?.is_some() {
+                self.remember(run, CLOSING, &MessageRef(String::new())).await?;
+            }
+        }
+        Ok(())
+    }
+}
