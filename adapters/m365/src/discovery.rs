@@ -387,6 +387,35 @@ impl Discovery for M365 {
     }
 }
 
+/// The wizard's user picker: Graph's `$search` on name and address (an advanced query, so
+/// `ConsistencyLevel: eventual`), members only.
+#[async_trait]
+impl offboard_core::snapshot::Directory for M365 {
+    async fn search(&self, tenant: &TenantId, text: &str, limit: usize) -> Result<Vec<Person>, DiscoveryError> {
+        let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
+        let trace = Trace::new();
+        let cx = Cx { tenant: t, trace: &trace };
+        // `"` and `\` would end the search term early.
+        let term: String = text.chars().filter(|c| *c != '"' && *c != '\\').take(64).collect();
+        let search = enc(&format!("\"displayName:{term}\" OR \"userPrincipalName:{term}\""));
+        let path = format!("/users?$search={search}&$select=id,displayName,userPrincipalName&$top={}&$count=true", limit.clamp(1, 25));
+        let mut out = self.graph().batch(cx, vec![Item::get("search", path).eventual()]).await.map_err(|e| refused(&e))?;
+        let found = required(out.remove("search"))?;
+        Ok(found["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| {
+                Some(Person {
+                    id: ObjectId::parse(u["id"].as_str()?).ok()?,
+                    upn: Upn::parse(u["userPrincipalName"].as_str()?).ok()?,
+                    display_name: u["displayName"].as_str().unwrap_or_default().to_string(),
+                })
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,8 @@ fn classify(e: SlackClientError) -> ChatError {
             "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => ChatError::Retryable(a.code),
             _ => ChatError::Permanent(a.code),
         },
+        // Slack answered something the client cannot read: repeating will not help.
+        SlackClientError::ProtocolError(p) => ChatError::Permanent(p.to_string()),
         other => ChatError::Retryable(other.to_string()),
     }
 }

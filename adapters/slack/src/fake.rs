@@ -90,7 +90,7 @@ impl FakeSlack {
 
     /// The base URL the adapter's client takes.
     pub fn api_url(&self) -> String {
-        format!("http://{}/api/", self.addr)
+        format!("http://{}/api", self.addr)
     }
 
     /// A trigger id as Slack puts in a slash command or a click.
@@ -117,6 +117,18 @@ impl FakeSlack {
 
     pub fn messages(&self) -> Vec<Message> {
         self.inner.lock().expect("fake lock").messages.clone()
+    }
+
+    /// Every open view, oldest first.
+    pub fn views(&self) -> Vec<(String, Json)> {
+        let mut v: Vec<(String, Json)> = self.inner.lock().expect("fake lock").views.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Replaces a view as Slack does for `response_action: update`.
+    pub fn put_view(&self, id: &str, view: Json) {
+        self.inner.lock().expect("fake lock").views.insert(id.to_string(), view);
     }
 
     pub fn view(&self, id: &str) -> Option<Json> {
@@ -229,7 +241,9 @@ async fn method(State(fake): State<FakeSlack>, Path(method): Path<String>, heade
             m.text = args["text"].as_str().unwrap_or("").into();
             m.blocks = args["blocks"].clone();
             m.edits += 1;
-            reply(json!({ "ok": true, "channel": channel, "ts": ts, "text": m.text }))
+            reply(
+                json!({ "ok": true, "channel": channel, "ts": ts, "text": m.text, "message": { "type": "message", "ts": ts, "text": m.text, "bot_id": "B0FAKE" } }),
+            )
         }
         "chat.postEphemeral" => {
             if let Some(r) = required(&args, &["channel", "user", "text"]) {
