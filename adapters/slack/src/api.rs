@@ -14,6 +14,19 @@ use slack_morphism::prelude::*;
 use offboard_core::chat::{ChatError, FileOut};
 use offboard_core::secret::Secret;
 
+/// Every Web API method the adapter calls, with the bot scope it needs (`None`: no scope;
+/// `views.*` only need a trigger from the user). The manifest must declare exactly these
+/// scopes plus `commands`; the tests check both.
+pub const METHOD_SCOPES: &[(&str, Option<&str>)] = &[
+    ("views.open", None),
+    ("views.update", None),
+    ("chat.postMessage", Some("chat:write")),
+    ("chat.update", Some("chat:write")),
+    ("chat.postEphemeral", Some("chat:write")),
+    ("files.getUploadURLExternal", Some("files:write")),
+    ("files.completeUploadExternal", Some("files:write")),
+];
+
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
 pub struct SlackApi {

@@ -29,6 +29,12 @@ use crate::signature::Verifier;
 /// How long a user search may take before the picker gets what was found.
 const SEARCH_BUDGET: Duration = Duration::from_millis(2500);
 
+/// The slash command and the request paths, as the manifest declares them.
+pub const COMMAND: &str = "/offboard";
+pub const COMMANDS_PATH: &str = "/slack/commands";
+pub const INTERACTIONS_PATH: &str = "/slack/interactions";
+pub const OPTIONS_PATH: &str = "/slack/options";
+
 pub struct SlackApp {
     svc: Arc<Offboarding>,
     api: Arc<SlackApi>,
@@ -65,18 +71,18 @@ impl SlackApp {
 
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/slack/commands", post(commands))
-            .route("/slack/interactions", post(interactions))
-            .route("/slack/options", post(options))
+            .route(COMMANDS_PATH, post(commands))
+            .route(INTERACTIONS_PATH, post(interactions))
+            .route(OPTIONS_PATH, post(options))
             .with_state(self.clone())
     }
 
-    fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+    /// The refusal to send, if the request is not Slack's.
+    fn refusal(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        self.verifier.verify(h("x-slack-request-timestamp"), h("x-slack-signature"), body, self.clock.now()).map_err(|e| {
-            tracing::warn!(reason = %e, "refused a Slack request");
-            (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
-        })
+        let e = self.verifier.verify(h("x-slack-request-timestamp"), h("x-slack-signature"), body, self.clock.now()).err()?;
+        tracing::warn!(reason = %e, "refused a Slack request");
+        Some((StatusCode::UNAUTHORIZED, e.to_string()).into_response())
     }
 
     /// `false` when this trigger was acted on already (a retried delivery).
@@ -108,7 +114,7 @@ fn ok() -> Response {
 }
 
 async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = app.check(&headers, &body) {
+    if let Some(r) = app.refusal(&headers, &body) {
         return r;
     }
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
@@ -172,7 +178,7 @@ fn payload(body: &[u8]) -> Option<Json> {
 }
 
 async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = app.check(&headers, &body) {
+    if let Some(r) = app.refusal(&headers, &body) {
         return r;
     }
     let Some(p) = payload(&body) else {
@@ -274,7 +280,7 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
 }
 
 async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = app.check(&headers, &body) {
+    if let Some(r) = app.refusal(&headers, &body) {
         return r;
     }
     let Some(p) = payload(&body) else {

@@ -186,6 +186,11 @@ async fn the_whole_offboarding_loop_runs_in_slack() {
     let decided = approvals_message(&w).unwrap();
     assert!(button(&decided, "approve").is_none() && decided.blocks.to_string().contains("Approved"), "the buttons give way to the decision");
 
+    // Only methods whose scopes the manifest declares were called.
+    for c in w.slack.calls() {
+        assert!(c.method == "upload" || offboard_slack::api::METHOD_SCOPES.iter().any(|(m, _)| *m == c.method), "undeclared method {}", c.method);
+    }
+
     // Refusals were audited; the tenant ends as the plan said.
     let audit = w.store.audit_entries(0, 10_000).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.action == "approval.refused").count(), 2);
