@@ -25,6 +25,7 @@ pub const METHOD_SCOPES: &[(&str, Option<&str>)] = &[
     ("chat.postEphemeral", Some("chat:write")),
     ("files.getUploadURLExternal", Some("files:write")),
     ("files.completeUploadExternal", Some("files:write")),
+    ("usergroups.list", Some("usergroups:read")),
 ];
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
@@ -103,6 +104,13 @@ impl SlackApi {
         let req: SlackApiChatPostEphemeralRequest = model(json!({ "channel": channel, "user": user, "text": text }))?;
         self.client.open_session(&self.token).chat_post_ephemeral(&req).await.map_err(classify)?;
         Ok(())
+    }
+
+    /// Every user group with its members: `(group id, user ids)`.
+    pub async fn user_groups(&self) -> Result<Vec<(String, Vec<String>)>, ChatError> {
+        let req: SlackApiUserGroupsListRequest = model(json!({ "include_users": true }))?;
+        let resp = self.client.open_session(&self.token).usergroups_list(&req).await.map_err(classify)?;
+        Ok(resp.usergroups.into_iter().map(|g| (g.id.0, g.users.unwrap_or_default().into_iter().map(|u| u.0).collect())).collect())
     }
 
     /// The external upload flow: get an upload URL, send the bytes, then share the file

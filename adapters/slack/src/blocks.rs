@@ -325,6 +325,9 @@ mod tests {
         prefill.insert("user".into(), Value::Text("alice@contoso.com".into()));
         let pages: Vec<Json> = wizard(&tenants, &[]).iter().map(|f| modal(f, &prefill)).collect();
         insta::assert_json_snapshot!("wizard", pages);
+        insta::assert_json_snapshot!("notice", notice_modal("Offboard", "Looking up *alice@contoso.com* and building the plan…"));
+        insta::assert_json_snapshot!("reject", reject_modal("ob-7k2m9q4x1p"));
+        insta::assert_snapshot!("help", help());
     }
 
     #[test]

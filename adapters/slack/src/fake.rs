@@ -56,6 +56,7 @@ struct Inner {
     ephemeral: Vec<(String, String, String)>,
     files: HashMap<String, File>,
     rate_limits: HashMap<String, u32>,
+    usergroups: Vec<(String, Vec<String>)>,
     next: u64,
 }
 
@@ -81,6 +82,7 @@ impl FakeSlack {
         let fake = FakeSlack { addr, token: bot_token.to_string(), inner: Arc::new(Mutex::new(Inner { next: 1_700_000_000_000_100, ..Inner::default() })) };
         let app = Router::new()
             .route("/api/files.getUploadURLExternal", get(upload_url))
+            .route("/api/usergroups.list", get(usergroups))
             .route("/api/{method}", post(method))
             .route("/upload/{file}", post(upload))
             .with_state(fake.clone());
@@ -105,6 +107,11 @@ impl FakeSlack {
     /// The next `n` calls of `method` get HTTP 429 with `Retry-After: 1`.
     pub fn rate_limit(&self, method: &str, n: u32) {
         self.inner.lock().expect("fake lock").rate_limits.insert(method.to_string(), n);
+    }
+
+    /// A user group and its members, as `usergroups.list` reports them.
+    pub fn add_usergroup(&self, id: &str, users: &[&str]) {
+        self.inner.lock().expect("fake lock").usergroups.push((id.to_string(), users.iter().map(|u| u.to_string()).collect()));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -313,6 +320,30 @@ async fn upload_url(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(
     let id = format!("F{}", FakeSlack::ts(&mut i).replace('.', ""));
     i.files.insert(id.clone(), File { id: id.clone(), name: name.clone(), bytes: vec![], shared_to: None });
     reply(json!({ "ok": true, "upload_url": format!("http://{}/upload/{id}", fake.addr), "file_id": id }))
+}
+
+async fn usergroups(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let mut i = fake.inner.lock().expect("fake lock");
+    i.calls.push(Call { method: "usergroups.list".into(), args: json!(query) });
+    if !fake.authorised(&headers) {
+        return error("invalid_auth");
+    }
+    let with_users = query.as_deref().unwrap_or("").contains("include_users=true");
+    let groups: Vec<Json> = i
+        .usergroups
+        .iter()
+        .map(|(id, users)| {
+            let mut g = json!({
+                "id": id, "team_id": "T0FAKE", "is_usergroup": true, "name": id, "handle": id.to_lowercase(), "is_external": false,
+                "date_create": 1_700_000_000, "created_by": "U0OWNER", "prefs": { "channels": [], "groups": [] }, "user_count": users.len(),
+            });
+            if with_users {
+                g["users"] = json!(users);
+            }
+            g
+        })
+        .collect();
+    reply(json!({ "ok": true, "usergroups": groups }))
 }
 
 async fn upload(State(fake): State<FakeSlack>, Path(file): Path<String>, body: Bytes) -> Response {

@@ -46,7 +46,12 @@ pub struct SlackApp {
     drafts: Mutex<HashMap<String, Draft>>,
     /// Trigger ids already acted on, so a retried delivery does nothing twice.
     handled: Mutex<HashMap<String, i64>>,
+    /// User id → user group ids, with when it was read.
+    groups: Mutex<Option<(std::time::Instant, HashMap<String, Vec<String>>)>>,
 }
+
+/// How long the user groups read from Slack are trusted.
+const GROUPS_TTL: Duration = Duration::from_secs(300);
 
 impl SlackApp {
     pub fn new(
@@ -66,6 +71,7 @@ impl SlackApp {
             approvals_channel: approvals_channel.into(),
             drafts: Mutex::new(HashMap::new()),
             handled: Mutex::new(HashMap::new()),
+            groups: Mutex::new(None),
         })
     }
 
@@ -96,13 +102,38 @@ impl SlackApp {
         h.insert(trigger.to_string(), now).is_none()
     }
 
+    /// The actor with the Slack user groups they belong to, for group role bindings. If
+    /// Slack cannot say, the groups are empty: user bindings still apply, and a refusal is
+    /// the worst outcome.
+    async fn actor(&self, id: &str, name: &str) -> Actor {
+        let fresh =
+            self.groups.lock().expect("groups lock").as_ref().filter(|(at, _)| at.elapsed() < GROUPS_TTL).map(|(_, m)| m.get(id).cloned().unwrap_or_default());
+        let groups = match fresh {
+            Some(g) => g,
+            None => match self.api.user_groups().await {
+                Ok(list) => {
+                    let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+                    for (group, users) in list {
+                        for u in users {
+                            by_user.entry(u).or_default().push(group.clone());
+                        }
+                    }
+                    let mine = by_user.get(id).cloned().unwrap_or_default();
+                    *self.groups.lock().expect("groups lock") = Some((std::time::Instant::now(), by_user));
+                    mine
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read Slack user groups");
+                    vec![]
+                }
+            },
+        };
+        Actor { platform: "slack".into(), id: id.into(), name: if name.is_empty() { id.into() } else { name.into() }, groups }
+    }
+
     fn domains(&self) -> Vec<String> {
         self.svc.tenants().iter().flat_map(|t| t.domains.clone()).collect()
     }
-}
-
-fn actor(id: &str, name: &str) -> Actor {
-    Actor { platform: "slack".into(), id: id.into(), name: if name.is_empty() { id.into() } else { name.into() }, groups: vec![] }
 }
 
 fn ephemeral(text: impl Into<String>) -> Response {
@@ -121,7 +152,7 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
         return (StatusCode::BAD_REQUEST, "not a slash command").into_response();
     };
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let who = actor(get("user_id"), get("user_name"));
+    let who = app.actor(get("user_id"), get("user_name")).await;
     let trigger = get("trigger_id").to_string();
     if !app.first_time(&trigger) {
         return ok();
@@ -184,7 +215,7 @@ async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body
     let Some(p) = payload(&body) else {
         return (StatusCode::BAD_REQUEST, "not an interaction payload").into_response();
     };
-    let who = actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["username"].as_str().or(p["user"]["name"].as_str()).unwrap_or(""));
+    let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["username"].as_str().or(p["user"]["name"].as_str()).unwrap_or("")).await;
     let trigger = p["trigger_id"].as_str().unwrap_or("").to_string();
     match p["type"].as_str() {
         Some("block_actions") => {

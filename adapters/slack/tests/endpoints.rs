@@ -86,6 +86,27 @@ async fn the_user_picker_searches_the_directory() {
     assert!(options["options"][0]["text"]["text"].as_str().unwrap().chars().count() <= 75);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slack_user_group_can_hold_the_approver_role() {
+    use offboard_core::domain::Role;
+    use offboard_core::policy::{Principal, RoleBinding};
+    let mut access = offboard_testkit::fixtures::access();
+    access.bindings.push(RoleBinding { principal: Principal::Group { platform: "slack".into(), id: "S0ITADMINS".into() }, role: Role::Admin, tenants: None });
+    let w = World::with_access(access).await;
+    w.slack.add_usergroup("S0ITADMINS", &["UGROUPADMIN"]);
+    let run = w.svc.request(&requester(), request("alice.able@contoso.com", crash_options())).await.unwrap();
+    let value = format!("approve:{}:{}", run.id, run.plan_hash.0);
+    assert_eq!(w.interact(World::click("UOUTSIDER", &w.slack.issue_trigger(), "1.1", "approve", &value)).await.status(), 200);
+    w.until(5, "the outsider's refusal", || w.slack.ephemeral().iter().any(|(_, u, _)| u == "UOUTSIDER")).await;
+    assert_eq!(w.interact(World::click("UGROUPADMIN", &w.slack.issue_trigger(), "1.1", "approve", &value)).await.status(), 200);
+    w.until(5, "the group member's approval", || futures_block(w.store.run(&run.id)).unwrap().state != RunState::AwaitingApproval).await;
+    assert_eq!(w.slack.calls_of("usergroups.list").len(), 1, "user groups are read once and cached");
+}
+
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
 #[tokio::test]
 async fn a_rejection_asks_for_a_reason_and_is_decided_in_core() {
     let w = World::new().await;

@@ -46,6 +46,10 @@ pub struct World {
 
 impl World {
     pub async fn new() -> Self {
+        Self::with_access(access()).await
+    }
+
+    pub async fn with_access(access: offboard_core::policy::Access) -> Self {
         let sim = Sim::start(&Scenario::contoso(), SimConfig { conversion_delay: Duration::from_millis(200), ..SimConfig::default() }).await.unwrap();
         let secret = sim.add_secret(CONTOSO, APP).unwrap();
         let u = sim.urls();
@@ -66,7 +70,7 @@ impl World {
             domains: vec![CONTOSO.into()],
             policy: TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() },
         };
-        let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access(), vec![tenant], Presets::default()));
+        let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access, vec![tenant], Presets::default()));
         let slack = FakeSlack::start(BOT_TOKEN).await;
         let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new(BOT_TOKEN)).unwrap());
         let app = SlackApp::new(svc.clone(), api.clone(), m365.clone(), Secret::new(SIGNING_SECRET), APPROVALS, clock.clone());
