@@ -10,6 +10,7 @@ use offboard_core::domain::{RunId, TenantId};
 use offboard_core::store::Store;
 use offboard_report::PublicKey;
 
+mod demo;
 mod evidence;
 
 const DEFAULT_DATABASE: &str = "sqlite://offboard.db";
@@ -71,6 +72,9 @@ enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+    /// The whole product on this machine, no configuration, no network: a simulated tenant,
+    /// a local Slack, a scripted requester and approver, live updates and a verified report.
+    Demo(demo::DemoArgs),
     /// Serve a simulated Microsoft 365 tenant (login, Graph, Exchange) and print its URLs.
     Sim(offboard_m365_sim::cli::SimArgs),
 }
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::signal::ctrl_c().await?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Demo(args) => return demo::run(args, &mut out).await,
         Command::Keys { command: KeysCommand::Show } => {
             evidence::keys_show(&cli.signing_key, &mut out)?;
             return Ok(ExitCode::SUCCESS);
@@ -207,7 +212,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(c) => println!("{}:{}", c.seq, c.hash),
             None => println!("the audit log is empty"),
         },
-        Command::Sim(_) | Command::Keys { .. } | Command::Templates { .. } | Command::Verify { .. } => unreachable!("handled before the database is opened"),
+        Command::Sim(_) | Command::Demo(_) | Command::Keys { .. } | Command::Templates { .. } | Command::Verify { .. } => {
+            unreachable!("handled before the database is opened")
+        }
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -12,16 +12,17 @@ use axum::extract::State;
 use axum::routing::post;
 use offboard_core::chat::{PlanPreview, RunView};
 use offboard_core::clock::{Clock, SystemClock};
-use offboard_core::domain::{PresetName, TenantId};
+use offboard_core::domain::PresetName;
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
 use offboard_core::policy::{AdminTargets, TenantPolicy};
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
-use offboard_core::service::{Offboarding, Tenant};
+use offboard_core::service::Offboarding;
 use offboard_core::templates::{EventInfo, Notice, Templates};
-use offboard_m365::{Credential, Endpoints, M365, Settings, TenantConfig, Tenants};
-use offboard_m365_sim::{Scenario, Sim, SimConfig};
+use offboard_m365::Settings;
+use offboard_m365::simulated::Simulated;
+use offboard_m365_sim::{Scenario, SimConfig};
 use offboard_notify::{Channel, Format, Notifier, Smtp, SmtpTls, Target, Webhook};
 use offboard_report::{Evidence, ReportKey};
 use offboard_testkit::TestDb;
@@ -29,8 +30,6 @@ use offboard_testkit::fixtures::{access, approved_run};
 use offboard_testkit::smtp::SmtpSink;
 
 const CONTOSO: &str = "contoso.com";
-const CONTOSO_ID: &str = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
-const APP: &str = "9b1f4c3e-2d5a-4f6b-8c7d-1e2f3a4b5c6d";
 const ALICE: &str = "alice.able@contoso.com";
 const WEBHOOK_SECRET: &str = "whsec-Zq81-never-printed";
 
@@ -58,28 +57,15 @@ async fn no_secret_appears_in_any_output() {
     let writer = logs.clone();
     tracing_subscriber::fmt().with_env_filter("trace").with_ansi(false).with_writer(move || writer.clone()).init();
 
-    let sim = Sim::start(&Scenario::contoso(), SimConfig { conversion_delay: Duration::from_millis(200), ..SimConfig::default() }).await.unwrap();
-    let client_secret = sim.add_secret(CONTOSO, APP).unwrap();
-    let u = sim.urls();
-    let tenant_cfg = TenantConfig {
-        key: TenantId::parse(CONTOSO).unwrap(),
-        directory_id: CONTOSO_ID.into(),
-        client_id: APP.into(),
-        credential: Credential::Secret(Secret::new(client_secret.clone())),
-        domains: vec![CONTOSO.into()],
-    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let m365 = Arc::new(M365::new(Endpoints::at(&u.login, &u.graph, &u.exchange), Tenants::new([tenant_cfg]), clock.clone(), Settings::default()));
-
+    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+    let cfg = SimConfig { conversion_delay: Duration::from_millis(200), ..SimConfig::default() };
+    let Simulated { sim, m365, tenants, secrets } =
+        offboard_m365::simulated::start(&Scenario::contoso(), cfg, clock.clone(), Settings::default(), policy).await.unwrap();
+    let client_secret = secrets[0].1.expose().to_string();
     let db = TestDb::sqlite();
     let store = db.store().await;
-    let tenant = Tenant {
-        id: TenantId::parse(CONTOSO).unwrap(),
-        name: "Contoso".into(),
-        domains: vec![CONTOSO.into()],
-        policy: TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() },
-    };
-    let svc = Offboarding::new(store.clone(), m365.clone(), clock.clone(), access(), vec![tenant], Presets::default());
+    let svc = Offboarding::new(store.clone(), m365.clone(), clock.clone(), access(), tenants, Presets::default());
     let options = Presets::builtin(&PresetName::parse("standard-leaver").unwrap()).unwrap();
     assert!(options.reset_password);
     let run = approved_run(&svc, ALICE, options).await;

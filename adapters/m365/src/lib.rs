@@ -12,6 +12,8 @@ pub mod graph;
 pub mod pacing;
 pub mod permissions;
 pub mod secret;
+#[cfg(feature = "sim")]
+pub mod simulated;
 mod steps;
 pub mod trace;
 pub mod transport;

@@ -357,3 +357,154 @@ async fn upload(State(fake): State<FakeSlack>, Path(file): Path<String>, body: B
         None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
     }
 }
+
+/// Plays Slack's side of the endpoints: builds the payloads Slack sends and signs them as
+/// Slack does, for tests and the scripted demo.
+#[derive(Clone)]
+pub struct Driver {
+    http: reqwest::Client,
+    names: HashMap<String, String>,
+    /// The adapter's base URL, e.g. `http://127.0.0.1:3000`.
+    pub url: String,
+    secret: offboard_core::secret::Secret,
+}
+
+impl Driver {
+    pub fn new(url: impl Into<String>, signing_secret: offboard_core::secret::Secret) -> Self {
+        Driver { http: reqwest::Client::new(), names: HashMap::new(), url: url.into(), secret: signing_secret }
+    }
+
+    /// The display name Slack reports for `user` (default: the id and " name").
+    pub fn with_name(mut self, user: &str, name: &str) -> Self {
+        self.names.insert(user.into(), name.into());
+        self
+    }
+
+    fn name(&self, user: &str) -> String {
+        self.names.get(user).cloned().unwrap_or_else(|| format!("{user} name"))
+    }
+
+    /// POSTs `body` to `path`, signed at `ts` with `secret` (which may be wrong on purpose).
+    pub async fn signed_with(&self, path: &str, body: String, ts: i64, secret: &offboard_core::secret::Secret) -> reqwest::Result<reqwest::Response> {
+        let sig = crate::signature::sign(secret, ts, body.as_bytes());
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", sig)
+            .body(body)
+            .send()
+            .await
+    }
+
+    pub async fn signed(&self, path: &str, body: String) -> reqwest::Result<reqwest::Response> {
+        self.signed_with(path, body, chrono::Utc::now().timestamp(), &self.secret.clone()).await
+    }
+
+    pub fn command_body(user: &str, text: &str, trigger: &str) -> String {
+        Self::command_body_named(user, &format!("{user} name"), text, trigger)
+    }
+
+    fn command_body_named(user: &str, name: &str, text: &str, trigger: &str) -> String {
+        serde_urlencoded::to_string([
+            ("token", "deprecated"),
+            ("team_id", "T0FAKE"),
+            ("channel_id", "C0IT"),
+            ("user_id", user),
+            ("user_name", name),
+            ("command", crate::server::COMMAND),
+            ("text", text),
+            ("response_url", "http://127.0.0.1:9/response"),
+            ("trigger_id", trigger),
+            ("api_app_id", "A0OFFBOARD"),
+        ])
+        .expect("form fields encode")
+    }
+
+    pub async fn command(&self, user: &str, text: &str, trigger: &str) -> reqwest::Result<reqwest::Response> {
+        self.signed(crate::server::COMMANDS_PATH, Self::command_body_named(user, &self.name(user), text, trigger)).await
+    }
+
+    pub async fn interact(&self, payload: &Json) -> reqwest::Result<reqwest::Response> {
+        let mut payload = payload.clone();
+        if let Some(user) = payload["user"]["id"].as_str().map(str::to_string) {
+            payload["user"]["username"] = json!(self.name(&user));
+        }
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form fields encode");
+        self.signed(crate::server::INTERACTIONS_PATH, body).await
+    }
+
+    /// A click on a button of a message in `channel`.
+    pub fn click(user: &str, trigger: &str, channel: &str, ts: &str, action: &str, value: &str) -> Json {
+        json!({
+            "type": "block_actions",
+            "user": { "id": user, "username": format!("{user} name"), "team_id": "T0FAKE" },
+            "team": { "id": "T0FAKE" },
+            "api_app_id": "A0OFFBOARD",
+            "trigger_id": trigger,
+            "container": { "type": "message", "message_ts": ts, "channel_id": channel },
+            "channel": { "id": channel },
+            "message": { "ts": ts },
+            "response_url": "http://127.0.0.1:9/response",
+            "actions": [{ "type": "button", "action_id": action, "block_id": "decision", "value": value, "action_ts": "1.2" }],
+        })
+    }
+
+    /// A `view_submission` of the open view `view_id` with the given state values.
+    pub fn submit(user: &str, view_id: &str, view: &Json, values: Json) -> Json {
+        json!({
+            "type": "view_submission",
+            "user": { "id": user, "username": format!("{user} name"), "team_id": "T0FAKE" },
+            "team": { "id": "T0FAKE" },
+            "api_app_id": "A0OFFBOARD",
+            "trigger_id": format!("sub.{view_id}.{}", view["private_metadata"]),
+            "view": {
+                "id": view_id,
+                "root_view_id": view_id,
+                "callback_id": view["callback_id"],
+                "private_metadata": view["private_metadata"],
+                "hash": "h",
+                "state": { "values": values },
+            },
+        })
+    }
+}
+
+/// Block Kit as a terminal shows it: headers, mrkdwn with emoji, buttons in brackets.
+pub fn to_terminal(blocks: &Json) -> String {
+    let emoji = [
+        (":white_check_mark:", "✅"),
+        (":x:", "❌"),
+        (":warning:", "⚠️ "),
+        (":fast_forward:", "⏭️ "),
+        (":hourglass_flowing_sand:", "⏳"),
+        (":white_small_square:", "▫️ "),
+        (":heavy_minus_sign:", "➖"),
+        (":rotating_light:", "🚨"),
+        (":no_entry:", "⛔"),
+        (":hourglass:", "⌛"),
+        (":calendar:", "📅"),
+        (":heavy_multiplication_x:", "✖️ "),
+    ];
+    let text = |v: &Json| {
+        let mut s = v["text"].as_str().unwrap_or("").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+        for (code, symbol) in emoji {
+            s = s.replace(code, symbol);
+        }
+        s
+    };
+    let mut out = Vec::new();
+    for b in blocks.as_array().into_iter().flatten() {
+        match b["type"].as_str() {
+            Some("header") => out.push(format!("== {} ==", text(&b["text"]))),
+            Some("section") => out.push(text(&b["text"])),
+            Some("context") => out.push(b["elements"].as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(" ")),
+            Some("actions") => {
+                out.push(b["elements"].as_array().into_iter().flatten().map(|e| format!("[ {} ]", text(&e["text"]))).collect::<Vec<_>>().join("  "))
+            }
+            Some("divider") => out.push("----".into()),
+            _ => {}
+        }
+    }
+    out.join("\n")
+}

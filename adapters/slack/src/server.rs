@@ -46,9 +46,11 @@ pub struct SlackApp {
     drafts: Mutex<HashMap<String, Draft>>,
     /// Trigger ids already acted on, so a retried delivery does nothing twice.
     handled: Mutex<HashMap<String, i64>>,
-    /// User id → user group ids, with when it was read.
-    groups: Mutex<Option<(std::time::Instant, HashMap<String, Vec<String>>)>>,
+    groups: Mutex<Option<GroupCache>>,
 }
+
+/// User id → the Slack user group ids they are in, and when Slack said so.
+type GroupCache = (std::time::Instant, HashMap<String, Vec<String>>);
 
 /// How long the user groups read from Slack are trusted.
 const GROUPS_TTL: Duration = Duration::from_secs(300);

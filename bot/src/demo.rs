@@ -1,0 +1,282 @@
+//! `offboard demo`: the whole product on one machine with no configuration and no network.
+//! A simulated Microsoft 365 tenant, a local fake Slack, SQLite, and a scripted requester,
+//! viewer and approver drive the real Slack adapter, engine, relay and report signer; each
+//! message the adapter posts is printed as a terminal would show it, as it happens.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use offboard_core::chat::FileOut;
+use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::domain::{Role, RunId};
+use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
+use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
+use offboard_core::relay::{Relay, RelayError, Reports};
+use offboard_core::request::Presets;
+use offboard_core::run::RunState;
+use offboard_core::secret::Secret;
+use offboard_core::service::Offboarding;
+use offboard_core::store::Store;
+use offboard_core::templates::Templates;
+use offboard_m365::Settings;
+use offboard_m365_sim::{Scenario, SimConfig};
+use offboard_report::sign::{self, Verdict};
+use offboard_report::{Evidence, ReportKey};
+use offboard_slack::api::SlackApi;
+use offboard_slack::fake::{Driver, FakeSlack, Message, to_terminal};
+use offboard_slack::server::SlackApp;
+use offboard_slack::surface::SlackSurface;
+use serde_json::{Value as Json, json};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its database, signing key and reports (emptied first).
+    #[arg(long, default_value = "offboard-demo")]
+    dir: PathBuf,
+    /// The user to offboard in the simulated tenant.
+    #[arg(long, default_value = "alice.able@contoso.com")]
+    user: String,
+}
+
+const REQUESTER: (&str, &str) = ("U0RILEY", "Riley Reyes (IT admin)");
+const VIEWER: (&str, &str) = ("U0SAM", "Sam Stone (auditor)");
+const APPROVER: (&str, &str) = ("U0ADA", "Ada Lovelace (IT admin)");
+const CHANNEL: &str = "C0ITAPPROVALS";
+const BOT_TOKEN: &str = "xoxb-demo-bot-token";
+
+struct Pdfs {
+    evidence: Evidence,
+    store: Store,
+}
+
+#[async_trait]
+impl Reports for Pdfs {
+    async fn report(&self, run: &RunId) -> Result<FileOut, String> {
+        let (path, bytes) = self.evidence.pdf(&self.store, run, SystemClock.now()).await.map_err(|e| e.to_string())?;
+        Ok(FileOut { name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), mime: "application/pdf", bytes })
+    }
+}
+
+struct Printer<'o, W: Write> {
+    out: &'o mut W,
+    started: Instant,
+}
+
+impl<W: Write> Printer<'_, W> {
+    fn say(&mut self, text: &str) -> std::io::Result<()> {
+        let t = self.started.elapsed().as_secs_f64();
+        let mut lines = text.lines();
+        writeln!(self.out, "[{t:6.2}s] {}", lines.next().unwrap_or(""))?;
+        for l in lines {
+            writeln!(self.out, "          {l}")?;
+        }
+        self.out.flush()
+    }
+}
+
+fn access() -> Access {
+    let bind = |(id, _): (&str, &str), role| RoleBinding { principal: Principal::User { platform: "slack".into(), id: id.into() }, role, tenants: None };
+    // The requester is an admin too, so the demo shows the requester ≠ approver rule.
+    Access { bindings: vec![bind(REQUESTER, Role::Admin), bind(VIEWER, Role::Viewer), bind(APPROVER, Role::Admin)] }
+}
+
+fn check(v: &[&str]) -> Json {
+    json!({ "type": "checkboxes", "selected_options": v.iter().map(|x| json!({ "value": x })).collect::<Vec<_>>() })
+}
+
+fn text(v: &str) -> Json {
+    json!({ "type": "plain_text_input", "value": v })
+}
+
+/// The four wizard pages as the requester fills them: a standard leaver.
+fn answers(user: &str) -> [Json; 4] {
+    [
+        json!({ "user": { "user": { "type": "external_select", "selected_option": { "value": user } } } }),
+        json!({
+            "lockout": { "lockout": check(&["disable_sign_in", "revoke_sessions", "reset_password", "remove_mfa"]) },
+            "access": { "access": check(&["remove_admin_roles", "remove_groups", "remove_inbox_rules", "remove_mobile_devices", "disable_forwarding"]) },
+            "device_action": { "device_action": { "type": "static_select", "selected_option": { "value": "retire" } } },
+        }),
+        json!({
+            "oof_internal": { "oof_internal": text(offboard_core::templates::OOF_INTERNAL) },
+            "oof_external": { "oof_external": text(offboard_core::templates::OOF_EXTERNAL) },
+            "mailbox_access": { "mailbox_access": text("manager") },
+            "handover_options": { "handover_options": check(&["automap"]) },
+        }),
+        json!({
+            "mailbox": { "mailbox": check(&["convert_to_shared", "hide_from_gal", "remove_licences"]) },
+            "onedrive_access": { "onedrive_access": text("manager") },
+        }),
+    ]
+}
+
+/// Polls the simulated mailbox conversion every 200 ms instead of waiting minutes as with
+/// Exchange Online.
+fn settings() -> Settings {
+    let verify = offboard_m365::VerifyPolicy { first: Duration::from_millis(200), cap: Duration::from_secs(1), deadline: Duration::from_secs(60) };
+    Settings { verify, ..Settings::default() }
+}
+
+async fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("the demo timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut p = Printer { out, started };
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("emptying {}", args.dir.display()))?;
+    }
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    p.say("Offboard demo: a simulated Microsoft 365 tenant (contoso.com) and a local Slack on loopback; nothing leaves this machine.")?;
+    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+    let sim_cfg = SimConfig { conversion_delay: Duration::from_millis(300), ..SimConfig::default() };
+    let simulated = offboard_m365::simulated::start(&Scenario::contoso(), sim_cfg, clock.clone(), settings(), policy).await.map_err(anyhow::Error::msg)?;
+    let url = format!("sqlite://{}", args.dir.join("demo.db").display());
+    let store = Store::connect(&url).await.context("opening the demo database")?;
+    let svc = Arc::new(Offboarding::new(store.clone(), simulated.m365.clone(), clock.clone(), access(), simulated.tenants.clone(), Presets::default()));
+
+    let slack = FakeSlack::start(BOT_TOKEN).await;
+    let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new(BOT_TOKEN))?);
+    // A fresh signing secret per demo, so nothing fixed is reused.
+    let signing = Secret::new(format!("demo-{}", uuid::Uuid::new_v4().simple()));
+    let app = SlackApp::new(svc.clone(), api.clone(), simulated.m365.clone(), signing.clone(), CHANNEL, clock.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app_url = format!("http://{}", listener.local_addr()?);
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
+    let public = key.public();
+    let reports_dir = args.dir.join("reports");
+    let reports = Arc::new(Pdfs { evidence: Evidence::new(key, &reports_dir), store: store.clone() });
+    let templates = Arc::new(Templates::load(None, &[])?);
+    let relay = Arc::new(Relay::new(store.clone(), Arc::new(SlackSurface::new(api.clone(), CHANNEL)), "slack:demo", Some(reports), templates, clock.clone()));
+    tokio::spawn({
+        let relay = relay.clone();
+        async move {
+            loop {
+                match relay.drain().await {
+                    Err(RelayError::Wait(d)) => tokio::time::sleep(d).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "relay");
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(30)).await,
+                }
+            }
+        }
+    });
+    let config = WorkerConfig {
+        poll: Duration::from_millis(20),
+        retry: RetryPolicy { initial: Duration::from_millis(100), ..RetryPolicy::default() },
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(store.clone(), simulated.m365.clone(), clock.clone(), config);
+    tokio::spawn(async move { worker.run_until_stopped(std::future::pending::<()>()).await });
+
+    let driver = Driver::new(app_url, signing).with_name(REQUESTER.0, REQUESTER.1).with_name(VIEWER.0, VIEWER.1).with_name(APPROVER.0, APPROVER.1);
+    p.say(&format!("{} types: /offboard {}", REQUESTER.1, args.user))?;
+    let r = driver.command(REQUESTER.0, &args.user, &slack.issue_trigger()).await?;
+    if !r.status().is_success() {
+        bail!("the slash command was refused: {}", r.status());
+    }
+    let view_id = until(5, "the wizard", || slack.views().first().map(|(id, _)| id.clone())).await?;
+    p.say("The wizard opens with the user filled in; the requester keeps the standard-leaver choices and submits four pages.")?;
+    for values in answers(&args.user) {
+        let view = slack.view(&view_id).context("the wizard view")?;
+        let body: Json = driver.interact(&Driver::submit(REQUESTER.0, &view_id, &view, values)).await?.json().await?;
+        match body["response_action"].as_str() {
+            Some("update") => slack.put_view(&view_id, body["view"].clone()),
+            Some("errors") => bail!("the wizard refused the answers: {}", body["errors"]),
+            _ => {}
+        }
+    }
+    let preview = until(30, "the approval message", || slack.messages().into_iter().find(|m| m.channel == CHANNEL && m.thread_ts.is_none())).await?;
+    p.say(&format!("Discovery done; the plan is posted for approval in #it-approvals:\n\n{}\n", to_terminal(&preview.blocks)))?;
+    let approve = preview
+        .blocks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["type"] == "actions")
+        .and_then(|b| b["elements"][0]["value"].as_str())
+        .context("the Approve button")?
+        .to_string();
+    let run_id = RunId::parse(approve.split(':').nth(1).unwrap_or(""))?;
+
+    for (who, expect) in [(VIEWER, "a viewer may not approve"), (REQUESTER, "the requester may not approve their own request")] {
+        p.say(&format!("{} clicks Approve ({expect})", who.1))?;
+        driver.interact(&Driver::click(who.0, &slack.issue_trigger(), CHANNEL, &preview.ts, "approve", &approve)).await?;
+        let said = until(5, "the refusal", || slack.ephemeral().into_iter().find(|(_, u, _)| u == who.0).map(|(_, _, t)| t)).await?;
+        p.say(&format!("  only {} sees: {said}", who.1))?;
+    }
+    p.say(&format!("{} clicks Approve", APPROVER.1))?;
+    let approved_at = Instant::now();
+    driver.interact(&Driver::click(APPROVER.0, &slack.issue_trigger(), CHANNEL, &preview.ts, "approve", &approve)).await?;
+
+    // Live: print each step line of the thread's status message when it changes, and every reply.
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
+    let mut replies = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let thread: Vec<Message> = slack.messages().into_iter().filter(|m| m.thread_ts.as_deref() == Some(preview.ts.as_str())).collect();
+        if let Some(status) = thread.first() {
+            for line in to_terminal(&status.blocks).lines().skip(1) {
+                let title: String = line.split(" (").next().unwrap_or(line).split(": ").next().unwrap_or(line).chars().skip(2).collect();
+                if shown.get(&title) != Some(&line.to_string()) {
+                    shown.insert(title, line.to_string());
+                    if !line.starts_with("▫️") {
+                        p.say(line.trim())?;
+                    }
+                }
+            }
+        }
+        for m in thread.iter().skip(1 + replies) {
+            replies += 1;
+            p.say(&format!("thread reply: {}", m.text))?;
+        }
+        let state = store.run(&run_id).await?.state;
+        let shared = slack.files().into_iter().find(|f| f.shared_to.is_some());
+        if (state.is_terminal() || state == RunState::NeedsAttention)
+            && shared.is_some()
+            && replies >= 1
+            && thread.iter().any(|m| m.text.contains(state.label().to_uppercase().split(' ').next().unwrap_or("")))
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the run did not finish in time (state {})", state.label());
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let run = store.run(&run_id).await?;
+    p.say(&format!("Run {run_id} ended: {} ({:.1} s after the approval)", run.state.label(), approved_at.elapsed().as_secs_f64()))?;
+    let file = slack.files().into_iter().find(|f| f.shared_to.is_some()).context("the report in the thread")?;
+    let path = reports_dir.join(&file.name);
+    p.say(&format!("The signed report was uploaded into the thread: {}", path.display()))?;
+    let kept = std::fs::read(&path)?;
+    let verdict = sign::verify(&kept, &[public]);
+    p.say(&format!("offboard verify {}: {verdict}", path.display()))?;
+    p.say(&format!("The signing key's public half: {public} (offboard keys show --signing-key {})", args.dir.join("signing.key").display()))?;
+    store.close().await;
+    let ok = matches!(verdict, Verdict::Valid { .. }) && kept == file.bytes && matches!(run.state, RunState::Completed | RunState::CompletedWithWarnings);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
