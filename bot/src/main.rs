@@ -1,5 +1,6 @@
 //! `offboard`: the binary that wires the engine to its database and front ends.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,8 +11,10 @@ use offboard_core::domain::{RunId, TenantId};
 use offboard_core::store::Store;
 use offboard_report::PublicKey;
 
+mod config;
 mod demo;
 mod evidence;
+mod serve;
 
 const DEFAULT_DATABASE: &str = "sqlite://offboard.db";
 
@@ -31,6 +34,10 @@ struct Cli {
     #[arg(long, global = true, env = "OFFBOARD_REPORTS_DIR", default_value = "reports")]
     reports_dir: PathBuf,
 
+    /// The configuration file (TOML); `OFFBOARD__SECTION__KEY` variables override it.
+    #[arg(long, global = true, env = "OFFBOARD_CONFIG")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +55,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Check the configuration and print what it sets up (no secrets); exit 1 naming the
+    /// first wrong key.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// The report signing key.
     Keys {
@@ -72,11 +85,20 @@ enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+    /// Run the service: the chat endpoints, /healthz, /readyz and /metrics, with workers,
+    /// scheduler, chat relay and notifier (flags leave parts to other processes).
+    Serve(serve::ServeArgs),
     /// The whole product on this machine, no configuration, no network: a simulated tenant,
     /// a local Slack, a scripted requester and approver, live updates and a verified report.
     Demo(demo::DemoArgs),
     /// Serve a simulated Microsoft 365 tenant (login, Graph, Exchange) and print its URLs.
     Sim(offboard_m365_sim::cli::SimArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and check the configuration.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -131,7 +153,7 @@ enum AuditCommand {
     Checkpoint,
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.split_once('@') {
         Some((scheme_user, host)) => format!("{}@{host}", scheme_user.split(':').next().unwrap_or("")),
         None => url.to_string(),
@@ -152,6 +174,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Demo(args) => return demo::run(args, &mut out).await,
+        Command::Serve(args) => {
+            let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
+            let cfg = match config::load(path.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            init_logs(cfg.log.json, cfg.log.level.as_deref());
+            return serve::run(cfg, args).await;
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
+            return match config::load(path.as_deref(), std::env::vars()) {
+                Ok(c) => {
+                    writeln!(out, "{}", c.summary())?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            };
+        }
         Command::Keys { command: KeysCommand::Show } => {
             evidence::keys_show(&cli.signing_key, &mut out)?;
             return Ok(ExitCode::SUCCESS);
@@ -212,7 +259,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(c) => println!("{}:{}", c.seq, c.hash),
             None => println!("the audit log is empty"),
         },
-        Command::Sim(_) | Command::Demo(_) | Command::Keys { .. } | Command::Templates { .. } | Command::Verify { .. } => {
+        Command::Sim(_)
+        | Command::Demo(_)
+        | Command::Serve(_)
+        | Command::Config { .. }
+        | Command::Keys { .. }
+        | Command::Templates { .. }
+        | Command::Verify { .. } => {
             unreachable!("handled before the database is opened")
         }
     }
@@ -225,13 +278,20 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     SystemClock.now()
 }
 
+/// Logs go to stderr; `OFFBOARD_LOG` overrides the level.
+fn init_logs(json: bool, level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OFFBOARD_LOG").unwrap_or_else(|_| level.unwrap_or("warn").into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { logs.json().try_init() } else { logs.try_init() };
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OFFBOARD_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logs(false, None);
+    }
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,0 +1,551 @@
+//! The one typed configuration: a TOML file plus environment overrides, loaded and checked
+//! once at start. `OFFBOARD__SLACK__SIGNING_SECRET=…` sets `slack.signing_secret`; a value
+//! that reads as TOML (a number, `true`, `["a"]`) keeps that type. Every error names the key.
+//! Secrets are [`Secret`]s: they never print.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use offboard_core::domain::{Role, TenantId};
+use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
+use offboard_core::secret::Secret;
+use offboard_core::service::Tenant;
+use offboard_m365::{Credential, Endpoints, TenantConfig, Tenants};
+use offboard_notify::{Channel, Format, Smtp, SmtpTls, Target, Webhook};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("the configuration {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    /// Fix the named key.
+    #[error("configuration key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key: key.into(), message: message.into() }
+}
+
+fn default_database() -> String {
+    "sqlite://offboard.db".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:3000".into()
+}
+fn default_reports() -> PathBuf {
+    "reports".into()
+}
+fn default_key() -> PathBuf {
+    "offboard-signing.key".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+fn default_approval_hours() -> u32 {
+    24
+}
+fn default_escalate_hours() -> Option<u32> {
+    Some(4)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_database")]
+    pub database_url: String,
+    /// Where `offboard serve` listens.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub template_dir: Option<PathBuf>,
+    #[serde(default = "default_reports")]
+    pub reports_dir: PathBuf,
+    #[serde(default = "default_key")]
+    pub signing_key: PathBuf,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub microsoft: Microsoft,
+    #[serde(default)]
+    pub tenants: Vec<TenantEntry>,
+    #[serde(default)]
+    pub roles: Vec<RoleEntry>,
+    #[serde(default)]
+    pub slack: Option<SlackEntry>,
+    #[serde(default)]
+    pub workers: Workers,
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    #[serde(default)]
+    pub notify: Vec<NotifyEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `json` for one JSON object a line.
+    #[serde(default)]
+    pub json: bool,
+    /// A tracing filter, e.g. `info` or `offboard=debug,info`.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Microsoft {
+    /// `global` (default), `us_government` or `china`; the URLs below override it.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    pub login: Option<String>,
+    pub graph: Option<String>,
+    pub exchange: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEntry {
+    /// The tenant's name in Offboard: its primary domain.
+    pub key: String,
+    pub name: Option<String>,
+    pub directory_id: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// PEM private key file and the certificate's SHA-256 thumbprint (hex), instead of a secret.
+    pub certificate_key_file: Option<PathBuf>,
+    pub certificate_thumbprint: Option<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub policy: PolicyEntry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// `allow`, `high_risk` (two approvers; default) or `exclude`.
+    #[serde(default)]
+    pub admins: Option<String>,
+    #[serde(default)]
+    pub managers_may_approve: bool,
+    #[serde(default = "default_approval_hours")]
+    pub approval_hours: u32,
+    #[serde(default = "default_escalate_hours")]
+    pub escalate_hours: Option<u32>,
+}
+
+impl Default for PolicyEntry {
+    fn default() -> Self {
+        PolicyEntry { admins: None, managers_may_approve: false, approval_hours: default_approval_hours(), escalate_hours: default_escalate_hours() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleEntry {
+    /// `slack`, `teams`, `discord` or `cli`.
+    pub platform: String,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// `viewer`, `manager`, `admin` or `owner`.
+    pub role: String,
+    /// Only these tenants (keys); all when absent.
+    pub tenants: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackEntry {
+    pub signing_secret: Secret,
+    pub bot_token: Secret,
+    pub approvals_channel: String,
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers { enabled: true, concurrency: default_concurrency() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduler {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler { enabled: true }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyEntry {
+    pub name: String,
+    /// `webhook` or `email`.
+    pub kind: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    // Webhooks.
+    pub url: Option<Secret>,
+    pub format: Option<String>,
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    // E-mail.
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` or `none`.
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<Secret>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default = "default_true")]
+    pub attach_report: bool,
+}
+
+/// Reads the file (if any), applies `OFFBOARD__…` overrides from `env`, and checks it.
+pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    let shown = path.map_or_else(|| "(none)".to_string(), |p| p.display().to_string());
+    let mut table: toml::Table = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read { path: shown.clone(), message: e.to_string() })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: shown.clone(), message: e.to_string().trim().to_string() })?
+        }
+        None => toml::Table::new(),
+    };
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("OFFBOARD__") else { continue };
+        let keys: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        set(&mut table, &keys, &v).map_err(|m| key_error(keys.join("."), m))?;
+    }
+    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string().lines().next().unwrap_or("").to_string();
+        // A missing field is reported at its parent: name the field itself.
+        let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+        let key = match (path.as_str(), missing) {
+            (".", Some(f)) => f.to_string(),
+            (".", None) => "(top level)".to_string(),
+            (p, Some(f)) => format!("{p}.{f}"),
+            (p, None) => p.to_string(),
+        };
+        key_error(key, message)
+    })?;
+    config.check()?;
+    Ok(config)
+}
+
+fn set(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = keys.split_last().ok_or("an empty key")?;
+    let mut t = table;
+    for k in parents {
+        t = t.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(|| format!("`{k}` is not a table"))?;
+    }
+    let value =
+        toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+impl Config {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.microsoft.cloud
+            && !["global", "us_government", "china"].contains(&c.as_str())
+        {
+            return Err(key_error("microsoft.cloud", format!("`{c}` is not global, us_government or china")));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            let k = |f: &str| format!("tenants[{i}].{f}");
+            TenantId::parse(&t.key).map_err(|e| key_error(k("key"), e.to_string()))?;
+            if t.directory_id.trim().is_empty() {
+                return Err(key_error(k("directory_id"), "the tenant's directory (tenant) id is required"));
+            }
+            match (&t.client_secret, &t.certificate_key_file, &t.certificate_thumbprint) {
+                (Some(_), None, None) => {}
+                (None, Some(_), Some(_)) => {}
+                (Some(_), _, _) => return Err(key_error(k("client_secret"), "give a client secret or a certificate, not both")),
+                (None, None, None) => {
+                    return Err(key_error(k("client_secret"), "a client secret or certificate_key_file + certificate_thumbprint is required"));
+                }
+                _ => return Err(key_error(k("certificate_thumbprint"), "a certificate needs both certificate_key_file and certificate_thumbprint")),
+            }
+            if let Some(a) = &t.policy.admins
+                && !["allow", "high_risk", "exclude"].contains(&a.as_str())
+            {
+                return Err(key_error(k("policy.admins"), format!("`{a}` is not allow, high_risk or exclude")));
+            }
+        }
+        for (i, r) in self.roles.iter().enumerate() {
+            let k = |f: &str| format!("roles[{i}].{f}");
+            Role::parse(&r.role).map_err(|e| key_error(k("role"), e.to_string()))?;
+            if r.user.is_some() == r.group.is_some() {
+                return Err(key_error(k("user"), "give exactly one of user or group"));
+            }
+            for t in r.tenants.iter().flatten() {
+                if !self.tenants.iter().any(|c| &c.key == t) {
+                    return Err(key_error(k("tenants"), format!("`{t}` is not a configured tenant")));
+                }
+            }
+        }
+        if let Some(s) = &self.slack
+            && s.approvals_channel.trim().is_empty()
+        {
+            return Err(key_error("slack.approvals_channel", "the channel id where plans are posted for approval is required"));
+        }
+        for (i, n) in self.notify.iter().enumerate() {
+            self.notify_target(i, n)?;
+        }
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Endpoints {
+        let base = match self.microsoft.cloud.as_deref() {
+            Some("us_government") => Endpoints::us_government(),
+            Some("china") => Endpoints::china(),
+            _ => Endpoints::global(),
+        };
+        let m = &self.microsoft;
+        Endpoints {
+            login: m.login.clone().unwrap_or(base.login),
+            graph: m.graph.clone().unwrap_or(base.graph),
+            exchange: m.exchange.clone().unwrap_or(base.exchange),
+            ..base
+        }
+    }
+
+    pub fn tenants(&self) -> Vec<Tenant> {
+        self.tenants
+            .iter()
+            .map(|t| Tenant {
+                id: TenantId::parse(&t.key).expect("checked at load"),
+                name: t.name.clone().unwrap_or_else(|| t.key.clone()),
+                domains: if t.domains.is_empty() { vec![t.key.clone()] } else { t.domains.clone() },
+                policy: TenantPolicy {
+                    admins: match t.policy.admins.as_deref() {
+                        Some("allow") => AdminTargets::Allow,
+                        Some("exclude") => AdminTargets::Exclude,
+                        _ => AdminTargets::HighRisk,
+                    },
+                    managers_may_approve: t.policy.managers_may_approve,
+                    approval_ttl: chrono::Duration::hours(t.policy.approval_hours as i64),
+                    escalate_after: t.policy.escalate_hours.map(|h| chrono::Duration::hours(h as i64)),
+                    ..TenantPolicy::default()
+                },
+            })
+            .collect()
+    }
+
+    /// The Microsoft 365 side of each tenant; reads certificate key files.
+    pub fn m365_tenants(&self) -> Result<Tenants, ConfigError> {
+        let mut out = Vec::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            let credential = match (&t.client_secret, &t.certificate_key_file, &t.certificate_thumbprint) {
+                (Some(s), _, _) => Credential::Secret(s.clone()),
+                (None, Some(file), Some(thumb)) => {
+                    let pem = std::fs::read_to_string(file)
+                        .map_err(|e| key_error(format!("tenants[{i}].certificate_key_file"), format!("{}: {e}", file.display())))?;
+                    Credential::Certificate { private_key_pem: Secret::new(pem), thumbprint_sha256: thumb.clone() }
+                }
+                _ => unreachable!("checked at load"),
+            };
+            out.push(TenantConfig {
+                key: TenantId::parse(&t.key).expect("checked at load"),
+                directory_id: t.directory_id.clone(),
+                client_id: t.client_id.clone(),
+                credential,
+                domains: if t.domains.is_empty() { vec![t.key.clone()] } else { t.domains.clone() },
+            });
+        }
+        Ok(Tenants::new(out))
+    }
+
+    pub fn access(&self) -> Access {
+        Access {
+            bindings: self
+                .roles
+                .iter()
+                .map(|r| RoleBinding {
+                    principal: match (&r.user, &r.group) {
+                        (Some(u), _) => Principal::User { platform: r.platform.clone(), id: u.clone() },
+                        (_, Some(g)) => Principal::Group { platform: r.platform.clone(), id: g.clone() },
+                        _ => unreachable!("checked at load"),
+                    },
+                    role: Role::parse(&r.role).expect("checked at load"),
+                    tenants: r.tenants.as_ref().map(|ts| ts.iter().filter_map(|t| TenantId::parse(t).ok()).collect()),
+                })
+                .collect(),
+        }
+    }
+
+    fn notify_target(&self, i: usize, n: &NotifyEntry) -> Result<Target, ConfigError> {
+        let k = |f: &str| format!("notify[{i}].{f}");
+        for e in &n.events {
+            if !offboard_notify::EVENTS.contains(&e.as_str()) {
+                return Err(key_error(k("events"), format!("`{e}` is not an event; they are {}", offboard_notify::EVENTS.join(", "))));
+            }
+        }
+        let channel = match n.kind.as_str() {
+            "webhook" => Channel::Webhook(Webhook {
+                url: n.url.clone().ok_or_else(|| key_error(k("url"), "a webhook needs a url"))?,
+                format: Format::parse(n.format.as_deref().unwrap_or("generic")).map_err(|e| key_error(k("format"), e))?,
+                secret: n.secret.clone().ok_or_else(|| key_error(k("secret"), "a webhook needs a signing secret"))?,
+                headers: n.headers.iter().map(|(h, v)| (h.clone(), v.clone())).collect(),
+            }),
+            "email" => Channel::Email(Smtp {
+                host: n.smtp_host.clone().ok_or_else(|| key_error(k("smtp_host"), "an e-mail target needs smtp_host"))?,
+                tls: match n.smtp_tls.as_deref().unwrap_or("starttls") {
+                    "starttls" => SmtpTls::StartTls,
+                    "tls" => SmtpTls::Tls,
+                    "none" => SmtpTls::None,
+                    other => return Err(key_error(k("smtp_tls"), format!("`{other}` is not starttls, tls or none"))),
+                },
+                port: n.smtp_port.unwrap_or(587),
+                username: n.smtp_username.clone(),
+                password: n.smtp_password.clone(),
+                from: n.from.clone().ok_or_else(|| key_error(k("from"), "an e-mail target needs a from address"))?,
+                to: if n.to.is_empty() { return Err(key_error(k("to"), "an e-mail target needs at least one recipient")) } else { n.to.clone() },
+                attach_report: n.attach_report,
+            }),
+            other => return Err(key_error(k("kind"), format!("`{other}` is not webhook or email"))),
+        };
+        let events = if n.events.is_empty() && n.kind == "email" { vec!["run.finished".into()] } else { n.events.clone() };
+        Ok(Target { name: n.name.clone(), events, channel, params: n.params.clone() })
+    }
+
+    pub fn notify_targets(&self) -> Vec<Target> {
+        self.notify.iter().enumerate().map(|(i, n)| self.notify_target(i, n).expect("checked at load")).collect()
+    }
+
+    /// One line per part, for `offboard config check`; no secret appears.
+    pub fn summary(&self) -> String {
+        let mut s = format!("configuration valid\n  database   {}\n  listen     {}\n", crate::redact(&self.database_url), self.listen);
+        for t in &self.tenants {
+            let how = if t.client_secret.is_some() { "client secret" } else { "certificate" };
+            s.push_str(&format!("  tenant     {} (directory {}, app {}, {how})\n", t.key, t.directory_id, t.client_id));
+        }
+        s.push_str(&format!("  roles      {} bindings\n", self.roles.len()));
+        match &self.slack {
+            Some(sl) => s.push_str(&format!("  slack      approvals in {} via {}\n", sl.approvals_channel, sl.api_url)),
+            None => s.push_str("  slack      off\n"),
+        }
+        for n in &self.notify {
+            s.push_str(&format!(
+                "  notify     {} ({}; {})\n",
+                n.name,
+                n.kind,
+                if n.events.is_empty() { "all events".to_string() } else { n.events.join(", ") }
+            ));
+        }
+        s.push_str(&format!(
+            "  workers    {}\n  scheduler  {}",
+            if self.workers.enabled { format!("on, {} at once", self.workers.concurrency) } else { "off".into() },
+            if self.scheduler.enabled { "on" } else { "off" }
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+database_url = "sqlite://x.db"
+
+[[tenants]]
+key = "contoso.com"
+directory_id = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+client_id = "9b1f4c3e-2d5a-4f6b-8c7d-1e2f3a4b5c6d"
+client_secret = "s3cr3t~value"
+
+[[roles]]
+platform = "slack"
+user = "U0ADA"
+role = "admin"
+
+[slack]
+signing_secret = "abc"
+bot_token = "xoxb-1"
+approvals_channel = "C0APPROVALS"
+
+[[notify]]
+name = "ops"
+kind = "webhook"
+url = "https://hooks.example.com/x"
+secret = "whsec"
+format = "teams"
+"#;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_good_file_loads_and_env_overrides_it() {
+        let f = file(GOOD);
+        let env = vec![
+            ("OFFBOARD__SLACK__SIGNING_SECRET".to_string(), "from-env".to_string()),
+            ("OFFBOARD__WORKERS__CONCURRENCY".to_string(), "3".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let c = load(Some(f.path()), env).unwrap();
+        assert_eq!(c.slack.as_ref().unwrap().signing_secret.expose(), "from-env");
+        assert_eq!(c.workers.concurrency, 3);
+        assert_eq!(c.tenants()[0].policy.admins, AdminTargets::HighRisk);
+        assert_eq!(c.notify_targets()[0].name, "ops");
+        let summary = c.summary();
+        assert!(!summary.contains("s3cr3t") && !summary.contains("from-env") && !summary.contains("xoxb-1"), "{summary}");
+        assert!(!format!("{c:?}").contains("s3cr3t"), "Debug hides secrets");
+    }
+
+    #[test]
+    fn every_mistake_names_its_key() {
+        let cases = [
+            (GOOD.replace("key = \"contoso.com\"", "key = \"not a domain\""), "tenants[0].key"),
+            (GOOD.replace("client_secret = \"s3cr3t~value\"", ""), "tenants[0].client_secret"),
+            (GOOD.replace("role = \"admin\"", "role = \"boss\""), "roles[0].role"),
+            (GOOD.replace("approvals_channel = \"C0APPROVALS\"", ""), "slack.approvals_channel"),
+            (GOOD.replace("format = \"teams\"", "format = \"fax\""), "notify[0].format"),
+            (GOOD.replace("[slack]", "[slack]\nsigning_secrett = 1"), "slack"),
+            (format!("{GOOD}\nlisten = 3000"), "listen"),
+        ];
+        for (text, key) in cases {
+            let e = load(Some(file(&text).path()), Vec::new()).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}")), "expected the key {key} in: {e}");
+        }
+        let e = load(Some(file("[[tenants]\nkey = ").path()), Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("not valid TOML") && e.contains("line 1"), "{e}");
+        let e = load(Some(file(GOOD).path()), vec![("OFFBOARD__WORKERS__CONCURRENCY".into(), "many".into())]).unwrap_err().to_string();
+        assert!(e.contains("`workers.concurrency`"), "{e}");
+    }
+}

@@ -1,0 +1,243 @@
+//! `offboard serve`: one process hosting the Slack endpoints, `/healthz`, `/readyz` and
+//! `/metrics`, with the workers, the scheduler, the chat relay and the notifier beside them
+//! (or some of them, for scale-out). SIGTERM or Ctrl-C stops taking work: the HTTP server
+//! drains, steps in flight finish (their lease would otherwise expire and another process
+//! take them over), and the process exits.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use offboard_core::chat::FileOut;
+use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::domain::RunId;
+use offboard_core::engine::{Worker, WorkerConfig};
+use offboard_core::relay::{Relay, RelayError, Reports};
+use offboard_core::request::Presets;
+use offboard_core::run::RunState;
+use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
+use offboard_core::service::Offboarding;
+use offboard_core::store::Store;
+use offboard_core::templates::Templates;
+use offboard_m365::auth::Resource;
+use offboard_m365::{M365, Settings};
+use offboard_notify::Notifier;
+use offboard_report::{Evidence, ReportKey};
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+#[derive(clap::Args, Clone)]
+pub struct ServeArgs {
+    /// Do not run steps here (another process does).
+    #[arg(long)]
+    no_workers: bool,
+    /// Do not run the scheduler here.
+    #[arg(long)]
+    no_scheduler: bool,
+    /// Do not drive chat updates and notifications here.
+    #[arg(long)]
+    no_relay: bool,
+    /// Listen here instead of the configured address.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+struct Pdfs {
+    evidence: Arc<Evidence>,
+    store: Store,
+}
+
+#[async_trait::async_trait]
+impl Reports for Pdfs {
+    async fn report(&self, run: &RunId) -> Result<FileOut, String> {
+        let (path, bytes) = self.evidence.pdf(&self.store, run, SystemClock.now()).await.map_err(|e| e.to_string())?;
+        Ok(FileOut { name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), mime: "application/pdf", bytes })
+    }
+}
+
+#[derive(Clone)]
+struct Health {
+    store: Store,
+    m365: Arc<M365>,
+    started: Instant,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the database answers and every tenant's Graph token can be obtained.
+async fn readyz(State(h): State<Health>) -> impl IntoResponse {
+    if let Err(e) = h.store.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
+    }
+    for t in h.m365.tenants().all() {
+        if let Err(e) = h.m365.tokens().token(t, Resource::Graph).await {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("tenant {}: {e}", t.key));
+        }
+    }
+    (StatusCode::OK, "ready".to_string())
+}
+
+/// Prometheus text format.
+async fn metrics(State(h): State<Health>) -> impl IntoResponse {
+    let mut out = String::from("# HELP offboard_runs Runs by state.\n# TYPE offboard_runs gauge\n");
+    match h.store.list_runs(None, 100_000).await {
+        Ok(runs) => {
+            for state in [
+                RunState::AwaitingApproval,
+                RunState::Scheduled,
+                RunState::Approved,
+                RunState::Running,
+                RunState::NeedsAttention,
+                RunState::Completed,
+                RunState::CompletedWithWarnings,
+                RunState::Failed,
+                RunState::Cancelled,
+                RunState::Rejected,
+                RunState::Expired,
+            ] {
+                let n = runs.iter().filter(|r| r.state == state).count();
+                out.push_str(&format!("offboard_runs{{state=\"{}\"}} {n}\n", state.as_str()));
+            }
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("# database: {e}\n")),
+    }
+    out.push_str("# HELP offboard_microsoft_tokens_issued Tokens obtained from Entra since start.\n# TYPE offboard_microsoft_tokens_issued counter\n");
+    out.push_str(&format!("offboard_microsoft_tokens_issued {}\n", h.m365.tokens().issued()));
+    out.push_str("# HELP offboard_uptime_seconds Seconds since start.\n# TYPE offboard_uptime_seconds gauge\n");
+    out.push_str(&format!("offboard_uptime_seconds {}\n", h.started.elapsed().as_secs()));
+    (StatusCode::OK, out)
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Store::connect(&cfg.database_url).await.with_context(|| format!("opening the database {}", crate::redact(&cfg.database_url)))?;
+    let templates = Arc::new(Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES)?);
+    let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), Settings::default()));
+    let presets = Presets::default().with_out_of_office(templates.out_of_office());
+    let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets));
+    let (key, created) = ReportKey::load_or_create(&cfg.signing_key)?;
+    if created {
+        tracing::info!(path = %cfg.signing_key.display(), fingerprint = %key.public().fingerprint(), "created the report signing key");
+    }
+    let evidence = Arc::new(Evidence::new(key, &cfg.reports_dir));
+
+    let (stop, stopped) = watch::channel(false);
+    let shutdown = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let health = Health { store: store.clone(), m365: m365.clone(), started };
+    let mut router = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health);
+
+    if let Some(slack) = &cfg.slack {
+        let api = Arc::new(offboard_slack::api::SlackApi::new(&slack.api_url, &slack.bot_token)?);
+        let app = offboard_slack::server::SlackApp::new(
+            svc.clone(),
+            api.clone(),
+            m365.clone(),
+            slack.signing_secret.clone(),
+            &slack.approvals_channel,
+            clock.clone(),
+        );
+        router = router.merge(app.router());
+        if !args.no_relay {
+            let surface = Arc::new(offboard_slack::surface::SlackSurface::new(api, &slack.approvals_channel));
+            let reports = Arc::new(Pdfs { evidence: evidence.clone(), store: store.clone() });
+            let relay = Relay::new(store.clone(), surface, "slack", Some(reports), templates.clone(), clock.clone());
+            let stop = shutdown();
+            tasks.spawn(async move {
+                tokio::pin!(stop);
+                loop {
+                    let wait = match relay.drain().await {
+                        Err(RelayError::Wait(d)) => d,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "chat relay");
+                            Duration::from_secs(2)
+                        }
+                        Ok(_) => Duration::from_millis(250),
+                    };
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            });
+        }
+    }
+    let targets = cfg.notify_targets();
+    if !targets.is_empty() && !args.no_relay {
+        let notifier = Notifier::new(store.clone(), targets, cfg.template_dir.as_deref(), Some(evidence.clone()), clock.clone())?;
+        let stop = shutdown();
+        tasks.spawn(async move {
+            if let Err(e) = notifier.run_until(Duration::from_secs(2), stop).await {
+                tracing::error!(error = %e, "notifier stopped");
+            }
+        });
+    }
+    if cfg.workers.enabled && !args.no_workers {
+        let config = WorkerConfig { concurrency: cfg.workers.concurrency, ..WorkerConfig::default() };
+        let worker = Worker::new(store.clone(), m365.clone(), clock.clone(), config);
+        let stop = shutdown();
+        tasks.spawn(async move {
+            if let Err(e) = worker.run_until_stopped(stop).await {
+                tracing::error!(error = %e, "worker stopped");
+            }
+        });
+    }
+    if cfg.scheduler.enabled && !args.no_scheduler {
+        let jobs = vec![CronJob::parse(AUDIT_CHECKPOINT, "0 0 * * * *").map_err(anyhow::Error::msg)?];
+        let scheduler = Scheduler::new(store.clone(), clock.clone(), jobs, format!("scheduler-{}", std::process::id()));
+        let stop = shutdown();
+        tasks.spawn(async move {
+            if let Err(e) = scheduler.run_until_stopped(Duration::from_secs(5), stop).await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        });
+    }
+
+    let listen = args.listen.clone().unwrap_or_else(|| cfg.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "serving");
+    println!("offboard: serving on http://{}", listener.local_addr()?);
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown());
+    let server = tokio::spawn(async move { server.await });
+    signal().await;
+    tracing::info!("stopping: finishing steps in flight");
+    let _ = stop.send(true);
+    let finished = tokio::time::timeout(Duration::from_secs(20), async {
+        let _ = server.await;
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("some work did not stop within 20 s; its leases expire and another process takes it over");
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! `offboard serve` as an operator runs it: configured from a TOML file against the
+//! simulated tenant, answering /healthz, /readyz and /metrics, running an approved run,
+//! stopping on SIGTERM within seconds mid-run, and finishing the run on the next start with
+//! no at-most-once effect repeated.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::policy::{AdminTargets, TenantPolicy};
+use offboard_core::request::Presets;
+use offboard_core::run::{RunState, StepState};
+use offboard_core::service::Offboarding;
+use offboard_m365::Settings;
+use offboard_m365_sim::{Latency, Scenario, SimConfig};
+use offboard_testkit::TestDb;
+use offboard_testkit::fixtures::{access, approved_run, crash_options};
+
+fn start(config: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("OFFBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start offboard serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("offboard: serving on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
+    (child, url)
+}
+
+fn terminate(child: &mut Child) -> Duration {
+    let t = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "serve did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_stops_on_sigterm_and_the_next_start_completes_the_run() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+    // Slow calls, so the run is still going when the signal comes.
+    let cfg = SimConfig { latency: Latency::Fixed { ms: 150 }, conversion_delay: Duration::from_millis(200), ..SimConfig::default() };
+    let sim = offboard_m365::simulated::start(&Scenario::contoso(), cfg, clock.clone(), Settings::default(), policy).await.unwrap();
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let svc = Offboarding::new(store.clone(), sim.m365.clone(), clock.clone(), access(), sim.tenants.clone(), Presets::default());
+    let run = approved_run(&svc, "alice.able@contoso.com", crash_options()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, secret) = &sim.secrets[0];
+    let t = sim.m365.tenants().get(tenant).unwrap();
+    let u = sim.sim.urls();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+database_url = "{db}"
+listen = "127.0.0.1:0"
+reports_dir = "{reports}"
+signing_key = "{key}"
+
+[microsoft]
+login = "{login}"
+graph = "{graph}"
+exchange = "{exchange}"
+
+[[tenants]]
+key = "{tenant}"
+directory_id = "{dir_id}"
+client_id = "{client}"
+client_secret = "{secret}"
+domains = ["contoso.com"]
+policy = {{ admins = "allow" }}
+
+[[roles]]
+platform = "slack"
+user = "UADM1"
+role = "admin"
+"#,
+            db = db.url,
+            reports = dir.path().join("reports").display(),
+            key = dir.path().join("signing.key").display(),
+            login = u.login,
+            graph = u.graph,
+            exchange = u.exchange,
+            dir_id = t.directory_id,
+            client = t.client_id,
+            secret = secret.expose(),
+        ),
+    )
+    .unwrap();
+
+    let (mut first, url) = start(&config);
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
+    let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("offboard_runs{state=\"approved\"} 1") || metrics.contains("offboard_runs{state=\"running\"} 1"), "{metrics}");
+
+    // Stop it mid-run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let steps = store.steps(&run.id).await.unwrap();
+        if steps.iter().filter(|s| s.state == StepState::Succeeded).count() >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {steps:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = terminate(&mut first);
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+    let state = store.run(&run.id).await.unwrap().state;
+    assert!(!state.is_terminal(), "the run was still going when the process stopped ({state:?})");
+
+    // The next start completes it.
+    let (mut second, _) = start(&config);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let state = loop {
+        let s = store.run(&run.id).await.unwrap().state;
+        if s.is_terminal() || s == RunState::NeedsAttention {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    terminate(&mut second);
+    assert!(matches!(state, RunState::Completed | RunState::CompletedWithWarnings), "{state:?}: {:#?}", store.steps(&run.id).await.unwrap());
+    assert_eq!(sim.sim.count_kind("user.password_reset"), 1, "the password was reset exactly once across the restart");
+    db.cleanup().await;
+}
+
+#[test]
+fn a_broken_config_gives_one_message_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, "[[tenants]]\nkey = \"contoso.com\"\ndirectory_id = \"x\"\nclient_id = \"y\"\n").unwrap();
+    for args in [vec!["serve"], vec!["config", "check"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_offboard")).args(&args).arg("--config").arg(&config).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert!(said.contains("`tenants[0].client_secret`"), "{said}");
+    }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_offboard")).args(["config", "check"]).env("OFFBOARD__TENANTS", "[]").arg("--config").arg(&config).output().unwrap();
+    assert!(out.status.success(), "an environment override replaces the file's value: {}", String::from_utf8_lossy(&out.stderr));
+}
