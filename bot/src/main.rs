@@ -13,6 +13,7 @@ use offboard_report::PublicKey;
 
 mod config;
 mod demo;
+mod doctor;
 mod evidence;
 mod serve;
 
@@ -62,6 +63,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check everything the service depends on, one line per finding; exit 1 on errors.
+    Doctor,
     /// The report signing key.
     Keys {
         #[command(subcommand)]
@@ -160,6 +163,13 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// The configuration from `--config`, or `./offboard.toml` if there is one, with the
+/// environment's overrides; `None` after printing the one error.
+fn configuration(cli: &Cli) -> Option<config::Config> {
+    let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
+    config::load(path.as_deref(), std::env::vars()).map_err(|e| eprintln!("{e}")).ok()
+}
+
 async fn open(url: &str) -> anyhow::Result<Store> {
     Store::connect(url).await.with_context(|| format!("opening the database {}", redact(url)))
 }
@@ -175,29 +185,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => return demo::run(args, &mut out).await,
         Command::Serve(args) => {
-            let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
-            let cfg = match config::load(path.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
+            let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
             init_logs(cfg.log.json, cfg.log.level.as_deref());
             return serve::run(cfg, args).await;
         }
+        Command::Doctor => {
+            let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
+            return doctor::run(&cfg, &mut out).await;
+        }
         Command::Config { command: ConfigCommand::Check } => {
-            let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
-            return match config::load(path.as_deref(), std::env::vars()) {
-                Ok(c) => {
-                    writeln!(out, "{}", c.summary())?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::from(1))
-                }
-            };
+            let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
+            writeln!(out, "{}", cfg.summary())?;
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Keys { command: KeysCommand::Show } => {
             evidence::keys_show(&cli.signing_key, &mut out)?;
@@ -262,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(_)
         | Command::Demo(_)
         | Command::Serve(_)
+        | Command::Doctor
         | Command::Config { .. }
         | Command::Keys { .. }
         | Command::Templates { .. }

@@ -18,6 +18,9 @@ use offboard_m365_sim::{Latency, Scenario, SimConfig};
 use offboard_testkit::TestDb;
 use offboard_testkit::fixtures::{access, approved_run, crash_options};
 
+mod common;
+use common::write_config;
+
 fn start(config: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
         .args(["serve", "--config", config.to_str().unwrap()])
@@ -58,50 +61,7 @@ async fn serve_runs_stops_on_sigterm_and_the_next_start_completes_the_run() {
     let run = approved_run(&svc, "alice.able@contoso.com", crash_options()).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (tenant, secret) = &sim.secrets[0];
-    let t = sim.m365.tenants().get(tenant).unwrap();
-    let u = sim.sim.urls();
-    let config = dir.path().join("offboard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-database_url = "{db}"
-listen = "127.0.0.1:0"
-reports_dir = "{reports}"
-signing_key = "{key}"
-
-[microsoft]
-login = "{login}"
-graph = "{graph}"
-exchange = "{exchange}"
-
-[[tenants]]
-key = "{tenant}"
-directory_id = "{dir_id}"
-client_id = "{client}"
-client_secret = "{secret}"
-domains = ["contoso.com"]
-policy = {{ admins = "allow" }}
-
-[[roles]]
-platform = "slack"
-user = "UADM1"
-role = "admin"
-"#,
-            db = db.url,
-            reports = dir.path().join("reports").display(),
-            key = dir.path().join("signing.key").display(),
-            login = u.login,
-            graph = u.graph,
-            exchange = u.exchange,
-            dir_id = t.directory_id,
-            client = t.client_id,
-            secret = secret.expose(),
-        ),
-    )
-    .unwrap();
-
+    let config = write_config(dir.path(), &sim, &db.url, "");
     let (mut first, url) = start(&config);
     let http = reqwest::Client::new();
     assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");

@@ -18,6 +18,7 @@ use offboard_core::secret::Secret;
 /// `views.*` only need a trigger from the user). The manifest must declare exactly these
 /// scopes plus `commands`; the tests check both.
 pub const METHOD_SCOPES: &[(&str, Option<&str>)] = &[
+    ("auth.test", None),
     ("views.open", None),
     ("views.update", None),
     ("chat.postMessage", Some("chat:write")),
@@ -104,6 +105,12 @@ impl SlackApi {
         let req: SlackApiChatPostEphemeralRequest = model(json!({ "channel": channel, "user": user, "text": text }))?;
         self.client.open_session(&self.token).chat_post_ephemeral(&req).await.map_err(classify)?;
         Ok(())
+    }
+
+    /// Checks the token (for `offboard doctor`): the workspace's name.
+    pub async fn auth_test(&self) -> Result<String, ChatError> {
+        let r = self.client.open_session(&self.token).auth_test().await.map_err(classify)?;
+        Ok(r.team)
     }
 
     /// Every user group with its members: `(group id, user ids)`.

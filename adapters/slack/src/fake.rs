@@ -83,6 +83,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/files.getUploadURLExternal", get(upload_url))
             .route("/api/usergroups.list", get(usergroups))
+            .route("/api/auth.test", get(auth_test))
             .route("/api/{method}", post(method))
             .route("/upload/{file}", post(upload))
             .with_state(fake.clone());
@@ -344,6 +345,16 @@ async fn usergroups(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(
         })
         .collect();
     reply(json!({ "ok": true, "usergroups": groups }))
+}
+
+async fn auth_test(State(fake): State<FakeSlack>, headers: HeaderMap) -> Response {
+    fake.inner.lock().expect("fake lock").calls.push(Call { method: "auth.test".into(), args: Json::Null });
+    if !fake.authorised(&headers) {
+        return error("invalid_auth");
+    }
+    reply(
+        json!({ "ok": true, "url": "https://fake.slack.com/", "team": "Fake Workspace", "user": "offboard", "team_id": "T0FAKE", "user_id": "U0BOT", "bot_id": "B0FAKE" }),
+    )
 }
 
 async fn upload(State(fake): State<FakeSlack>, Path(file): Path<String>, body: Bytes) -> Response {

@@ -1,0 +1,87 @@
+//! `offboard doctor`: what would stop the service working, one line per finding, checked
+//! against the real systems: the database, the templates, the signing key, each tenant's
+//! sign-in and every permission and Entra role the steps need, and the Slack token.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use offboard_core::clock::SystemClock;
+use offboard_core::plan::StepKind;
+use offboard_core::store::Store;
+use offboard_core::templates::Templates;
+use offboard_m365::{M365, Settings};
+use offboard_report::ReportKey;
+
+use crate::config::Config;
+
+pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let mut errors = 0;
+    let mut line = |ok: bool, text: String| -> std::io::Result<()> {
+        if !ok {
+            errors += 1;
+        }
+        writeln!(out, "{} {text}", if ok { "ok   " } else { "ERROR" })
+    };
+    line(true, "configuration: valid".into())?;
+    match Store::connect(&cfg.database_url).await {
+        Ok(store) => {
+            let ping = store.ping().await;
+            line(
+                ping.is_ok(),
+                format!("database {}: {}", crate::redact(&cfg.database_url), ping.map_or_else(|e| e.to_string(), |_| "reachable, migrations applied".into())),
+            )?;
+            store.close().await;
+        }
+        Err(e) => line(false, format!("database {}: {e}", crate::redact(&cfg.database_url)))?,
+    }
+    match Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES) {
+        Ok(_) => line(true, "templates: all parse and render".into())?,
+        Err(e) => line(false, e.to_string())?,
+    }
+    if cfg.signing_key.exists() {
+        match ReportKey::load(&cfg.signing_key) {
+            Ok(k) => line(true, format!("signing key {}: {}", cfg.signing_key.display(), k.public().fingerprint()))?,
+            Err(e) => line(false, e.to_string())?,
+        }
+    } else {
+        line(true, format!("signing key {}: not created yet; the first report creates it", cfg.signing_key.display()))?;
+    }
+
+    let m365 = M365::new(cfg.endpoints(), cfg.m365_tenants()?, Arc::new(SystemClock), Settings::default());
+    if cfg.tenants.is_empty() {
+        line(false, "tenants: none configured".into())?;
+    }
+    for t in cfg.tenants() {
+        let p = m365.preflight(&t.id, &StepKind::ALL).await;
+        if let Some(e) = &p.sign_in_error {
+            line(false, format!("tenant {}: cannot sign in: {e}", t.id))?;
+            continue;
+        }
+        if p.missing.is_empty() {
+            line(true, format!("tenant {}: signed in; every permission and role the steps need is granted", t.id))?;
+        }
+        // One line per missing grant, naming what needs it.
+        let mut needs: Vec<(String, Vec<String>)> = Vec::new();
+        for m in &p.missing {
+            match needs.iter_mut().find(|(n, _)| *n == m.need) {
+                Some((_, purposes)) => purposes.push(m.purpose.clone()),
+                None => needs.push((m.need.clone(), vec![m.purpose.clone()])),
+            }
+        }
+        for (need, purposes) in needs {
+            line(false, format!("tenant {}: missing {need} (needed for {})", t.id, purposes.join(", ")))?;
+        }
+    }
+    match &cfg.slack {
+        Some(s) => match offboard_slack::api::SlackApi::new(&s.api_url, &s.bot_token) {
+            Ok(api) => match api.auth_test().await {
+                Ok(team) => line(true, format!("slack: bot token accepted by {team}"))?,
+                Err(e) => line(false, format!("slack: the bot token was refused: {e}"))?,
+            },
+            Err(e) => line(false, format!("slack: {e}"))?,
+        },
+        None => line(true, "slack: not configured".into())?,
+    }
+    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
