@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod doctor;
 mod evidence;
+mod ops;
 mod serve;
 
 const DEFAULT_DATABASE: &str = "sqlite://offboard.db";
@@ -63,6 +64,9 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Request an offboarding as the CLI operator (`cli:$USER`); it is posted for approval
+    /// like any other.
+    Request(ops::RequestArgs),
     /// Check everything the service depends on, one line per finding; exit 1 on errors.
     Doctor,
     /// The report signing key.
@@ -128,6 +132,10 @@ enum RunsCommand {
     },
     /// One run: its plan, approvals and every step's outcome.
     Show { id: String },
+    /// Cancel a run that has not finished, as the CLI operator (needs the configuration).
+    Cancel { id: String },
+    /// Start an approved, scheduled run now, as the CLI operator (needs the configuration).
+    RunNow { id: String },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +196,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
             init_logs(cfg.log.json, cfg.log.level.as_deref());
             return serve::run(cfg, args).await;
+        }
+        Command::Request(args) => {
+            let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
+            return ops::request(&cfg, args, &mut out).await;
+        }
+        Command::Runs { command: RunsCommand::Cancel { id } } | Command::Runs { command: RunsCommand::RunNow { id } } => {
+            let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
+            let cancel = matches!(cli.command, Command::Runs { command: RunsCommand::Cancel { .. } });
+            return ops::act(&cfg, id, cancel, &mut out).await;
         }
         Command::Doctor => {
             let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
@@ -262,6 +279,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Demo(_)
         | Command::Serve(_)
         | Command::Doctor
+        | Command::Request(_)
+        | Command::Runs { command: RunsCommand::Cancel { .. } | RunsCommand::RunNow { .. } }
         | Command::Config { .. }
         | Command::Keys { .. }
         | Command::Templates { .. }

@@ -130,14 +130,28 @@ async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
+/// The parts every command that acts on runs needs, built from the configuration.
+pub struct Wired {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub templates: Arc<Templates>,
+    pub m365: Arc<M365>,
+    pub svc: Arc<Offboarding>,
+}
+
+pub async fn wire(cfg: &Config) -> anyhow::Result<Wired> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::connect(&cfg.database_url).await.with_context(|| format!("opening the database {}", crate::redact(&cfg.database_url)))?;
     let templates = Arc::new(Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES)?);
     let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), Settings::default()));
     let presets = Presets::default().with_out_of_office(templates.out_of_office());
     let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets));
+    Ok(Wired { store, clock, templates, m365, svc })
+}
+
+pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let Wired { store, clock, templates, m365, svc } = wire(&cfg).await?;
     let (key, created) = ReportKey::load_or_create(&cfg.signing_key)?;
     if created {
         tracing::info!(path = %cfg.signing_key.display(), fingerprint = %key.public().fingerprint(), "created the report signing key");
