@@ -529,6 +529,16 @@ format = "teams"
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../offboard.example.toml");
+        let env = vec![("OFFBOARD__SLACK__SIGNING_SECRET".to_string(), "s".to_string()), ("OFFBOARD__SLACK__BOT_TOKEN".to_string(), "xoxb-t".to_string())];
+        let c = load(Some(Path::new(example)), env).unwrap();
+        assert_eq!(c.tenants().len(), 1);
+        assert_eq!(c.access().bindings.len(), 3);
+        assert!(load(Some(Path::new(example)), Vec::new()).unwrap_err().to_string().contains("`slack.signing_secret`"));
+    }
+
+    #[test]
     fn every_mistake_names_its_key() {
         let cases = [
             (GOOD.replace("key = \"contoso.com\"", "key = \"not a domain\""), "tenants[0].key"),
