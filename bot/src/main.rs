@@ -29,12 +29,13 @@ struct Cli {
     database_url: Option<String>,
 
     /// The Ed25519 key that signs reports; created on first use.
-    #[arg(long, global = true, env = "OFFBOARD_SIGNING_KEY", default_value = "offboard-signing.key")]
-    signing_key: PathBuf,
+    /// [default: the configuration's, or offboard-signing.key]
+    #[arg(long, global = true, env = "OFFBOARD_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
 
-    /// Where signed reports are kept.
-    #[arg(long, global = true, env = "OFFBOARD_REPORTS_DIR", default_value = "reports")]
-    reports_dir: PathBuf,
+    /// Where signed reports are kept. [default: the configuration's, or reports]
+    #[arg(long, global = true, env = "OFFBOARD_REPORTS_DIR")]
+    reports_dir: Option<PathBuf>,
 
     /// The configuration file (TOML); `OFFBOARD__SECTION__KEY` variables override it.
     #[arg(long, global = true, env = "OFFBOARD_CONFIG")]
@@ -172,10 +173,30 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// The configuration from `--config`, or `./offboard.toml` if there is one, with the
-/// environment's overrides; `None` after printing the one error.
+/// environment's overrides and then the command line's; `None` after printing the one error.
 fn configuration(cli: &Cli) -> Option<config::Config> {
     let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
-    config::load(path.as_deref(), std::env::vars()).map_err(|e| eprintln!("{e}")).ok()
+    let mut cfg = config::load(path.as_deref(), std::env::vars()).map_err(|e| eprintln!("{e}")).ok()?;
+    if let Some(url) = &cli.database_url {
+        cfg.database_url = url.clone();
+    }
+    if let Some(k) = &cli.signing_key {
+        cfg.signing_key = k.clone();
+    }
+    if let Some(d) = &cli.reports_dir {
+        cfg.reports_dir = d.clone();
+    }
+    Some(cfg)
+}
+
+/// The signing key and reports directory for the evidence commands: the command line, else
+/// the configuration if there is a valid one, else the defaults.
+fn evidence_paths(cli: &Cli) -> (PathBuf, PathBuf) {
+    let cfg =
+        cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists())).and_then(|p| config::load(Some(&p), std::env::vars()).ok());
+    let key = cli.signing_key.clone().or_else(|| cfg.as_ref().map(|c| c.signing_key.clone())).unwrap_or_else(|| "offboard-signing.key".into());
+    let dir = cli.reports_dir.clone().or_else(|| cfg.as_ref().map(|c| c.reports_dir.clone())).unwrap_or_else(|| "reports".into());
+    (key, dir)
 }
 
 async fn open(url: &str) -> anyhow::Result<Store> {
@@ -216,7 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Keys { command: KeysCommand::Show } => {
-            evidence::keys_show(&cli.signing_key, &mut out)?;
+            evidence::keys_show(&evidence_paths(&cli).0, &mut out)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Templates { command: TemplatesCommand::Check { dir } } => return evidence::templates_check(dir.as_deref(), &mut out),
@@ -226,11 +247,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(url) => Some(open(url).await?),
                 None => None,
             };
-            return evidence::verify(file, &cli.signing_key, trust, store.as_ref(), &mut out).await;
+            return evidence::verify(file, &evidence_paths(&cli).0, trust, store.as_ref(), &mut out).await;
         }
         _ => {}
     }
-    let store = open(cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE)).await?;
+    let (key, dir) = evidence_paths(&cli);
+    // The command line's database, else the configuration's, else the default.
+    let configured =
+        cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists())).and_then(|p| config::load(Some(&p), std::env::vars()).ok());
+    let url = cli.database_url.clone().or_else(|| configured.map(|c| c.database_url)).unwrap_or_else(|| DEFAULT_DATABASE.into());
+    let store = open(&url).await?;
     match cli.command {
         Command::Migrate => println!("migrations applied ({})", store.backend()),
         Command::Runs { command: RunsCommand::List { limit } } => {
@@ -256,7 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Report { run } => {
-            evidence::report(&store, &run, &cli.signing_key, &cli.reports_dir, &mut out).await?;
+            evidence::report(&store, &run, &key, &dir, &mut out).await?;
         }
         Command::Audit { command: AuditCommand::Export { format, tenant, since } } => {
             evidence::export(&store, format, tenant.as_ref(), since, &mut out).await?;
