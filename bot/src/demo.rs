@@ -42,6 +42,20 @@ pub struct DemoArgs {
     /// The user to offboard in the simulated tenant.
     #[arg(long, default_value = "alice.able@contoso.com")]
     user: String,
+    /// You type the slash command and decide who clicks which button.
+    #[arg(long)]
+    interactive: bool,
+}
+
+/// Reads the person's answers in `--interactive`; one line each, empty for the default.
+fn ask(out: &mut impl Write, question: &str) -> anyhow::Result<String> {
+    write!(out, "\n  {question} ")?;
+    out.flush()?;
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line)? == 0 {
+        bail!("no more input");
+    }
+    Ok(line.trim().to_string())
 }
 
 const REQUESTER: (&str, &str) = ("U0RILEY", "Riley Reyes (IT admin)");
@@ -193,14 +207,29 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     tokio::spawn(async move { worker.run_until_stopped(std::future::pending::<()>()).await });
 
     let driver = Driver::new(app_url, signing).with_name(REQUESTER.0, REQUESTER.1).with_name(VIEWER.0, VIEWER.1).with_name(APPROVER.0, APPROVER.1);
-    p.say(&format!("{} types: /offboard {}", REQUESTER.1, args.user))?;
-    let r = driver.command(REQUESTER.0, &args.user, &slack.issue_trigger()).await?;
+    let mut user = args.user.clone();
+    if args.interactive {
+        // Subcommands answer at once; the first user address opens the wizard.
+        loop {
+            let typed = ask(p.out, &format!("You are {}. Type a slash command (Enter: /offboard {user}):", REQUESTER.1))?;
+            let text = typed.trim_start_matches("/offboard").trim().to_string();
+            if text.is_empty() || text.contains('@') {
+                user = if text.is_empty() { user } else { text.split_whitespace().next().unwrap_or("").to_string() };
+                break;
+            }
+            let r = driver.command(REQUESTER.0, &text, &slack.issue_trigger()).await?;
+            let body: Json = r.json().await.unwrap_or(Json::Null);
+            p.say(&format!("only you see: {}", body["text"].as_str().unwrap_or("(nothing)")))?;
+        }
+    }
+    p.say(&format!("{} types: /offboard {user}", REQUESTER.1))?;
+    let r = driver.command(REQUESTER.0, &user, &slack.issue_trigger()).await?;
     if !r.status().is_success() {
         bail!("the slash command was refused: {}", r.status());
     }
     let view_id = until(5, "the wizard", || slack.views().first().map(|(id, _)| id.clone())).await?;
     p.say("The wizard opens with the user filled in; the requester keeps the standard-leaver choices and submits four pages.")?;
-    for values in answers(&args.user) {
+    for values in answers(&user) {
         let view = slack.view(&view_id).context("the wizard view")?;
         let body: Json = driver.interact(&Driver::submit(REQUESTER.0, &view_id, &view, values)).await?.json().await?;
         match body["response_action"].as_str() {
@@ -222,15 +251,75 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
         .to_string();
     let run_id = RunId::parse(approve.split(':').nth(1).unwrap_or(""))?;
 
-    for (who, expect) in [(VIEWER, "a viewer may not approve"), (REQUESTER, "the requester may not approve their own request")] {
-        p.say(&format!("{} clicks Approve ({expect})", who.1))?;
+    let click = async |who: (&str, &str)| -> anyhow::Result<Option<String>> {
+        let before = slack.ephemeral().len();
         driver.interact(&Driver::click(who.0, &slack.issue_trigger(), CHANNEL, &preview.ts, "approve", &approve)).await?;
-        let said = until(5, "the refusal", || slack.ephemeral().into_iter().find(|(_, u, _)| u == who.0).map(|(_, _, t)| t)).await?;
-        p.say(&format!("  only {} sees: {said}", who.1))?;
+        // Core either refuses (an ephemeral answer) or counts the approval (the run moves on).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some((_, _, t)) = slack.ephemeral().into_iter().skip(before).find(|(_, u, _)| u == who.0) {
+                return Ok(Some(t));
+            }
+            if store.run(&run_id).await?.state != RunState::AwaitingApproval {
+                return Ok(None);
+            }
+            if Instant::now() > deadline {
+                bail!("no answer to the click");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    if args.interactive {
+        loop {
+            let who = match ask(p.out, "Who clicks Approve? [a] Ada (admin), [s] Sam (auditor), [r] Riley (the requester), [x] Ada rejects:")?.as_str() {
+                "s" => VIEWER,
+                "r" => REQUESTER,
+                "x" => {
+                    let reason = ask(p.out, "Ada's reason for rejecting:")?;
+                    p.say(&format!("{} rejects: {reason}", APPROVER.1))?;
+                    // Through the adapter: the Reject button opens a dialog for the reason.
+                    let reject = preview
+                        .blocks
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|b| b["type"] == "actions")
+                        .and_then(|b| b["elements"][1]["value"].as_str())
+                        .context("the Reject button")?
+                        .to_string();
+                    let views = slack.views().len();
+                    driver.interact(&Driver::click(APPROVER.0, &slack.issue_trigger(), CHANNEL, &preview.ts, "reject", &reject)).await?;
+                    let (dialog, view) = until(5, "the reason dialog", || slack.views().into_iter().nth(views)).await?;
+                    let values = json!({ "reason": { "reason": text(&reason) } });
+                    let answer: Json = driver.interact(&Driver::submit(APPROVER.0, &dialog, &view, values)).await?.json().await.unwrap_or(Json::Null);
+                    if answer["response_action"] == "errors" {
+                        bail!("the rejection was refused: {}", answer["errors"]);
+                    }
+                    let decided = until(10, "the updated message", || {
+                        slack.messages().into_iter().find(|m| m.ts == preview.ts && m.blocks.to_string().contains("Rejected"))
+                    })
+                    .await?;
+                    p.say(&format!("The approval message now reads:\n\n{}\n", to_terminal(&decided.blocks)))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                _ => APPROVER,
+            };
+            p.say(&format!("{} clicks Approve", who.1))?;
+            match click(who).await? {
+                Some(refusal) => p.say(&format!("  only {} sees: {refusal}", who.1))?,
+                None => break,
+            }
+        }
+    } else {
+        for (who, expect) in [(VIEWER, "a viewer may not approve"), (REQUESTER, "the requester may not approve their own request")] {
+            p.say(&format!("{} clicks Approve ({expect})", who.1))?;
+            let said = click(who).await?.context("the refusal")?;
+            p.say(&format!("  only {} sees: {said}", who.1))?;
+        }
+        p.say(&format!("{} clicks Approve", APPROVER.1))?;
+        click(APPROVER).await?;
     }
-    p.say(&format!("{} clicks Approve", APPROVER.1))?;
     let approved_at = Instant::now();
-    driver.interact(&Driver::click(APPROVER.0, &slack.issue_trigger(), CHANNEL, &preview.ts, "approve", &approve)).await?;
 
     // Live: print each step line of the thread's status message when it changes, and every reply.
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
@@ -276,7 +365,6 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let verdict = sign::verify(&kept, &[public]);
     p.say(&format!("offboard verify {}: {verdict}", path.display()))?;
     p.say(&format!("The signing key's public half: {public} (offboard keys show --signing-key {})", args.dir.join("signing.key").display()))?;
-    store.close().await;
     let ok = matches!(verdict, Verdict::Valid { .. }) && kept == file.bytes && matches!(run.state, RunState::Completed | RunState::CompletedWithWarnings);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -25,3 +25,24 @@ fn the_demo_runs_the_whole_loop_and_verifies_its_report() {
     let reports: Vec<_> = std::fs::read_dir(dir.path().join("offboard-demo/reports")).unwrap().collect();
     assert_eq!(reports.len(), 1);
 }
+
+#[test]
+fn the_interactive_demo_takes_commands_and_clicks_from_the_keyboard() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .current_dir(dir.path())
+        .args(["demo", "--interactive"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // help, then the default command, then Sam clicks, then Ada rejects with a reason.
+    child.stdin.take().unwrap().write_all(b"help\n\ns\nx\nwrong person\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    for needle in ["only you see: */offboard* opens the wizard", "Not approved: your role (viewer)", "*Rejected*: wrong person"] {
+        assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+    }
+}
