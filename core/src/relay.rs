@@ -6,7 +6,8 @@
 //! Delivery is at least once and every post is idempotent: what was posted is remembered
 //! per run (`chat_messages`) and never posted twice, and edits are rendered from the store,
 //! so a batch of events costs one edit per message. A surface that asks to wait stops the
-//! batch before its cursor moves; the next drain repeats it.
+//! batch before its cursor moves; the next drain repeats it. Several processes may run a
+//! relay for the same surface: a lease in the store lets one of them drive it at a time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -45,7 +46,13 @@ pub struct Relay {
     reports: Option<Arc<dyn Reports>>,
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
+    /// This relay's name in the consumer lease: one relay per surface drives it at a time.
+    owner: String,
 }
+
+/// How long a relay keeps the surface after its last drain; another process's relay takes
+/// over after that.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 
 const PREVIEW: &str = "preview";
 const STATUS: &str = "status";
@@ -61,7 +68,7 @@ impl Relay {
         templates: Arc<Templates>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Relay { store, surface, name: name.into(), reports, templates, clock }
+        Relay { store, surface, name: name.into(), reports, templates, clock, owner: format!("relay-{}", uuid::Uuid::new_v4().simple()) }
     }
 
     fn consumer(&self) -> String {
@@ -71,6 +78,9 @@ impl Relay {
     /// Handles everything pending; returns the number of events consumed.
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut consumed = 0;
+        if !self.store.lease_consumer(&self.consumer(), &self.owner, self.clock.now(), LEASE).await? {
+            return Ok(0);
+        }
         loop {
             let cursor = self.store.cursor(&self.consumer()).await?;
             let events = self.store.events_after(cursor, 200).await?;

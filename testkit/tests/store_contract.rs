@@ -370,3 +370,22 @@ async fn approvals_bind_to_the_plan_they_saw() {
     })
     .await;
 }
+
+/// One process at a time drives an outbox consumer; another takes over when the lease runs
+/// out.
+#[tokio::test]
+async fn consumer_leases_have_one_owner_at_a_time() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let t0 = chrono::Utc::now();
+        let ttl = chrono::Duration::seconds(30);
+        assert!(store.lease_consumer("chat:slack", "a", t0, ttl).await.unwrap(), "{}", db.backend);
+        assert!(!store.lease_consumer("chat:slack", "b", t0 + chrono::Duration::seconds(5), ttl).await.unwrap(), "{}", db.backend);
+        assert!(store.lease_consumer("chat:slack", "a", t0 + chrono::Duration::seconds(10), ttl).await.unwrap(), "the owner renews");
+        assert!(store.lease_consumer("notify:x", "b", t0, ttl).await.unwrap(), "consumers are independent");
+        assert!(!store.lease_consumer("chat:slack", "b", t0 + chrono::Duration::seconds(39), ttl).await.unwrap());
+        assert!(store.lease_consumer("chat:slack", "b", t0 + chrono::Duration::seconds(41), ttl).await.unwrap(), "taken over after expiry");
+        assert!(!store.lease_consumer("chat:slack", "a", t0 + chrono::Duration::seconds(42), ttl).await.unwrap());
+        db.cleanup().await;
+    }
+}

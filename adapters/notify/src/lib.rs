@@ -128,6 +128,8 @@ pub struct Notifier {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     retry: Retry,
+    /// This notifier's name in the consumer leases.
+    owner: String,
 }
 
 impl Notifier {
@@ -143,7 +145,8 @@ impl Notifier {
         let templates = Arc::new(Templates::load(template_dir, webhook::TEMPLATES)?);
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(15)).redirect(reqwest::redirect::Policy::none()).build().expect("static client settings");
-        Ok(Notifier { store, targets, templates, evidence, http, clock, retry: Retry::default() })
+        let owner = format!("notifier-{}", uuid::Uuid::new_v4().simple());
+        Ok(Notifier { store, targets, templates, evidence, http, clock, retry: Retry::default(), owner })
     }
 
     pub fn with_retry(mut self, retry: Retry) -> Self {
@@ -180,6 +183,10 @@ impl Notifier {
     async fn drain_target(&self, t: &Target) -> Result<usize, NotifyError> {
         let consumer = format!("notify:{}", t.name);
         let mut done = 0;
+        // One process delivers a target's notifications at a time.
+        if !self.store.lease_consumer(&consumer, &self.owner, self.clock.now(), chrono::Duration::minutes(10)).await? {
+            return Ok(0);
+        }
         loop {
             let mut cursor = self.store.cursor(&consumer).await?;
             let events = self.store.events_after(cursor, 50).await?;
@@ -187,6 +194,10 @@ impl Notifier {
                 return Ok(done);
             }
             for e in events {
+                // Keep the lease while working through a long backlog.
+                if !self.store.lease_consumer(&consumer, &self.owner, self.clock.now(), chrono::Duration::minutes(10)).await? {
+                    return Ok(done);
+                }
                 if let Some((name, title)) = classify(&e.kind)
                     && t.wants(name)
                 {

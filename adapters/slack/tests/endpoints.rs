@@ -143,3 +143,27 @@ async fn an_expired_trigger_and_a_rate_limit_are_reported_as_slack_reports_them(
     let bad = offboard_slack::api::SlackApi::new(&w.slack.api_url(), &offboard_core::secret::Secret::new("xoxb-wrong")).unwrap();
     assert!(matches!(bad.post(APPROVALS, None, "x", vec![]).await.unwrap_err(), ChatError::Permanent(c) if c == "invalid_auth"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_relays_for_one_workspace_post_each_message_once() {
+    use offboard_core::relay::Relay;
+    use offboard_slack::surface::SlackSurface;
+    use std::sync::Arc;
+    let w = World::new().await;
+    let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
+    let relay = || {
+        Arc::new(Relay::new(w.store.clone(), Arc::new(SlackSurface::new(w.api.clone(), APPROVALS)), "slack:T0FAKE", None, templates.clone(), w.clock.clone()))
+    };
+    let (a, b) = (relay(), relay());
+    for user in ["alice.able@contoso.com", "jack.delegate@contoso.com", "frank.nomail@contoso.com"] {
+        w.svc.request(&requester(), request(user, crash_options())).await.unwrap();
+    }
+    let drive = |r: Arc<Relay>| async move {
+        for _ in 0..20 {
+            let _ = r.drain().await;
+        }
+    };
+    tokio::join!(drive(a), drive(b));
+    let posted = w.slack.messages().into_iter().filter(|m| m.channel == APPROVALS && m.thread_ts.is_none()).count();
+    assert_eq!(posted, 3, "one approval message per run, whichever process drives the relay");
+}

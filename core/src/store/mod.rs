@@ -321,6 +321,12 @@ impl Store {
         dispatch!(self.events_after(seq, limit))
     }
 
+    /// Takes or renews the lease on an outbox consumer for `owner`; `false` while another
+    /// owner's lease runs.
+    pub async fn lease_consumer(&self, consumer: &str, owner: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+        dispatch!(self.lease_consumer(consumer, owner, now, ttl))
+    }
+
     /// Remembers a message a chat surface posted for a run (`kind`: `preview`, `status`, …).
     pub async fn save_message(&self, run: &RunId, surface: &str, kind: &str, message: &str) -> Result<()> {
         dispatch!(self.save_message(run.as_str(), surface, kind, message))

@@ -686,6 +686,21 @@ macro_rules! backend {
                     .collect()
             }
 
+            pub async fn lease_consumer(pool: &Pool<Db>, consumer: &str, owner: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO consumer_leases (consumer, owner, until_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (consumer) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+                     WHERE consumer_leases.owner = excluded.owner OR consumer_leases.until_ms < $4",
+                )
+                .bind(consumer)
+                .bind(owner)
+                .bind(to_ms(now + ttl))
+                .bind(to_ms(now))
+                .execute(pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             pub async fn save_message(pool: &Pool<Db>, run: &str, surface: &str, kind: &str, message: &str) -> Result<()> {
                 sqlx::query("INSERT INTO chat_messages (run_id, surface, kind, message) VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, surface, kind) DO UPDATE SET message = excluded.message")
                     .bind(run)
