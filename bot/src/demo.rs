@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_trait::async_trait;
-use offboard_core::chat::FileOut;
 use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::domain::{Role, RunId};
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
 use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
-use offboard_core::relay::{Relay, RelayError, Reports};
+use offboard_core::relay::{Relay, RelayError};
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
@@ -27,7 +25,7 @@ use offboard_core::templates::Templates;
 use offboard_m365::Settings;
 use offboard_m365_sim::{Scenario, SimConfig};
 use offboard_report::sign::{self, Verdict};
-use offboard_report::{Evidence, ReportKey};
+use offboard_report::{Evidence, ReportKey, RunReports};
 use offboard_slack::api::SlackApi;
 use offboard_slack::fake::{Driver, FakeSlack, Message, to_terminal};
 use offboard_slack::server::SlackApp;
@@ -63,19 +61,6 @@ const VIEWER: (&str, &str) = ("U0SAM", "Sam Stone (auditor)");
 const APPROVER: (&str, &str) = ("U0ADA", "Ada Lovelace (IT admin)");
 const CHANNEL: &str = "C0ITAPPROVALS";
 const BOT_TOKEN: &str = "xoxb-demo-bot-token";
-
-struct Pdfs {
-    evidence: Evidence,
-    store: Store,
-}
-
-#[async_trait]
-impl Reports for Pdfs {
-    async fn report(&self, run: &RunId) -> Result<FileOut, String> {
-        let (path, bytes) = self.evidence.pdf(&self.store, run, SystemClock.now()).await.map_err(|e| e.to_string())?;
-        Ok(FileOut { name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), mime: "application/pdf", bytes })
-    }
-}
 
 struct Printer<'o, W: Write> {
     out: &'o mut W,
@@ -180,7 +165,7 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
     let public = key.public();
     let reports_dir = args.dir.join("reports");
-    let reports = Arc::new(Pdfs { evidence: Evidence::new(key, &reports_dir), store: store.clone() });
+    let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, &reports_dir)), store: store.clone() });
     let templates = Arc::new(Templates::load(None, &[])?);
     let relay = Arc::new(Relay::new(store.clone(), Arc::new(SlackSurface::new(api.clone(), CHANNEL)), "slack:demo", Some(reports), templates, clock.clone()));
     tokio::spawn({

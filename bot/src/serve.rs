@@ -14,11 +14,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use offboard_core::chat::FileOut;
 use offboard_core::clock::{Clock, SystemClock};
-use offboard_core::domain::RunId;
 use offboard_core::engine::{Worker, WorkerConfig};
-use offboard_core::relay::{Relay, RelayError, Reports};
+use offboard_core::relay::{Relay, RelayError};
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
@@ -28,7 +26,7 @@ use offboard_core::templates::Templates;
 use offboard_m365::auth::Resource;
 use offboard_m365::{M365, Settings};
 use offboard_notify::Notifier;
-use offboard_report::{Evidence, ReportKey};
+use offboard_report::{Evidence, ReportKey, RunReports};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -47,19 +45,6 @@ pub struct ServeArgs {
     /// Listen here instead of the configured address.
     #[arg(long)]
     listen: Option<String>,
-}
-
-struct Pdfs {
-    evidence: Arc<Evidence>,
-    store: Store,
-}
-
-#[async_trait::async_trait]
-impl Reports for Pdfs {
-    async fn report(&self, run: &RunId) -> Result<FileOut, String> {
-        let (path, bytes) = self.evidence.pdf(&self.store, run, SystemClock.now()).await.map_err(|e| e.to_string())?;
-        Ok(FileOut { name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), mime: "application/pdf", bytes })
-    }
 }
 
 #[derive(Clone)]
@@ -182,7 +167,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         router = router.merge(app.router());
         if !args.no_relay {
             let surface = Arc::new(offboard_slack::surface::SlackSurface::new(api, &slack.approvals_channel));
-            let reports = Arc::new(Pdfs { evidence: evidence.clone(), store: store.clone() });
+            let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone() });
             let relay = Relay::new(store.clone(), surface, "slack", Some(reports), templates.clone(), clock.clone());
             let stop = shutdown();
             tasks.spawn(async move {

@@ -83,3 +83,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EvidenceError> {
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
+
+/// Core's `Reports` port: the relay attaches this to the run's thread.
+pub struct RunReports {
+    pub evidence: std::sync::Arc<Evidence>,
+    pub store: Store,
+}
+
+#[async_trait::async_trait]
+impl offboard_core::relay::Reports for RunReports {
+    async fn report(&self, run: &RunId) -> Result<offboard_core::chat::FileOut, String> {
+        let now = chrono::Utc::now();
+        let (path, bytes) = self.evidence.pdf(&self.store, run, now).await.map_err(|e| e.to_string())?;
+        Ok(offboard_core::chat::FileOut { name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), mime: "application/pdf", bytes })
+    }
+}

@@ -10,7 +10,7 @@ pub mod evidence;
 pub mod pdf;
 pub mod sign;
 
-pub use evidence::{Evidence, EvidenceError};
+pub use evidence::{Evidence, EvidenceError, RunReports};
 pub use sign::{KeyError, PublicKey, ReportKey, Verdict};
 
 /// Renders and signs in one go: the bytes to write to `report.pdf`.

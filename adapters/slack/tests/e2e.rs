@@ -8,31 +8,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use common::*;
-use offboard_core::chat::FileOut;
 use offboard_core::domain::RunId;
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
-use offboard_core::relay::{Relay, RelayError, Reports};
+use offboard_core::relay::{Relay, RelayError};
 use offboard_core::run::RunState;
-use offboard_core::store::Store;
 use offboard_core::templates::Templates;
-use offboard_report::{Evidence, ReportKey, Verdict};
+use offboard_report::{Evidence, ReportKey, RunReports, Verdict};
 use offboard_slack::surface::SlackSurface;
 use serde_json::{Value as Json, json};
-
-struct Pdfs {
-    evidence: Evidence,
-    store: Store,
-}
-
-#[async_trait]
-impl Reports for Pdfs {
-    async fn report(&self, run: &RunId) -> Result<FileOut, String> {
-        let (path, bytes) = self.evidence.pdf(&self.store, run, chrono::Utc::now()).await.map_err(|e| e.to_string())?;
-        Ok(FileOut { name: path.file_name().unwrap().to_string_lossy().to_string(), mime: "application/pdf", bytes })
-    }
-}
 
 fn approvals_message(w: &World) -> Option<offboard_slack::fake::Message> {
     w.slack.messages().into_iter().find(|m| m.channel == APPROVALS && m.thread_ts.is_none())
@@ -63,7 +47,7 @@ async fn the_whole_offboarding_loop_runs_in_slack() {
     let dir = tempfile::tempdir().unwrap();
     let key = ReportKey::generate();
     let public = key.public();
-    let reports = Arc::new(Pdfs { evidence: Evidence::new(key, dir.path()), store: w.store.clone() });
+    let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, dir.path())), store: w.store.clone() });
     let templates = Arc::new(Templates::load(None, &[]).unwrap());
     let surface = Arc::new(SlackSurface::new(w.api.clone(), APPROVALS));
     let relay = Arc::new(Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone()));
