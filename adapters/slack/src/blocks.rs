@@ -38,9 +38,9 @@ fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// What the modal carries between pages: the page index.
+/// What the modal carries between pages: `page:N`, then `:` and the answers so far.
 pub fn page_of(private_metadata: &str) -> Option<usize> {
-    private_metadata.strip_prefix("page:")?.parse().ok()
+    private_metadata.strip_prefix("page:")?.split(':').next()?.parse().ok()
 }
 
 /// One wizard page as a modal view. `prefill` gives initial values (the user from the

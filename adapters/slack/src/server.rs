@@ -42,7 +42,7 @@ pub struct SlackApp {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     approvals_channel: String,
-    /// Wizard answers so far, by the modal's root view id.
+    /// Wizard answers too long for the modal's metadata, by the modal's root view id.
     drafts: Mutex<HashMap<String, Draft>>,
     /// Trigger ids already acted on, so a retried delivery does nothing twice.
     handled: Mutex<HashMap<String, i64>>,
@@ -136,6 +136,47 @@ impl SlackApp {
     fn domains(&self) -> Vec<String> {
         self.svc.tenants().iter().flat_map(|t| t.domains.clone()).collect()
     }
+}
+
+/// The wizard's answers so far, carried in the modal's `private_metadata` so that any
+/// process may receive the next page (Slack keeps at most 3000 characters there; longer
+/// drafts stay in this process's memory).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Carried {
+    tenant: Option<String>,
+    user: String,
+    preset: Option<String>,
+    schedule: Option<(chrono::NaiveDateTime, String)>,
+    options: offboard_core::request::Options,
+    emergency: bool,
+}
+
+const METADATA_MAX: usize = 3000;
+
+fn carry(page: usize, d: &Draft) -> Option<String> {
+    let c = Carried {
+        tenant: d.tenant.clone(),
+        user: d.user.clone(),
+        preset: d.preset.as_ref().map(|p| p.to_string()),
+        schedule: d.schedule.clone(),
+        options: d.options.clone(),
+        emergency: d.emergency,
+    };
+    let meta = format!("page:{page}:{}", serde_json::to_string(&c).ok()?);
+    (meta.len() <= METADATA_MAX).then_some(meta)
+}
+
+fn carried(meta: &str) -> Option<Draft> {
+    let json = meta.strip_prefix("page:")?.split_once(':')?.1;
+    let c: Carried = serde_json::from_str(json).ok()?;
+    Some(Draft {
+        tenant: c.tenant,
+        user: c.user,
+        preset: c.preset.and_then(|p| offboard_core::domain::PresetName::parse(&p).ok()),
+        schedule: c.schedule,
+        options: c.options,
+        emergency: c.emergency,
+    })
 }
 
 fn ephemeral(text: impl Into<String>) -> Response {
@@ -275,13 +316,27 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
             let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("").to_string();
             let tenants: Vec<_> = app.svc.tenants().iter().map(|t| t.id.clone()).collect();
             let pages = wizard(&tenants, &[]);
-            let mut draft = if page == 0 { Draft::default() } else { app.drafts.lock().expect("drafts").get(&root).cloned().unwrap_or_default() };
+            let meta = view["private_metadata"].as_str().unwrap_or("");
+            let mut draft = if page == 0 {
+                Draft::default()
+            } else {
+                match carried(meta).or_else(|| app.drafts.lock().expect("drafts").get(&root).cloned()) {
+                    Some(d) => d,
+                    None => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (the service restarted). Please type /offboard again.") })).into_response(),
+                }
+            };
             if let Err(errs) = draft.apply(page, &values, &app.domains()) {
                 return errors(errs.into_iter().map(|e| (e.field, e.message)));
             }
             if page + 1 < pages.len() {
-                app.drafts.lock().expect("drafts").insert(root, draft);
-                return axum::Json(json!({ "response_action": "update", "view": blocks::modal(&pages[page + 1], &Values::new()) })).into_response();
+                let mut next = blocks::modal(&pages[page + 1], &Values::new());
+                match carry(page + 1, &draft) {
+                    Some(m) => next["private_metadata"] = json!(m),
+                    None => {
+                        app.drafts.lock().expect("drafts").insert(root, draft);
+                    }
+                }
+                return axum::Json(json!({ "response_action": "update", "view": next })).into_response();
             }
             app.drafts.lock().expect("drafts").remove(&root);
             let tenant = match app.svc.resolve_tenant(draft.tenant.as_deref(), &draft.user) {
@@ -328,4 +383,26 @@ async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Byt
         }
     }
     axum::Json(blocks::people_options(&found)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draft_travels_in_the_modal_and_comes_back_whole() {
+        let mut d = Draft::default();
+        let mut v = Values::new();
+        v.insert("user".into(), Value::Text("alice@contoso.com".into()));
+        v.insert("preset".into(), Value::Text("hostile-exit".into()));
+        v.insert("schedule_at".into(), Value::Text("2030-01-02 09:00".into()));
+        v.insert("schedule_tz".into(), Value::Text("Europe/Berlin".into()));
+        d.apply(0, &v, &[]).unwrap();
+        d.options.out_of_office = Some(offboard_core::request::OutOfOffice { internal: "Zoë has left".into(), external: String::new() });
+        let meta = carry(1, &d).unwrap();
+        assert_eq!(blocks::page_of(&meta), Some(1));
+        assert_eq!(carried(&meta), Some(d.clone()));
+        d.options.out_of_office = Some(offboard_core::request::OutOfOffice { internal: "x".repeat(4000), external: String::new() });
+        assert_eq!(carry(1, &d), None, "too long for Slack: kept in memory instead");
+    }
 }

@@ -93,7 +93,8 @@ async fn the_whole_offboarding_loop_runs_in_slack() {
 
     let body =
         submit_page(&w, &view_id, json!({ "user": { "user": { "type": "external_select", "selected_option": { "value": "alice.able@contoso.com" } } } })).await;
-    assert_eq!(body["view"]["private_metadata"], "page:1");
+    // The answers so far travel in the modal, so any process may take the next page.
+    assert!(body["view"]["private_metadata"].as_str().unwrap().starts_with("page:1:{"), "{body}");
     submit_page(
         &w,
         &view_id,
