@@ -50,8 +50,8 @@ pub struct Relay {
     owner: String,
 }
 
-/// How long a relay keeps the surface after its last drain; another process's relay takes
-/// over after that.
+/// How long a relay may hold the surface in one drain before another process may assume it
+/// died; the lease is released when the drain ends.
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 
 const PREVIEW: &str = "preview";
@@ -77,10 +77,16 @@ impl Relay {
 
     /// Handles everything pending; returns the number of events consumed.
     pub async fn drain(&self) -> Result<usize, RelayError> {
-        let mut consumed = 0;
         if !self.store.lease_consumer(&self.consumer(), &self.owner, self.clock.now(), LEASE).await? {
             return Ok(0);
         }
+        let result = self.drain_leased().await;
+        self.store.release_consumer(&self.consumer(), &self.owner).await?;
+        result
+    }
+
+    async fn drain_leased(&self) -> Result<usize, RelayError> {
+        let mut consumed = 0;
         loop {
             let cursor = self.store.cursor(&self.consumer()).await?;
             let events = self.store.events_after(cursor, 200).await?;

@@ -389,3 +389,18 @@ async fn consumer_leases_have_one_owner_at_a_time() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_released_lease_is_free_at_once() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let t0 = chrono::Utc::now();
+        let ttl = chrono::Duration::seconds(30);
+        assert!(store.lease_consumer("chat:slack", "a", t0, ttl).await.unwrap());
+        store.release_consumer("chat:slack", "b").await.unwrap();
+        assert!(!store.lease_consumer("chat:slack", "b", t0, ttl).await.unwrap(), "only the owner releases");
+        store.release_consumer("chat:slack", "a").await.unwrap();
+        assert!(store.lease_consumer("chat:slack", "b", t0, ttl).await.unwrap(), "{}", db.backend);
+        db.cleanup().await;
+    }
+}

@@ -182,11 +182,18 @@ impl Notifier {
 
     async fn drain_target(&self, t: &Target) -> Result<usize, NotifyError> {
         let consumer = format!("notify:{}", t.name);
-        let mut done = 0;
         // One process delivers a target's notifications at a time.
         if !self.store.lease_consumer(&consumer, &self.owner, self.clock.now(), chrono::Duration::minutes(10)).await? {
             return Ok(0);
         }
+        let result = self.drain_leased(t, &consumer).await;
+        self.store.release_consumer(&consumer, &self.owner).await?;
+        result
+    }
+
+    async fn drain_leased(&self, t: &Target, consumer: &str) -> Result<usize, NotifyError> {
+        let consumer = consumer.to_string();
+        let mut done = 0;
         loop {
             let mut cursor = self.store.cursor(&consumer).await?;
             let events = self.store.events_after(cursor, 50).await?;

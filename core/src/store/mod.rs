@@ -327,6 +327,11 @@ impl Store {
         dispatch!(self.lease_consumer(consumer, owner, now, ttl))
     }
 
+    /// Ends `owner`'s lease at once, so another process need not wait for it to run out.
+    pub async fn release_consumer(&self, consumer: &str, owner: &str) -> Result<()> {
+        dispatch!(self.release_consumer(consumer, owner))
+    }
+
     /// Remembers a message a chat surface posted for a run (`kind`: `preview`, `status`, …).
     pub async fn save_message(&self, run: &RunId, surface: &str, kind: &str, message: &str) -> Result<()> {
         dispatch!(self.save_message(run.as_str(), surface, kind, message))

@@ -701,6 +701,11 @@ macro_rules! backend {
                 Ok(done.rows_affected() == 1)
             }
 
+            pub async fn release_consumer(pool: &Pool<Db>, consumer: &str, owner: &str) -> Result<()> {
+                sqlx::query("UPDATE consumer_leases SET until_ms = 0 WHERE consumer = $1 AND owner = $2").bind(consumer).bind(owner).execute(pool).await?;
+                Ok(())
+            }
+
             pub async fn save_message(pool: &Pool<Db>, run: &str, surface: &str, kind: &str, message: &str) -> Result<()> {
                 sqlx::query("INSERT INTO chat_messages (run_id, surface, kind, message) VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, surface, kind) DO UPDATE SET message = excluded.message")
                     .bind(run)
