@@ -15,10 +15,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use offboard_core::clock::{Clock, SystemClock};
-use offboard_core::engine::{Worker, WorkerConfig};
+use offboard_core::engine::{Reconciled, StepContext, StepError, StepExecutor, Worker, WorkerConfig};
 use offboard_core::relay::{Relay, RelayError};
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
+use offboard_core::run::StepOutcome;
 use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
 use offboard_core::service::Offboarding;
 use offboard_core::store::Store;
@@ -52,6 +53,63 @@ struct Health {
     store: Store,
     m365: Arc<M365>,
     started: Instant,
+    slack: Option<Arc<offboard_slack::server::SlackApp>>,
+    steps: Arc<StepDurations>,
+}
+
+const STEP_BUCKETS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// How long each kind of step took in this process, for `/metrics`.
+#[derive(Default)]
+struct StepDurations(std::sync::Mutex<std::collections::BTreeMap<String, ([u64; 10], f64)>>);
+
+impl StepDurations {
+    fn record(&self, step: &str, d: Duration) {
+        let mut all = self.0.lock().expect("metrics lock");
+        let (buckets, sum) = all.entry(step.to_string()).or_default();
+        for (i, b) in STEP_BUCKETS.iter().enumerate() {
+            if d.as_secs_f64() <= *b {
+                buckets[i] += 1;
+            }
+        }
+        buckets[9] += 1;
+        *sum += d.as_secs_f64();
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from("# HELP offboard_step_duration_seconds Time to execute a step, by step.\n# TYPE offboard_step_duration_seconds histogram\n");
+        for (step, (buckets, sum)) in self.0.lock().expect("metrics lock").iter() {
+            for (i, b) in STEP_BUCKETS.iter().enumerate() {
+                out.push_str(&format!("offboard_step_duration_seconds_bucket{{step=\"{step}\",le=\"{b}\"}} {}\n", buckets[i]));
+            }
+            out.push_str(&format!("offboard_step_duration_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {}\n", buckets[9]));
+            out.push_str(&format!(
+                "offboard_step_duration_seconds_sum{{step=\"{step}\"}} {sum}\noffboard_step_duration_seconds_count{{step=\"{step}\"}} {}\n",
+                buckets[9]
+            ));
+        }
+        out
+    }
+}
+
+/// The Microsoft 365 executor, timed per step.
+struct Timed {
+    inner: Arc<M365>,
+    durations: Arc<StepDurations>,
+}
+
+#[async_trait::async_trait]
+impl StepExecutor for Timed {
+    async fn execute(&self, cx: &StepContext) -> Result<StepOutcome, StepError> {
+        let t = Instant::now();
+        let r = self.inner.execute(cx).await;
+        self.durations.record(cx.step.key.as_str(), t.elapsed());
+        r
+    }
+
+    async fn reconcile(&self, cx: &StepContext) -> Reconciled {
+        self.inner.reconcile(cx).await
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -97,6 +155,18 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     }
     out.push_str("# HELP offboard_microsoft_tokens_issued Tokens obtained from Entra since start.\n# TYPE offboard_microsoft_tokens_issued counter\n");
     out.push_str(&format!("offboard_microsoft_tokens_issued {}\n", h.m365.tokens().issued()));
+    let c = h.m365.counters();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    out.push_str("# HELP offboard_microsoft_requests_total HTTP requests sent to Graph and Exchange.\n# TYPE offboard_microsoft_requests_total counter\n");
+    out.push_str(&format!("offboard_microsoft_requests_total {}\n", load(&c.requests)));
+    out.push_str("# HELP offboard_microsoft_throttled_total Answers asking to slow down (429, or 503 with Retry-After).\n# TYPE offboard_microsoft_throttled_total counter\n");
+    out.push_str(&format!("offboard_microsoft_throttled_total {}\n", load(&c.throttled)));
+    out.push_str("# HELP offboard_microsoft_failed_total Other 5xx answers and connection failures.\n# TYPE offboard_microsoft_failed_total counter\n");
+    out.push_str(&format!("offboard_microsoft_failed_total {}\n", load(&c.failed)));
+    out.push_str(&h.steps.render());
+    if let Some(slack) = &h.slack {
+        out.push_str(&slack.ack.render("offboard_slack_ack_seconds"));
+    }
     out.push_str("# HELP offboard_uptime_seconds Seconds since start.\n# TYPE offboard_uptime_seconds gauge\n");
     out.push_str(&format!("offboard_uptime_seconds {}\n", h.started.elapsed().as_secs()));
     (StatusCode::OK, out)
@@ -151,8 +221,9 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let health = Health { store: store.clone(), m365: m365.clone(), started };
-    let mut router = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health);
+    let durations = Arc::new(StepDurations::default());
+    let mut slack_app = None;
+    let mut router = Router::new();
 
     if let Some(slack) = &cfg.slack {
         let api = Arc::new(offboard_slack::api::SlackApi::new(&slack.api_url, &slack.bot_token)?);
@@ -165,6 +236,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             clock.clone(),
         );
         router = router.merge(app.router());
+        slack_app = Some(app.clone());
         if !args.no_relay {
             let surface = Arc::new(offboard_slack::surface::SlackSurface::new(api, &slack.approvals_channel));
             let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone() });
@@ -189,6 +261,8 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
+    let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone() };
+    let router = router.merge(Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health));
     let targets = cfg.notify_targets();
     if !targets.is_empty() && !args.no_relay {
         let notifier = Notifier::new(store.clone(), targets, cfg.template_dir.as_deref(), Some(evidence.clone()), clock.clone())?;
@@ -201,7 +275,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if cfg.workers.enabled && !args.no_workers {
         let config = WorkerConfig { concurrency: cfg.workers.concurrency, ..WorkerConfig::default() };
-        let worker = Worker::new(store.clone(), m365.clone(), clock.clone(), config);
+        let worker = Worker::new(store.clone(), Arc::new(Timed { inner: m365.clone(), durations: durations.clone() }), clock.clone(), config);
         let stop = shutdown();
         tasks.spawn(async move {
             if let Err(e) = worker.run_until_stopped(stop).await {

@@ -80,6 +80,11 @@ async fn serve_runs_stops_on_sigterm_and_the_next_start_completes_the_run() {
         assert!(Instant::now() < deadline, "no progress: {steps:#?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let requests: u64 = metrics.lines().find_map(|l| l.strip_prefix("offboard_microsoft_requests_total ")).unwrap().parse().unwrap();
+    assert!(requests > 0, "{metrics}");
+    assert!(metrics.contains("offboard_step_duration_seconds_count{step=\"disable_sign_in\"} 1"), "{metrics}");
+    assert!(metrics.contains("offboard_microsoft_throttled_total 0"), "{metrics}");
     let took = terminate(&mut first);
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     let state = store.run(&run.id).await.unwrap().state;

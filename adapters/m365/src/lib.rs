@@ -72,13 +72,16 @@ pub struct M365 {
     tokens: Arc<TokenSource>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    counters: Arc<crate::transport::Counters>,
 }
 
 impl M365 {
     pub fn new(endpoints: Endpoints, tenants: Tenants, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let tokens = Arc::new(TokenSource::new(endpoints.clone(), clock.clone()));
         let transport = Arc::new(Transport::new(tokens.clone(), Pacer::new(settings.limits), settings.call));
+        let counters = transport.counters.clone();
         Self {
+            counters,
             graph: Graph::new(transport.clone(), &endpoints.graph),
             exchange: Exchange::new(transport, &endpoints.exchange),
             tenants,
@@ -90,6 +93,11 @@ impl M365 {
 
     pub fn tenants(&self) -> &Tenants {
         &self.tenants
+    }
+
+    /// Calls made, throttled and failed since start.
+    pub fn counters(&self) -> &crate::transport::Counters {
+        &self.counters
     }
 
     pub fn tokens(&self) -> &TokenSource {

@@ -90,6 +90,18 @@ pub struct Transport {
     pub tokens: Arc<TokenSource>,
     pacer: Pacer,
     pub policy: CallPolicy,
+    pub counters: Arc<Counters>,
+}
+
+/// Process-wide call counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// HTTP requests sent to Graph and Exchange.
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Answers that asked us to slow down (429, or 503 with Retry-After).
+    pub throttled: std::sync::atomic::AtomicU64,
+    /// Other 5xx answers and connection failures.
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -104,7 +116,7 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 impl Transport {
     pub fn new(tokens: Arc<TokenSource>, pacer: Pacer, policy: CallPolicy) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(policy.timeout).build().expect("HTTP client");
-        Self { http, tokens, pacer, policy }
+        Self { http, tokens, pacer, policy, counters: Arc::new(Counters::default()) }
     }
 
     fn backoff(&self, tries: u32) -> Duration {
@@ -130,9 +142,11 @@ impl Transport {
                 b = b.json(body);
             }
             cx.trace.sent();
+            self.counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = match b.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let reached = !(e.is_connect() || e.is_builder());
                     let msg = format!("{} {}: {e}", req.method, path_of(&req.url));
                     if tries < self.policy.max_tries && (!reached || req.replay == Replay::Safe) {
@@ -162,6 +176,11 @@ impl Transport {
                 continue;
             }
             let throttled = status == 429 || (status == 503 && wait.is_some());
+            if throttled {
+                self.counters.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else if status >= 500 {
+                self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if throttled && tries < self.policy.max_tries {
                 let w = wait.unwrap_or_else(|| self.backoff(tries));
                 if w <= self.policy.max_inline_wait && (status == 429 || req.replay == Replay::Safe) {

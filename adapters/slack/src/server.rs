@@ -47,10 +47,48 @@ pub struct SlackApp {
     /// Trigger ids already acted on, so a retried delivery does nothing twice.
     handled: Mutex<HashMap<String, i64>>,
     groups: Mutex<Option<GroupCache>>,
+    pub ack: AckLatency,
 }
 
 /// User id → the Slack user group ids they are in, and when Slack said so.
 type GroupCache = (std::time::Instant, HashMap<String, Vec<String>>);
+
+/// Upper bounds (seconds) of the acknowledgement latency histogram.
+pub const ACK_BUCKETS: [f64; 8] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 3.0];
+
+/// How long Slack waited for each answer, as a Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct AckLatency {
+    /// Cumulative counts per bucket of `ACK_BUCKETS`, then +Inf.
+    pub buckets: [std::sync::atomic::AtomicU64; 9],
+    pub sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl AckLatency {
+    fn record(&self, d: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = d.as_secs_f64();
+        for (i, b) in ACK_BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.buckets[8].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// The histogram in Prometheus text format.
+    pub fn render(&self, name: &str) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = format!("# HELP {name} Time to acknowledge a Slack request.\n# TYPE {name} histogram\n");
+        for (i, b) in ACK_BUCKETS.iter().enumerate() {
+            out.push_str(&format!("{name}_bucket{{le=\"{b}\"}} {}\n", self.buckets[i].load(Relaxed)));
+        }
+        let n = self.buckets[8].load(Relaxed);
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {n}\n{name}_sum {}\n{name}_count {n}\n", self.sum_micros.load(Relaxed) as f64 / 1e6));
+        out
+    }
+}
 
 /// How long the user groups read from Slack are trusted.
 const GROUPS_TTL: Duration = Duration::from_secs(300);
@@ -74,15 +112,26 @@ impl SlackApp {
             drafts: Mutex::new(HashMap::new()),
             handled: Mutex::new(HashMap::new()),
             groups: Mutex::new(None),
+            ack: AckLatency::default(),
         })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
+        let timed = self.clone();
         Router::new()
             .route(COMMANDS_PATH, post(commands))
             .route(INTERACTIONS_PATH, post(interactions))
             .route(OPTIONS_PATH, post(options))
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let app = timed.clone();
+                async move {
+                    let t = std::time::Instant::now();
+                    let r = next.run(req).await;
+                    app.ack.record(t.elapsed());
+                    r
+                }
+            }))
     }
 
     /// The refusal to send, if the request is not Slack's.
@@ -388,6 +437,17 @@ async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_latency_renders_as_a_prometheus_histogram() {
+        let h = AckLatency::default();
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_millis(40));
+        let text = h.render("offboard_slack_ack_seconds");
+        assert!(text.contains("offboard_slack_ack_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("offboard_slack_ack_seconds_bucket{le=\"0.05\"} 2"), "{text}");
+        assert!(text.contains("offboard_slack_ack_seconds_count 2"), "{text}");
+    }
 
     #[test]
     fn a_draft_travels_in_the_modal_and_comes_back_whole() {
