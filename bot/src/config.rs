@@ -88,6 +88,34 @@ pub struct Config {
     pub scheduler: Scheduler,
     #[serde(default)]
     pub notify: Vec<NotifyEntry>,
+    #[serde(default)]
+    pub presets: Vec<PresetEntry>,
+}
+
+/// A named set of wizard defaults; a tenant's own preset wins over a built-in one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetEntry {
+    pub name: String,
+    /// Only these tenants (keys); all when absent.
+    pub tenants: Option<Vec<String>>,
+    /// The wizard options, by their names in the request (`disable_sign_in = true`, …).
+    pub options: toml::Table,
+}
+
+impl PresetEntry {
+    /// The options, refusing names that are not options (a typo would otherwise be ignored).
+    fn options(&self, i: usize) -> Result<offboard_core::request::Options, ConfigError> {
+        let known = serde_json::to_value(offboard_core::request::Options::default()).expect("options serialise");
+        for k in self.options.keys() {
+            if known.get(k).is_none() {
+                return Err(key_error(format!("presets[{i}].options.{k}"), "not a wizard option"));
+            }
+        }
+        toml::Value::Table(self.options.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| key_error(format!("presets[{i}].options"), e.to_string().trim().to_string()))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,6 +351,15 @@ impl Config {
         for (i, n) in self.notify.iter().enumerate() {
             self.notify_target(i, n)?;
         }
+        for (i, p) in self.presets.iter().enumerate() {
+            offboard_core::domain::PresetName::parse(&p.name).map_err(|e| key_error(format!("presets[{i}].name"), e.to_string()))?;
+            p.options(i)?;
+            for t in p.tenants.iter().flatten() {
+                if !self.tenants.iter().any(|c| &c.key == t) {
+                    return Err(key_error(format!("presets[{i}].tenants"), format!("`{t}` is not a configured tenant")));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -385,6 +422,23 @@ impl Config {
             });
         }
         Ok(Tenants::new(out))
+    }
+
+    /// The configured presets over the built-in ones, with the out-of-office defaults.
+    pub fn presets(&self, out_of_office: offboard_core::request::OutOfOffice) -> offboard_core::request::Presets {
+        let mut presets = offboard_core::request::Presets::default().with_out_of_office(out_of_office);
+        for (i, p) in self.presets.iter().enumerate() {
+            let name = offboard_core::domain::PresetName::parse(&p.name).expect("checked at load");
+            let options = p.options(i).expect("checked at load");
+            let tenants: Vec<&str> = match &p.tenants {
+                Some(ts) => ts.iter().map(String::as_str).collect(),
+                None => self.tenants.iter().map(|t| t.key.as_str()).collect(),
+            };
+            for t in tenants {
+                presets.insert(TenantId::parse(t).expect("checked at load"), name.clone(), options.clone());
+            }
+        }
+        presets
     }
 
     pub fn access(&self) -> Access {
@@ -526,6 +580,19 @@ format = "teams"
         let summary = c.summary();
         assert!(!summary.contains("s3cr3t") && !summary.contains("from-env") && !summary.contains("xoxb-1"), "{summary}");
         assert!(!format!("{c:?}").contains("s3cr3t"), "Debug hides secrets");
+    }
+
+    #[test]
+    fn configured_presets_apply_to_their_tenants() {
+        let text = format!("{GOOD}\n[[presets]]\nname = \"contractor\"\n[presets.options]\ndisable_sign_in = true\nremove_groups = true\n");
+        let c = load(Some(file(&text).path()), Vec::new()).unwrap();
+        let presets = c.presets(offboard_core::request::OutOfOffice { internal: "in".into(), external: "out".into() });
+        let contractor = presets.get(&TenantId::parse("contoso.com").unwrap(), &offboard_core::domain::PresetName::parse("contractor").unwrap()).unwrap();
+        assert!(contractor.disable_sign_in && contractor.remove_groups && !contractor.reset_password);
+        let bad = format!("{GOOD}\n[[presets]]\nname = \"x\"\ntenants = [\"fabrikam.com\"]\n[presets.options]\n");
+        assert!(load(Some(file(&bad).path()), Vec::new()).unwrap_err().to_string().contains("`presets[0].tenants`"));
+        let typo = format!("{GOOD}\n[[presets]]\nname = \"y\"\n[presets.options]\ndisable_signin = true\n");
+        assert!(load(Some(file(&typo).path()), Vec::new()).unwrap_err().to_string().contains("`presets[0].options"), "unknown options are refused");
     }
 
     #[test]

@@ -17,7 +17,6 @@ use axum::routing::get;
 use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::engine::{Reconciled, StepContext, StepError, StepExecutor, Worker, WorkerConfig};
 use offboard_core::relay::{Relay, RelayError};
-use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::run::StepOutcome;
 use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
@@ -199,7 +198,7 @@ pub async fn wire(cfg: &Config) -> anyhow::Result<Wired> {
     let store = Store::connect(&cfg.database_url).await.with_context(|| format!("opening the database {}", crate::redact(&cfg.database_url)))?;
     let templates = Arc::new(Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES)?);
     let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), Settings::default()));
-    let presets = Presets::default().with_out_of_office(templates.out_of_office());
+    let presets = cfg.presets(templates.out_of_office());
     let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets));
     Ok(Wired { store, clock, templates, m365, svc })
 }
