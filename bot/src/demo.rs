@@ -15,7 +15,7 @@ use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::domain::{Role, RunId};
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
 use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
-use offboard_core::relay::{Relay, RelayError};
+use offboard_core::relay::Relay;
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
@@ -60,7 +60,6 @@ const REQUESTER: (&str, &str) = ("U0RILEY", "Riley Reyes (IT admin)");
 const VIEWER: (&str, &str) = ("U0SAM", "Sam Stone (auditor)");
 const APPROVER: (&str, &str) = ("U0ADA", "Ada Lovelace (IT admin)");
 const CHANNEL: &str = "C0ITAPPROVALS";
-const BOT_TOKEN: &str = "xoxb-demo-bot-token";
 
 struct Printer<'o, W: Write> {
     out: &'o mut W,
@@ -152,8 +151,10 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let store = Store::connect(&url).await.context("opening the demo database")?;
     let svc = Arc::new(Offboarding::new(store.clone(), simulated.m365.clone(), clock.clone(), access(), simulated.tenants.clone(), Presets::default()));
 
-    let slack = FakeSlack::start(BOT_TOKEN).await;
-    let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new(BOT_TOKEN))?);
+    // The local Slack's bot token, fresh for each demo.
+    let bot_token = format!("demo-bot-{}", uuid::Uuid::new_v4().simple());
+    let slack = FakeSlack::start(&bot_token).await;
+    let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new(bot_token))?);
     // A fresh signing secret per demo, so nothing fixed is reused.
     let signing = Secret::new(format!("demo-{}", uuid::Uuid::new_v4().simple()));
     let app = SlackApp::new(svc.clone(), api.clone(), simulated.m365.clone(), signing.clone(), CHANNEL, clock.clone());
@@ -167,22 +168,8 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let reports_dir = args.dir.join("reports");
     let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, &reports_dir)), store: store.clone() });
     let templates = Arc::new(Templates::load(None, &[])?);
-    let relay = Arc::new(Relay::new(store.clone(), Arc::new(SlackSurface::new(api.clone(), CHANNEL)), "slack:demo", Some(reports), templates, clock.clone()));
-    tokio::spawn({
-        let relay = relay.clone();
-        async move {
-            loop {
-                match relay.drain().await {
-                    Err(RelayError::Wait(d)) => tokio::time::sleep(d).await,
-                    Err(e) => {
-                        tracing::error!(error = %e, "relay");
-                        tokio::time::sleep(Duration::from_millis(200)).await
-                    }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(30)).await,
-                }
-            }
-        }
-    });
+    let relay = Relay::new(store.clone(), Arc::new(SlackSurface::new(api.clone(), CHANNEL)), "slack:demo", Some(reports), templates, clock.clone());
+    tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
     let config = WorkerConfig {
         poll: Duration::from_millis(20),
         retry: RetryPolicy { initial: Duration::from_millis(100), ..RetryPolicy::default() },

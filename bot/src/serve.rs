@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::engine::{Reconciled, StepContext, StepError, StepExecutor, Worker, WorkerConfig};
-use offboard_core::relay::{Relay, RelayError};
+use offboard_core::relay::Relay;
 use offboard_core::run::RunState;
 use offboard_core::run::StepOutcome;
 use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
@@ -241,23 +241,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone() });
             let relay = Relay::new(store.clone(), surface, "slack", Some(reports), templates.clone(), clock.clone());
             let stop = shutdown();
-            tasks.spawn(async move {
-                tokio::pin!(stop);
-                loop {
-                    let wait = match relay.drain().await {
-                        Err(RelayError::Wait(d)) => d,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "chat relay");
-                            Duration::from_secs(2)
-                        }
-                        Ok(_) => Duration::from_millis(250),
-                    };
-                    tokio::select! {
-                        _ = &mut stop => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            });
+            tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
         }
     }
     let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone() };

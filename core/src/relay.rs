@@ -85,6 +85,26 @@ impl Relay {
         result
     }
 
+    /// Drains every `idle` (sooner after work, later when the platform asks to wait)
+    /// until `shutdown`.
+    pub async fn run_until(&self, idle: std::time::Duration, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let wait = match self.drain().await {
+                Err(RelayError::Wait(d)) => d,
+                Err(e) => {
+                    tracing::warn!(surface = %self.name, error = %e, "chat relay");
+                    std::time::Duration::from_secs(2)
+                }
+                Ok(_) => idle,
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
     async fn drain_leased(&self) -> Result<usize, RelayError> {
         let mut consumed = 0;
         loop {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use offboard_core::domain::RunId;
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
-use offboard_core::relay::{Relay, RelayError};
+use offboard_core::relay::Relay;
 use offboard_core::run::RunState;
 use offboard_core::templates::Templates;
 use offboard_report::{Evidence, ReportKey, RunReports, Verdict};
@@ -50,19 +50,8 @@ async fn the_whole_offboarding_loop_runs_in_slack() {
     let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, dir.path())), store: w.store.clone() });
     let templates = Arc::new(Templates::load(None, &[]).unwrap());
     let surface = Arc::new(SlackSurface::new(w.api.clone(), APPROVALS));
-    let relay = Arc::new(Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone()));
-    tokio::spawn({
-        let relay = relay.clone();
-        async move {
-            loop {
-                match relay.drain().await {
-                    Err(RelayError::Wait(d)) => tokio::time::sleep(d).await,
-                    Err(e) => panic!("relay: {e}"),
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(30)).await,
-                }
-            }
-        }
-    });
+    let relay = Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone());
+    tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
     let config = WorkerConfig {
         poll: Duration::from_millis(20),
         retry: RetryPolicy { initial: Duration::from_millis(50), ..RetryPolicy::default() },
