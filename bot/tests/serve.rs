@@ -86,6 +86,7 @@ async fn serve_runs_stops_on_sigterm_and_the_next_start_completes_the_run() {
     assert!(metrics.contains("offboard_step_duration_seconds_count{step=\"disable_sign_in\"} 1"), "{metrics}");
     assert!(metrics.contains("offboard_microsoft_throttled_total 0"), "{metrics}");
     let took = terminate(&mut first);
+    println!("SIGTERM mid-run to exit: {took:?}");
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     let state = store.run(&run.id).await.unwrap().state;
     assert!(!state.is_terminal(), "the run was still going when the process stopped ({state:?})");
