@@ -131,8 +131,8 @@ async fn readyz(State(h): State<Health>) -> impl IntoResponse {
 /// Prometheus text format.
 async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     let mut out = String::from("# HELP offboard_runs Runs by state.\n# TYPE offboard_runs gauge\n");
-    match h.store.list_runs(None, 100_000).await {
-        Ok(runs) => {
+    match h.store.count_runs().await {
+        Ok(counts) => {
             for state in [
                 RunState::AwaitingApproval,
                 RunState::Scheduled,
@@ -146,7 +146,7 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
                 RunState::Rejected,
                 RunState::Expired,
             ] {
-                let n = runs.iter().filter(|r| r.state == state).count();
+                let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 out.push_str(&format!("offboard_runs{{state=\"{}\"}} {n}\n", state.as_str()));
             }
         }

@@ -64,6 +64,8 @@ async fn a_run_is_created_awaiting_approval_with_audit_and_event() {
         assert!(store.claim("w", c.now(), Duration::seconds(30)).await.unwrap().is_none(), "nothing runs before approval");
         let listed = store.list_runs(Some(&tenant_id()), 10).await.unwrap();
         assert_eq!(listed[0].id, run.id);
+        svc.request(&requester(), request("user2@contoso.com", lockout())).await.unwrap();
+        assert_eq!(store.count_runs().await.unwrap(), vec![(RunState::AwaitingApproval, 2)], "{backend}");
     })
     .await;
 }

@@ -332,6 +332,12 @@ impl Store {
         dispatch!(self.release_consumer(consumer, owner))
     }
 
+    /// How many runs are in each state (states with none are absent).
+    pub async fn count_runs(&self) -> Result<Vec<(RunState, i64)>> {
+        let rows = dispatch!(self.count_runs())?;
+        Ok(rows.into_iter().filter_map(|(s, n)| RunState::parse(&s).map(|s| (s, n))).collect())
+    }
+
     /// Remembers a message a chat surface posted for a run (`kind`: `preview`, `status`, …).
     pub async fn save_message(&self, run: &RunId, surface: &str, kind: &str, message: &str) -> Result<()> {
         dispatch!(self.save_message(run.as_str(), surface, kind, message))

@@ -706,6 +706,11 @@ macro_rules! backend {
                 Ok(())
             }
 
+            pub async fn count_runs(pool: &Pool<Db>) -> Result<Vec<(String, i64)>> {
+                let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state").fetch_all(pool).await?;
+                rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+            }
+
             pub async fn save_message(pool: &Pool<Db>, run: &str, surface: &str, kind: &str, message: &str) -> Result<()> {
                 sqlx::query("INSERT INTO chat_messages (run_id, surface, kind, message) VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, surface, kind) DO UPDATE SET message = excluded.message")
                     .bind(run)
