@@ -216,6 +216,7 @@ impl Worker {
                     drop(permit);
                     tokio::select! {
                         _ = &mut shutdown => break,
+                        _ = self.store.steps_ready() => {}
                         _ = tokio::time::sleep(self.config.poll) => {}
                     }
                 }

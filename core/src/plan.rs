@@ -315,9 +315,11 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         b.add(RevokeSessions, &[DisableSignIn], json!({ "user": user.id }), "Revoke every refresh token and session".into());
     }
     if o.reset_password {
+        // Once sign-in is blocked, the revoke and the reset need nothing from each other:
+        // they run together, so the lockout lands two round trips after approval.
         let s = b.add(
             ResetPassword,
-            &[RevokeSessions, DisableSignIn],
+            &[DisableSignIn],
             json!({ "user": user.id, "changed_before": user.last_password_change }),
             "Set a random strong password (never shown anywhere)".into(),
         );
@@ -641,7 +643,7 @@ mod tests {
         let plan = build(&valid(standard()), &rich_user(), PlanRules::default());
         let s = |k: StepKind| plan.step(&key(k)).unwrap();
         assert!(s(StepKind::RevokeSessions).after.contains(&key(StepKind::DisableSignIn)));
-        assert!(s(StepKind::ResetPassword).after.contains(&key(StepKind::RevokeSessions)));
+        assert_eq!(s(StepKind::ResetPassword).after, vec![key(StepKind::DisableSignIn)]);
         assert!(s(StepKind::RemoveGroups).after.contains(&key(StepKind::ResetPassword)));
         assert_eq!(s(StepKind::VerifyShared).after, vec![key(StepKind::ConvertToShared)]);
         assert!(s(StepKind::RemoveLicences).after.contains(&key(StepKind::VerifyShared)));

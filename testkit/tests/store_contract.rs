@@ -11,7 +11,7 @@ use offboard_core::plan::StepKind;
 use offboard_core::policy::TenantPolicy;
 use offboard_core::request::{DeleteUser, Options};
 use offboard_core::run::{RunState, StepOutcome, StepState};
-use offboard_core::store::{Store, StoreError};
+use offboard_core::store::{Db, Store, StoreError};
 use offboard_testkit::TestDb;
 use offboard_testkit::fixtures::*;
 use serde_json::json;
@@ -302,13 +302,13 @@ async fn cron_fire_keys_and_outbox_cursors_are_single_use() {
 }
 
 async fn tamper(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(p) => {
+    match store.db() {
+        Db::Sqlite(p) => {
             sqlx::query("DROP TRIGGER IF EXISTS audit_no_update").execute(p).await.unwrap();
             sqlx::query("DROP TRIGGER IF EXISTS audit_no_delete").execute(p).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.unwrap();
         }
-        Store::Postgres(p) => {
+        Db::Postgres(p) => {
             sqlx::query("ALTER TABLE audit DISABLE TRIGGER audit_no_change").execute(p).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.unwrap();
         }
@@ -338,9 +338,9 @@ async fn the_audit_log_refuses_changes_and_names_each_tampered_entry() {
             }
             store.checkpoint(c.now()).await.unwrap();
             assert!(store.verify_audit(&[]).await.unwrap().is_ok());
-            let refused = match &store {
-                Store::Sqlite(p) => sqlx::query("UPDATE audit SET actor = 'x' WHERE seq = 1").execute(p).await.is_err(),
-                Store::Postgres(p) => sqlx::query("DELETE FROM audit WHERE seq = 1").execute(p).await.is_err(),
+            let refused = match store.db() {
+                Db::Sqlite(p) => sqlx::query("UPDATE audit SET actor = 'x' WHERE seq = 1").execute(p).await.is_err(),
+                Db::Postgres(p) => sqlx::query("DELETE FROM audit WHERE seq = 1").execute(p).await.is_err(),
             };
             assert!(refused, "{}: the audit table must refuse changes", db.backend);
             tamper(&store, sql).await;

@@ -314,9 +314,12 @@ impl Scenario {
         Self::parse(include_str!("../scenarios/contoso.json")).expect("bundled scenario parses")
     }
 
-    /// Large tenants for benchmarks: `tenants` tenants of `users` users each, every user
-    /// licensed, in two groups, with a managed laptop, MFA and a mailbox.
+    /// `tenants` tenants of `users` typical leavers each (reliability.md §6.2): a licence,
+    /// 15 groups, three authentication methods besides the password, a laptop and a phone
+    /// managed by Intune, and a mailbox.
     pub fn generate(tenants: u32, users: u32) -> Self {
+        let mut groups = vec![GroupSpec { name: "All Staff".into(), kind: "m365".into(), ..GroupSpec::named("") }, GroupSpec::named("VPN Users")];
+        groups.extend((1..=13).map(|i| GroupSpec::named(&format!("Team {i:02}"))));
         let tenants = (0..tenants)
             .map(|t| {
                 let name = format!("bench{t:03}");
@@ -333,14 +336,11 @@ impl Scenario {
                     }],
                     apps: vec![],
                     users: vec![],
-                    groups: vec![
-                        GroupSpec { name: "All Staff".into(), kind: "m365".into(), ..GroupSpec::named("") },
-                        GroupSpec { name: "VPN Users".into(), ..GroupSpec::named("") },
-                    ],
+                    groups: groups.clone(),
                     filler: Some(FillerSpec {
                         count: users,
                         licence: Some("SPE_E3".into()),
-                        groups: vec!["All Staff".into(), "VPN Users".into()],
+                        groups: groups.iter().map(|g| g.name.clone()).collect(),
                         devices: true,
                     }),
                 }

@@ -97,6 +97,9 @@ pub struct Stats {
     pub by_status: BTreeMap<u16, u64>,
     pub throttled: u64,
     pub early_retries: u64,
+    /// Identity and Intune writes admitted (counted only while throttling is on).
+    pub identity_writes: u64,
+    pub intune_writes: u64,
     pub resets: u64,
     pub injected_faults: u64,
 }
@@ -235,6 +238,8 @@ impl Sim {
         let t = lock(&self.shared.throttle);
         s.throttled = t.throttled;
         s.early_retries = t.early_retries;
+        s.identity_writes = t.identity_writes;
+        s.intune_writes = t.intune_writes;
         s
     }
 
@@ -1019,6 +1024,8 @@ async fn ctl_stats(State(s): State<Arc<Shared>>) -> Response {
     let t = lock(&s.throttle);
     st.throttled = t.throttled;
     st.early_retries = t.early_retries;
+    st.identity_writes = t.identity_writes;
+    st.intune_writes = t.intune_writes;
     axum::Json(json!(st)).into_response()
 }
 

@@ -135,6 +135,9 @@ pub struct Throttle {
     in_flight: HashMap<String, usize>,
     pub throttled: u64,
     pub early_retries: u64,
+    /// Admitted identity writes and Intune writes: what a workload cost against the limits.
+    pub identity_writes: u64,
+    pub intune_writes: u64,
 }
 
 impl Throttle {
@@ -152,6 +155,8 @@ impl Throttle {
             in_flight: HashMap::new(),
             throttled: 0,
             early_retries: 0,
+            identity_writes: 0,
+            intune_writes: 0,
         }
     }
 
@@ -266,6 +271,11 @@ impl Throttle {
         }
         for (key, _, _, c, ..) in &checks {
             self.buckets.get_mut(key).expect("bucket").tokens -= c;
+        }
+        match cost {
+            Cost::Identity { write: true, .. } => self.identity_writes += 1,
+            Cost::Intune { write: true } => self.intune_writes += 1,
+            _ => {}
         }
         Ok(Admitted { resource_units: ru_out, limit_percentage: (used > 0.8).then_some(used) })
     }

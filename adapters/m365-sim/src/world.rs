@@ -627,8 +627,15 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
                 department: Some(["Sales", "Finance", "Engineering", "Support"][i as usize % 4].into()),
                 enabled: true,
                 licences: f.licence.iter().cloned().collect(),
-                auth: if f.devices { vec!["authenticator".into(), "phone".into()] } else { vec![] },
-                devices: if f.devices { vec![crate::scenario::DeviceSpec { name: format!("LT-{i:05}"), os: "Windows".into(), managed: true }] } else { vec![] },
+                auth: if f.devices { vec!["authenticator".into(), "phone".into(), "alternate_phone".into()] } else { vec![] },
+                devices: if f.devices {
+                    vec![
+                        crate::scenario::DeviceSpec { name: format!("LT-{i:05}"), os: "Windows".into(), managed: true },
+                        crate::scenario::DeviceSpec { name: format!("PH-{i:05}"), os: "iOS".into(), managed: true },
+                    ]
+                } else {
+                    vec![]
+                },
                 ..Default::default()
             });
             filler_groups.push(upn);

@@ -82,7 +82,8 @@ fn the_generator_builds_large_tenants() {
     for t in &w.tenants {
         assert_eq!(t.users.len(), 600);
         assert_eq!(t.tier(), offboard_m365_sim::world::Tier::L);
-        assert_eq!(t.managed.len(), 600);
+        assert_eq!(t.managed.len(), 1200);
+        assert_eq!(t.groups.len(), 15);
         assert_eq!(t.mailboxes.len(), 600);
     }
 }

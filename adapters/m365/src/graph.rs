@@ -112,15 +112,26 @@ impl Graph {
     /// throttled or failing transiently are sent again (after the longest Retry-After), so
     /// only items that may repeat belong here. Results are keyed by item id.
     pub async fn batch(&self, cx: Cx<'_>, items: Vec<Item>) -> Result<HashMap<String, Result<Value, ApiError>>, ApiError> {
+        self.batches(cx, items, Replay::Safe).await
+    }
+
+    /// Like [`Graph::batch`] for items that must not repeat (a password reset, a device
+    /// retire): only a throttled item, which Graph did not run, is sent again; a lost
+    /// envelope or a failed item goes back to the caller, who reads back before retrying.
+    pub async fn batch_once(&self, cx: Cx<'_>, items: Vec<Item>) -> Result<HashMap<String, Result<Value, ApiError>>, ApiError> {
+        self.batches(cx, items, Replay::Once).await
+    }
+
+    async fn batches(&self, cx: Cx<'_>, items: Vec<Item>, replay: Replay) -> Result<HashMap<String, Result<Value, ApiError>>, ApiError> {
         let mut results = HashMap::new();
-        let futures = items.chunks(BATCH_LIMIT).map(|chunk| self.batch_chunk(cx, chunk.to_vec()));
+        let futures = items.chunks(BATCH_LIMIT).map(|chunk| self.batch_chunk(cx, chunk.to_vec(), replay));
         for r in futures_util::future::join_all(futures).await {
             results.extend(r?);
         }
         Ok(results)
     }
 
-    async fn batch_chunk(&self, cx: Cx<'_>, mut pending: Vec<Item>) -> Result<HashMap<String, Result<Value, ApiError>>, ApiError> {
+    async fn batch_chunk(&self, cx: Cx<'_>, mut pending: Vec<Item>, replay: Replay) -> Result<HashMap<String, Result<Value, ApiError>>, ApiError> {
         let mut results = HashMap::new();
         let max_rounds = 4;
         for round in 1..=max_rounds {
@@ -146,23 +157,14 @@ impl Graph {
                     r
                 })
                 .collect();
-            // The envelope draws on the budgets of its items.
-            let ru: u32 = pending
-                .iter()
-                .map(|i| match Lane::for_graph(i.method, &i.path) {
-                    Lane::Identity { ru, .. } => ru,
-                    _ => 1,
-                })
-                .sum();
-            let writes = pending.iter().any(|i| i.method != "GET");
             let req = Req {
                 method: Method::POST,
                 url: format!("{}/$batch", self.base),
                 body: Some(json!({"requests": requests})),
                 headers: vec![],
                 resource: Resource::Graph,
-                lane: Lane::Identity { ru, write: writes },
-                replay: Replay::Safe,
+                lane: Lane::Batch(pending.iter().map(|i| Lane::for_graph(i.method, &i.path)).collect()),
+                replay,
             };
             let r = self.transport.send(cx, &req).await?;
             if !r.ok() {
@@ -178,7 +180,7 @@ impl Graph {
                 cx.trace.record(request_id.as_deref().filter(|id| Some(*id) != r.request_id.as_deref()));
                 answered.push((id, Resp { status, body: resp["body"].clone(), request_id, retry_after: ra }));
             }
-            let transient = |s: u16| s == 429 || s >= 500;
+            let transient = |s: u16| s == 429 || (s >= 500 && replay == Replay::Safe);
             let mut retry_ids: Vec<String> =
                 if round < max_rounds { answered.iter().filter(|(_, a)| transient(a.status)).map(|(id, _)| id.clone()).collect() } else { vec![] };
             // A 424 is retried only with the dependency that caused it.

@@ -203,14 +203,27 @@ impl Step<'_> {
     async fn revoke_sessions(&self) -> StepResult {
         let path = format!("/users/{}", self.user);
         let select = format!("{path}?$select=signInSessionsValidFromDateTime");
-        let before = self.get(&select).await?["signInSessionsValidFromDateTime"].as_str().map(String::from);
         let sent_at = self.m.clock.now().with_nanosecond(0).unwrap_or_else(|| self.m.clock.now());
+        // Read, revoke, read again: one round trip, in that order (`dependsOn`).
         let mut r = self
             .m
             .graph
-            .batch(self.cx, vec![Item::post("revoke", format!("{path}/revokeSignInSessions"), json!({})), Item::get("read", select).after("revoke")])
+            .batch(
+                self.cx,
+                vec![
+                    Item::get("before", select.clone()),
+                    Item::post("revoke", format!("{path}/revokeSignInSessions"), json!({})).after("before"),
+                    Item::get("read", select).after("revoke"),
+                ],
+            )
             .await
             .map_err(|e| self.e(e))?;
+        // A failed read fails the revoke behind it with 424: report the cause.
+        let before = match r.remove("before") {
+            Some(Err(e)) => return Err(self.e(e)),
+            Some(Ok(v)) => v["signInSessionsValidFromDateTime"].as_str().map(String::from),
+            None => None,
+        };
         if let Some(Err(e)) = r.remove("revoke") {
             return Err(self.e(e));
         }
@@ -236,14 +249,29 @@ impl Step<'_> {
 
     async fn reset_password(&self) -> StepResult {
         // The password lives only in this request body; it is never stored, logged or shown.
+        let path = format!("/users/{}", self.user);
         let body = json!({"passwordProfile": {"password": strong_password(), "forceChangePasswordNextSignIn": true}});
-        let sent = self.m.graph.call(self.cx, Method::PATCH, &format!("/users/{}", self.user), Some(body), Replay::Once).await;
-        match sent {
-            Err(e) if e.is_synced_refusal() => return skip_warn("synced from on-premises AD: reset the password there (app-only writeback is not possible)"),
-            Err(e) => return Err(self.e(e)),
-            Ok(_) => {}
+        let mut r = self
+            .m
+            .graph
+            .batch_once(
+                self.cx,
+                vec![Item::patch("reset", path.clone(), body), Item::get("read", format!("{path}?$select=lastPasswordChangeDateTime")).after("reset")],
+            )
+            .await
+            .map_err(|e| self.e(e))?;
+        match r.remove("reset") {
+            Some(Err(e)) if e.is_synced_refusal() => {
+                return skip_warn("synced from on-premises AD: reset the password there (app-only writeback is not possible)");
+            }
+            Some(Err(e)) => return Err(self.e(e)),
+            _ => {}
         }
-        match self.password_changed_at().await? {
+        let at = match r.remove("read") {
+            Some(Ok(v)) => v["lastPasswordChangeDateTime"].as_str().map(String::from),
+            _ => self.password_changed_at().await?,
+        };
+        match at {
             Some(at) if Some(&at) != self.changed_before().as_ref() => ok(format!("password replaced at {at} with a random one nobody has seen")),
             _ => Err(not_yet("lastPasswordChangeDateTime did not move")),
         }
@@ -669,16 +697,28 @@ impl Step<'_> {
 
     async fn device_action(&self) -> StepResult {
         let verb = if self.wiping() { "wipe" } else { "retire" };
-        for (id, _, state) in self.device_states().await? {
-            if self.acted_on(&state) {
-                continue;
-            }
-            let body = if self.wiping() { Some(json!({"keepEnrollmentData": false, "keepUserData": false})) } else { None };
-            let r = self.m.graph.call(self.cx, Method::POST, &format!("/deviceManagement/managedDevices/{id}/{verb}"), body, Replay::Once).await;
-            if let Err(e) = r
-                && !e.is_not_found()
-            {
-                return Err(self.e(e));
+        let body = self.wiping().then(|| json!({"keepEnrollmentData": false, "keepUserData": false}));
+        let items: Vec<Item> = self
+            .device_states()
+            .await?
+            .into_iter()
+            .filter(|(_, _, state)| !self.acted_on(state))
+            .enumerate()
+            .map(|(i, (id, ..))| {
+                let path = format!("/deviceManagement/managedDevices/{id}/{verb}");
+                match &body {
+                    Some(b) => Item::post(format!("d{i}"), path, b.clone()),
+                    None => Item::post(format!("d{i}"), path, json!({})),
+                }
+            })
+            .collect();
+        if !items.is_empty() {
+            for (_, r) in self.m.graph.batch_once(self.cx, items).await.map_err(|e| self.e(e))? {
+                if let Err(e) = r
+                    && !e.is_not_found()
+                {
+                    return Err(self.e(e));
+                }
             }
         }
         let states = self.device_states().await?;

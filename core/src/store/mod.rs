@@ -8,12 +8,14 @@
 mod sql;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+use tokio::sync::Notify;
 
 use crate::audit::{AuditEntry, Checkpoint, NewAudit};
 use crate::domain::{RunId, StepKey, TenantId};
@@ -141,18 +143,25 @@ pub struct DueSchedule {
     pub next_at: DateTime<Utc>,
 }
 
-/// The database, one of two backends.
+/// One of two backends.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
+/// The database, and a signal that steps may have become ready in this process.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    ready: Arc<Notify>,
+}
+
 macro_rules! dispatch {
     ($self:ident . $f:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(p) => sql::sqlite::$f(p, $($arg),*).await,
-            Store::Postgres(p) => sql::postgres::$f(p, $($arg),*).await,
+        match &$self.db {
+            Db::Sqlite(p) => sql::sqlite::$f(p, $($arg),*).await,
+            Db::Postgres(p) => sql::postgres::$f(p, $($arg),*).await,
         }
     };
 }
@@ -163,7 +172,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-            Store::Postgres(pool)
+            Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let opts = SqliteConnectOptions::from_str(url)?
@@ -176,27 +185,43 @@ impl Store {
             // An in-memory database exists per connection: keep exactly one.
             let max = if memory { 1 } else { 4 };
             let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
-            Store::Sqlite(pool)
+            Db::Sqlite(pool)
         } else {
             // Only the part after any credentials is echoed.
             return Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string()));
         };
+        let store = Store { db: store, ready: Arc::new(Notify::new()) };
         store.migrate().await?;
         Ok(store)
     }
 
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Resolves when steps may have become ready (approval, a finished step, a retry) in
+    /// this process; other processes' changes are found by polling.
+    pub async fn steps_ready(&self) {
+        self.ready.notified().await
+    }
+
+    fn wake(&self) {
+        // A stored permit covers a worker that is between its claim and its wait.
+        self.ready.notify_one();
+    }
+
     pub async fn migrate(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await?,
-            Store::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
+        match &self.db {
+            Db::Sqlite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await?,
+            Db::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
         }
         Ok(())
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 
@@ -205,16 +230,18 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(p) => p.close().await,
-            Store::Postgres(p) => p.close().await,
+        match &self.db {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
         }
     }
 
     // Runs.
 
     pub async fn create_run(&self, run: &NewRun, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
-        dispatch!(self.create_run(run, now, audit))
+        let r = dispatch!(self.create_run(run, now, audit));
+        self.wake();
+        r
     }
 
     pub async fn run(&self, id: &RunId) -> Result<RunRecord> {
@@ -235,7 +262,9 @@ impl Store {
 
     /// Records an approval; with `Release` the run moves on (scheduled or approved).
     pub async fn record_approval(&self, id: &RunId, version: i64, approval: &Approval, effect: ApprovalEffect, audit: NewAudit) -> Result<RunState> {
-        dispatch!(self.record_approval(id, version, approval, effect, audit))
+        let r = dispatch!(self.record_approval(id, version, approval, effect, audit));
+        self.wake();
+        r
     }
 
     /// Ends a run that has not finished: rejected, cancelled or expired. Waiting and ready
@@ -246,12 +275,16 @@ impl Store {
 
     /// Starts a scheduled run now (or when its time has come): exactly one caller wins.
     pub async fn start_scheduled(&self, id: &RunId, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
-        dispatch!(self.start_scheduled(id, now, audit))
+        let r = dispatch!(self.start_scheduled(id, now, audit));
+        self.wake();
+        r
     }
 
     /// A human's decision on a step that needs attention.
     pub async fn resolve_step(&self, id: &RunId, key: &StepKey, outcome: &StepOutcome, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
-        dispatch!(self.resolve_step(id, key, outcome, now, audit))
+        let r = dispatch!(self.resolve_step(id, key, outcome, now, audit));
+        self.wake();
+        r
     }
 
     pub async fn audit_refusal(&self, audit: NewAudit, event: Option<(&RunId, crate::outbox::EventKind)>, now: DateTime<Utc>) -> Result<()> {
@@ -279,11 +312,15 @@ impl Store {
     }
 
     pub async fn finish_step(&self, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
-        dispatch!(self.finish_step(claim, outcome, now))
+        let r = dispatch!(self.finish_step(claim, outcome, now));
+        self.wake();
+        r
     }
 
     pub async fn retry_step(&self, claim: &Claim, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<()> {
-        dispatch!(self.retry_step(claim, at, error, now))
+        let r = dispatch!(self.retry_step(claim, at, error, now));
+        self.wake();
+        r
     }
 
     // Scheduler.

@@ -1,0 +1,219 @@
+//! B3 and B4: many typical leavers approved at once, run against Microsoft's throttling
+//! model with every window and latency scaled by the dilation factor k, compared with the
+//! bound of reliability.md §6.3 recomputed from the writes the runs actually made. As in
+//! that bound, a mailbox conversion lands at once (real ones take seconds to minutes).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use offboard_core::run::RunState;
+use offboard_m365_sim::{FaultRates, Latency, SimConfig};
+use serde_json::{Value, json};
+
+use crate::fleet::{Fleet, FleetSpec, typical};
+use crate::resources::{Usage, db_bytes};
+use crate::{Outcome, Row};
+
+/// Microsoft's limits (graph.md §3), per second of Microsoft time.
+const WRITES_BURST: f64 = 3_000.0;
+const WRITES_PER_S: f64 = 3_000.0 / 150.0;
+const TENANT_WRITES_BURST: f64 = 18_000.0;
+const TENANT_WRITES_PER_S: f64 = 18_000.0 / 300.0;
+const APP_WRITES_BURST: f64 = 35_000.0;
+const APP_WRITES_PER_S: f64 = 35_000.0 / 300.0;
+const INTUNE_WRITES_BURST: f64 = 100.0;
+const INTUNE_WRITES_PER_S: f64 = 100.0 / 20.0;
+/// One leaver cannot finish faster than its critical path (§6.3: ≈ 1.4 s at 100 ms).
+const ONE_USER_FLOOR_S: f64 = 1.4;
+
+/// The shortest wall time Microsoft's limits allow, from idle buckets, in Microsoft seconds.
+pub fn bound(tenants: u32, users_per_tenant: u32, writes_per_user: f64, intune_writes_per_user: f64) -> f64 {
+    let drain = |total: f64, burst: f64, rate: f64| ((total - burst) / rate).max(0.0);
+    let n = users_per_tenant as f64;
+    let per_tenant = drain(n * writes_per_user, WRITES_BURST, WRITES_PER_S)
+        .max(drain(n * writes_per_user, TENANT_WRITES_BURST, TENANT_WRITES_PER_S))
+        .max(drain(n * intune_writes_per_user, INTUNE_WRITES_BURST, INTUNE_WRITES_PER_S));
+    let all = drain(n * tenants as f64 * writes_per_user, APP_WRITES_BURST, APP_WRITES_PER_S);
+    per_tenant.max(all).max(ONE_USER_FLOOR_S)
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub tenants: u32,
+    pub users: u32,
+    pub dilation: f64,
+    pub faults: FaultRates,
+    pub concurrency: usize,
+}
+
+pub struct Measured {
+    pub json: Value,
+    pub errors: Vec<String>,
+    pub row: Row,
+    pub usage: Usage,
+    pub db_bytes_per_user: f64,
+}
+
+pub async fn measure(case: &Case) -> Measured {
+    let k = case.dilation;
+    let sim =
+        SimConfig { dilation: k, latency: Latency::Fixed { ms: 100 }, faults: case.faults.clone(), conversion_delay: Duration::ZERO, ..SimConfig::default() };
+    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency: case.concurrency }).await;
+    let mut errors = Vec::new();
+    let jobs: Vec<(String, u32)> = fleet.domains.iter().flat_map(|d| (0..case.users).map(move |i| (d.clone(), i))).collect();
+    let runs: Vec<_> = futures_util::stream::iter(jobs.iter().cloned())
+        .map(|(d, i)| {
+            let fleet = &fleet;
+            async move {
+                let run = fleet.request(&d, i, &typical()).await;
+                fleet.approve(&run).await;
+                run.id
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let total = runs.len() as f64;
+    let db_before = db_bytes(&fleet.store, &fleet.db.url).await;
+    let before = fleet.sim.stats();
+    let usage = Usage::start();
+    let (stop, workers) = fleet.workers();
+    let wall = match fleet.finish(&runs, Duration::from_secs(3600)).await {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(e);
+            Duration::from_secs(3600)
+        }
+    };
+    let usage = usage.stop();
+    let _ = stop.send(true);
+    let _ = workers.await;
+    let after = fleet.sim.stats();
+    let db_after = db_bytes(&fleet.store, &fleet.db.url).await;
+
+    // End state in the tenant, and at-most-once effects applied more than once.
+    let mut wrong = 0;
+    for (d, i) in &jobs {
+        let e = fleet.end_state_errors(d, *i);
+        if !e.is_empty() {
+            wrong += 1;
+            if errors.len() < 10 {
+                errors.extend(e);
+            }
+        }
+    }
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for e in fleet.sim.ledger() {
+        if ["user.password_reset", "managed_device.retired", "managed_device.wiped", "event.cancelled"].contains(&e.kind.as_str()) {
+            *counts.entry((e.kind, e.target)).or_default() += 1;
+        }
+    }
+    let duplicates: u64 = counts.values().map(|n| n - 1).sum();
+    let mut states: BTreeMap<String, u64> = BTreeMap::new();
+    for r in fleet.store.list_runs(None, total as i64 + 10).await.unwrap_or_default() {
+        *states.entry(format!("{:?}", r.state)).or_default() += 1;
+    }
+    let completed = states.get(&format!("{:?}", RunState::Completed)).copied().unwrap_or(0);
+    let correct = (total - wrong as f64) / total * 100.0;
+    if completed as f64 != total {
+        errors.push(format!("run states: {states:?}"));
+    }
+    if duplicates > 0 {
+        errors.push(format!("{duplicates} at-most-once effects applied twice: {:?}", counts.iter().filter(|(_, n)| **n > 1).take(5).collect::<Vec<_>>()));
+    }
+    let early = after.early_retries - before.early_retries;
+    if early > 0 {
+        errors.push(format!("{early} requests sent before their Retry-After expired"));
+    }
+
+    let writes = (after.identity_writes - before.identity_writes) as f64 / total;
+    let intune = (after.intune_writes - before.intune_writes) as f64 / total;
+    let round_trips = ((after.graph_requests + after.exchange_requests + after.token_requests)
+        - (before.graph_requests + before.exchange_requests + before.token_requests)) as f64
+        / total;
+    let sub_requests = ((after.graph_requests - before.graph_requests) + (after.graph_batch_items - before.graph_batch_items)) as f64 / total;
+    let throttled = after.throttled - before.throttled;
+    let microsoft_s = wall.as_secs_f64() / k;
+    let bound_s = bound(case.tenants, case.users, writes, intune);
+    let efficiency = bound_s / microsoft_s * 100.0;
+    let per_min = total / microsoft_s * 60.0;
+    let db_per_user = (db_after.saturating_sub(db_before)) as f64 / total;
+    let row = Row::new(
+        format!("{} (k = {k})", case.name),
+        format!(
+            "{per_min:.0} users/min; {microsoft_s:.0} s vs bound {bound_s:.0} s = {efficiency:.0} %; 429s {throttled}; early {early}; {round_trips:.1} RT and {sub_requests:.1} requests/user; correct {correct:.1} %; dup {duplicates}"
+        ),
+        if case.faults.server_error > 0.0 { "100 % correct, 0 duplicates" } else { "≥ 90 % of bound, 0 early retries" },
+    );
+    let json = json!({
+        "tenants": case.tenants, "users_per_tenant": case.users, "users": total, "dilation": k,
+        "faults": { "server_error": case.faults.server_error, "reset": case.faults.reset, "throttle_without_retry_after": case.faults.throttle_without_retry_after, "drop_after_apply": case.faults.drop_after_apply },
+        "worker_concurrency": case.concurrency,
+        "wall_s": wall.as_secs_f64(), "microsoft_s": microsoft_s, "bound_s": bound_s, "efficiency_pct": efficiency, "users_per_min": per_min,
+        "throttled_429": throttled, "early_retries": early, "injected_faults": after.injected_faults - before.injected_faults,
+        "identity_writes_per_user": writes, "intune_writes_per_user": intune,
+        "round_trips_per_user": round_trips, "sub_requests_per_user": sub_requests,
+        "correct_pct": correct, "duplicates": duplicates, "run_states": states,
+        "cpu_s_per_user": usage.cpu_s / total, "peak_rss_mb": usage.peak_rss_mb, "rss_before_mb": usage.rss_before_mb,
+        "db_bytes_per_user": db_per_user,
+    });
+    fleet.cleanup().await;
+    Measured { json, errors, row, usage, db_bytes_per_user: db_per_user }
+}
+
+fn quiet() -> FaultRates {
+    FaultRates::default()
+}
+
+/// The figures B5 reports from the largest single-tenant run.
+pub struct Peak {
+    pub users: f64,
+    pub usage: Usage,
+    pub db_bytes_per_user: f64,
+}
+
+pub async fn throughput(full: bool) -> (Outcome, Option<Peak>) {
+    let cases = if full {
+        vec![
+            Case { name: "100 users, 1 tenant", tenants: 1, users: 100, dilation: 0.1, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users, 1 tenant", tenants: 1, users: 1000, dilation: 0.05, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users over 20 tenants", tenants: 20, users: 50, dilation: 0.1, faults: quiet(), concurrency: 32 },
+        ]
+    } else {
+        vec![
+            Case { name: "10 users, 1 tenant", tenants: 1, users: 10, dilation: 0.02, faults: quiet(), concurrency: 8 },
+            Case { name: "10 users over 2 tenants", tenants: 2, users: 5, dilation: 0.02, faults: quiet(), concurrency: 8 },
+        ]
+    };
+    let mut out = Outcome::default();
+    let mut cases_json = Vec::new();
+    let mut peak: Option<Peak> = None;
+    for case in &cases {
+        let m = measure(case).await;
+        out.rows.push(m.row);
+        out.errors.extend(m.errors.into_iter().map(|e| format!("{}: {e}", case.name)));
+        cases_json.push(m.json);
+        let users = (case.tenants * case.users) as f64;
+        if case.tenants == 1 && peak.as_ref().is_none_or(|p| p.users < users) {
+            peak = Some(Peak { users, usage: m.usage, db_bytes_per_user: m.db_bytes_per_user });
+        }
+    }
+    out.json.insert("cases".into(), json!(cases_json));
+    (out, peak)
+}
+
+pub async fn chaos(full: bool) -> Outcome {
+    let faults = FaultRates { server_error: 0.05, reset: 0.02, throttle_without_retry_after: 0.01, drop_after_apply: 0.005, seed: 7 };
+    let case = if full {
+        Case { name: "100 users with faults", tenants: 1, users: 100, dilation: 0.1, faults, concurrency: 32 }
+    } else {
+        Case { name: "20 users with faults", tenants: 1, users: 20, dilation: 0.02, faults, concurrency: 8 }
+    };
+    let m = measure(&case).await;
+    let mut out = Outcome::default();
+    out.rows.push(m.row);
+    out.errors.extend(m.errors);
+    out.json.insert("cases".into(), json!([m.json]));
+    out
+}

@@ -1,0 +1,252 @@
+//! A simulated fleet: generated tenants of typical leavers (reliability.md §6.2), the
+//! Microsoft 365 client against them, a store, the service and workers, all in this process
+//! and talking HTTP over loopback.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::domain::{RunId, TenantId, Upn};
+use offboard_core::engine::{RetryPolicy, StepExecutor, Worker, WorkerConfig};
+use offboard_core::policy::{AdminTargets, TenantPolicy};
+use offboard_core::request::{Options, OutOfOffice, Presets, Request, Schedule};
+use offboard_core::service::Offboarding;
+use offboard_core::snapshot::{Discovery, DiscoveryError, UserRef, UserSnapshot};
+use offboard_core::store::Store;
+use offboard_m365::pacing::Limits;
+use offboard_m365::simulated::Simulated;
+use offboard_m365::{M365, Settings, VerifyPolicy};
+use offboard_m365_sim::{Scenario, Sim, SimConfig};
+use offboard_testkit::TestDb;
+use offboard_testkit::fixtures::{access, admin1, requester};
+use tokio::sync::watch;
+
+pub struct FleetSpec {
+    pub tenants: u32,
+    pub users: u32,
+    pub sim: SimConfig,
+    pub concurrency: usize,
+}
+
+pub struct Fleet {
+    pub sim: Arc<Sim>,
+    pub m365: Arc<M365>,
+    pub store: Store,
+    pub svc: Arc<Offboarding>,
+    pub db: TestDb,
+    pub domains: Vec<String>,
+    pub dilation: f64,
+    concurrency: usize,
+    clock: Arc<dyn Clock>,
+}
+
+/// What every benchmarked leaver gets: the standard preset without the hand-over to a
+/// manager (generated users have none).
+pub fn typical() -> Options {
+    let name = offboard_core::domain::PresetName::parse("standard-leaver").expect("preset name");
+    let o = Presets::builtin(&name).expect("builtin preset");
+    Options { onedrive_access: vec![], mailbox_access: None, out_of_office: Some(OutOfOffice { internal: "Gone.".into(), external: "Gone.".into() }), ..o }
+}
+
+pub fn lockout() -> Options {
+    Options { disable_sign_in: true, revoke_sessions: true, reset_password: true, ..Options::default() }
+}
+
+pub fn upn(i: u32, domain: &str) -> String {
+    format!("user{i:05}@{domain}")
+}
+
+impl Fleet {
+    pub async fn start(spec: FleetSpec) -> Fleet {
+        let mut scenario = Scenario::generate(spec.tenants, spec.users);
+        let apps = Scenario::contoso().tenants[0].apps.clone();
+        for t in &mut scenario.tenants {
+            t.apps = apps.clone();
+        }
+        let domains = scenario.tenants.iter().map(|t| t.domains[0].clone()).collect();
+        let k = spec.sim.dilation;
+        let settings = Settings {
+            limits: Limits { time_scale: k, ..Limits::default() },
+            verify: VerifyPolicy { first: Duration::from_secs(5).mul_f64(k), cap: Duration::from_secs(60).mul_f64(k), ..VerifyPolicy::default() },
+            ..Settings::default()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+        let Simulated { sim, m365, tenants, .. } =
+            offboard_m365::simulated::start(&scenario, spec.sim, clock.clone(), settings, policy).await.expect("simulated tenant");
+        let sim = Arc::new(sim);
+        let db = TestDb::sqlite();
+        let store = db.store().await;
+        let discovery = Arc::new(Templated { m365: m365.clone(), sim: sim.clone(), templates: Mutex::new(HashMap::new()) });
+        let svc = Arc::new(Offboarding::new(store.clone(), discovery, clock.clone(), access(), tenants, Presets::default()));
+        Fleet { sim, m365, store, svc, db, domains, dilation: k, concurrency: spec.concurrency, clock }
+    }
+
+    pub fn tenant(&self, domain: &str) -> TenantId {
+        TenantId::parse(domain).expect("tenant key")
+    }
+
+    /// Requests and discovers, awaiting approval.
+    pub async fn request(&self, domain: &str, i: u32, options: &Options) -> offboard_core::store::RunRecord {
+        let req =
+            Request { tenant: self.tenant(domain), user: upn(i, domain), preset: None, options: options.clone(), schedule: Schedule::Now, emergency: false };
+        self.svc.request(&requester(), req).await.expect("request")
+    }
+
+    pub async fn approve(&self, run: &offboard_core::store::RunRecord) {
+        self.svc.approve(&admin1(), &run.id, &run.plan_hash).await.expect("approve");
+    }
+
+    /// Workers on this store until the returned sender is dropped or sent `true`.
+    pub fn workers(&self) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = watch::channel(false);
+        let k = self.dilation;
+        let config = WorkerConfig {
+            concurrency: self.concurrency,
+            retry: RetryPolicy { initial: Duration::from_secs(1).mul_f64(k), cap: Duration::from_secs(100).mul_f64(k), ..RetryPolicy::default() },
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(self.store.clone(), self.m365.clone() as Arc<dyn StepExecutor>, self.clock.clone(), config);
+        let handle = tokio::spawn(async move {
+            let _ = worker.run_until_stopped(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await;
+        });
+        (tx, handle)
+    }
+
+    /// Waits until every run is terminal; the time it took.
+    pub async fn finish(&self, runs: &[RunId], deadline: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        loop {
+            let all = self.store.list_runs(None, runs.len() as i64 + 1000).await.map_err(|e| e.to_string())?;
+            let done = all.iter().filter(|r| runs.contains(&r.id) && r.state.is_terminal()).count();
+            if done == runs.len() {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > deadline {
+                return Err(format!("{done} of {} runs finished within {deadline:?}", runs.len()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the user is locked out in the simulated tenant: sign-in blocked, sessions
+    /// revoked and password changed.
+    pub fn locked_out(&self, domain: &str, i: u32) -> bool {
+        let upn = upn(i, domain);
+        self.sim
+            .tenant(domain, |t| {
+                let id = t.user_id(&upn)?;
+                let u = t.users.get(&id)?;
+                Some(!u.account_enabled && u.sessions_valid_from != u.created && u.password_changed.is_some())
+            })
+            .flatten()
+            .unwrap_or(false)
+    }
+
+    /// The end state an offboarding must leave, checked in the simulated tenant.
+    pub fn end_state_errors(&self, domain: &str, i: u32) -> Vec<String> {
+        let upn = upn(i, domain);
+        self.sim
+            .tenant(domain, |t| {
+                let mut e = Vec::new();
+                let Some(id) = t.user_id(&upn) else { return vec![format!("{upn}: gone")] };
+                let u = &t.users[&id];
+                if u.account_enabled {
+                    e.push("sign-in enabled".into());
+                }
+                if u.password_changed.is_none() {
+                    e.push("password not reset".into());
+                }
+                if u.auth_methods.len() != 1 {
+                    e.push(format!("{} authentication methods left", u.auth_methods.len()));
+                }
+                if !u.direct_licences.is_empty() {
+                    e.push("licence left".into());
+                }
+                let groups = t.groups.values().filter(|g| g.members.contains(&id)).count();
+                if groups > 0 {
+                    e.push(format!("member of {groups} groups"));
+                }
+                if t.managed.values().any(|d| d.user == id && d.state == "managed") {
+                    e.push("device not retired".into());
+                }
+                match t.mailboxes.get(&id) {
+                    Some(m) if m.kind != offboard_m365_sim::world::MailboxKind::Shared => e.push("mailbox not shared".into()),
+                    Some(m) if !m.hidden => e.push("mailbox not hidden".into()),
+                    _ => {}
+                }
+                e.into_iter().map(|s: String| format!("{upn}: {s}")).collect()
+            })
+            .unwrap_or_else(|| vec![format!("no tenant {domain}")])
+    }
+
+    pub async fn cleanup(self) {
+        self.db.cleanup().await;
+    }
+}
+
+/// Discovery of the first leaver of a tenant through Microsoft 365, reused for the others
+/// with their own ids: generated leavers differ only in names and ids, and discovering each
+/// would scan every other mailbox of the tenant for rights, a cost this harness does not
+/// measure.
+struct Templated {
+    m365: Arc<M365>,
+    sim: Arc<Sim>,
+    templates: Mutex<HashMap<String, String>>,
+}
+
+impl Templated {
+    /// The ids that differ between two generated leavers, in a fixed order.
+    fn ids(&self, domain: &str, upn: &str) -> Vec<String> {
+        self.sim
+            .tenant(domain, |t| {
+                let id = t.user_id(upn)?;
+                let u = t.users.get(&id)?;
+                let mut out = vec![id.clone()];
+                out.extend(u.auth_methods.iter().map(|m| m.id.clone()));
+                let mut devices: Vec<_> = t.devices.values().filter(|d| d.owner == id).collect();
+                devices.sort_by(|a, b| a.name.cmp(&b.name));
+                out.extend(devices.iter().flat_map(|d| [d.id.clone(), d.device_id.clone()]));
+                let mut managed: Vec<_> = t.managed.values().filter(|d| d.user == id).collect();
+                managed.sort_by(|a, b| a.name.cmp(&b.name));
+                out.extend(managed.iter().map(|d| d.id.clone()));
+                Some(out)
+            })
+            .flatten()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Discovery for Templated {
+    async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError> {
+        let UserRef::Upn(upn) = user else { return self.m365.discover(tenant, user).await };
+        let domain = tenant.as_str().to_string();
+        let first = self::upn(0, &domain);
+        let cached = self.templates.lock().unwrap().get(&domain).cloned();
+        let template = match cached {
+            Some(t) => t,
+            None => {
+                let snap = self.m365.discover(tenant, &UserRef::Upn(Upn::parse(&first).expect("upn"))).await?;
+                let text = serde_json::to_string(&snap).expect("snapshot json");
+                self.templates.lock().unwrap().insert(domain.clone(), text.clone());
+                text
+            }
+        };
+        let mut text = template;
+        let (from, to) = (self.ids(&domain, &first), self.ids(&domain, upn.as_str()));
+        if from.len() != to.len() || to.is_empty() {
+            return self.m365.discover(tenant, user).await;
+        }
+        for (a, b) in from.iter().zip(&to) {
+            text = text.replace(a.as_str(), b.as_str());
+        }
+        let n = upn.as_str().trim_start_matches("user").split('@').next().unwrap_or_default().to_string();
+        for prefix in ["user", "User ", "LT-", "PH-"] {
+            text = text.replace(&format!("{prefix}00000"), &format!("{prefix}{n}"));
+        }
+        Ok(serde_json::from_str(&text).expect("snapshot json"))
+    }
+}

@@ -1,0 +1,112 @@
+//! B2: from the approval until the simulated tenant's ledger shows the account disabled,
+//! its sessions revoked and its password reset, at a fixed simulated latency; then whole
+//! runs of the typical leaver. Approvals come one at a time into a process whose workers
+//! are idle, as an approval click does.
+
+use std::time::{Duration, Instant};
+
+use offboard_core::run::RunState;
+use offboard_m365_sim::{Latency, SimConfig};
+use serde_json::json;
+
+use crate::fleet::{Fleet, FleetSpec, lockout, typical};
+use crate::{Outcome, Row, percentile, sorted};
+
+pub async fn run(full: bool) -> Outcome {
+    let (reps, full_reps, latency_ms) = if full { (200u32, 10u32, 100u64) } else { (3, 1, 20) };
+    let sim = SimConfig { latency: Latency::Fixed { ms: latency_ms }, conversion_delay: Duration::ZERO, ..SimConfig::default() };
+    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8 }).await;
+    let domain = fleet.domains[0].clone();
+    let (stop, workers) = fleet.workers();
+    let mut out = Outcome::default();
+
+    let (mut lock_ms, mut lock_requests) = (Vec::new(), Vec::new());
+    for i in 1..=reps {
+        let run = fleet.request(&domain, i, &lockout()).await;
+        let before = fleet.sim.stats().http_requests;
+        let t0 = Instant::now();
+        fleet.approve(&run).await;
+        while !fleet.locked_out(&domain, i) && t0.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        let took = t0.elapsed();
+        let requests = fleet.sim.stats().http_requests - before;
+        out.check(fleet.locked_out(&domain, i), || format!("user {i} was not locked out within 30 s"));
+        lock_ms.push(took.as_secs_f64() * 1e3);
+        lock_requests.push(requests as f64);
+        if let Err(e) = fleet.finish(&[run.id.clone()], Duration::from_secs(60)).await {
+            out.errors.push(e);
+        }
+        let state = fleet.store.run(&run.id).await.expect("run").state;
+        out.check(state == RunState::Completed, || format!("lockout run {} ended {state:?}", run.id));
+    }
+    let (lock_ms, lock_requests) = (sorted(lock_ms), sorted(lock_requests));
+    let round_trips = |ms: f64| ms / latency_ms as f64;
+
+    let (mut full_ms, mut full_requests) = (Vec::new(), Vec::new());
+    for i in reps + 1..=reps + full_reps {
+        let run = fleet.request(&domain, i, &typical()).await;
+        let before = fleet.sim.stats().http_requests;
+        let t0 = Instant::now();
+        fleet.approve(&run).await;
+        match fleet.finish(&[run.id.clone()], Duration::from_secs(120)).await {
+            Ok(_) => {}
+            Err(e) => out.errors.push(e),
+        }
+        full_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        full_requests.push((fleet.sim.stats().http_requests - before) as f64);
+        let state = fleet.store.run(&run.id).await.expect("run").state;
+        out.check(matches!(state, RunState::Completed), || format!("full run {} ended {state:?}", run.id));
+        for e in fleet.end_state_errors(&domain, i) {
+            out.errors.push(e);
+        }
+    }
+    let (full_ms, full_requests) = (sorted(full_ms), sorted(full_requests));
+    let _ = stop.send(true);
+    let _ = workers.await;
+
+    let (p50, p99) = (percentile(&lock_ms, 0.5), percentile(&lock_ms, 0.99));
+    out.rows.push(Row::new(
+        format!("approval → lockout, {reps} reps at {latency_ms} ms"),
+        format!(
+            "p50 {p50:.0} ms ({:.2} RTT) / p99 {p99:.0} ms ({:.2} RTT) / max {:.0} ms",
+            round_trips(p50),
+            round_trips(p99),
+            lock_ms.last().unwrap_or(&f64::NAN)
+        ),
+        "p50 ≤ 2 round trips; p99 ≤ 500 ms",
+    ));
+    out.rows.push(Row::new(
+        "HTTP requests until lockout",
+        format!("median {:.0}, max {:.0}", percentile(&lock_requests, 0.5), lock_requests.last().unwrap_or(&f64::NAN)),
+        "limit: 1 round trip",
+    ));
+    let fp50 = percentile(&full_ms, 0.5);
+    out.rows.push(Row::new(
+        format!("full typical run, {full_reps} reps"),
+        format!("p50 {fp50:.0} ms ({:.1} RTT), max {:.0} ms", round_trips(fp50), full_ms.last().unwrap_or(&f64::NAN)),
+        "≤ 2 s",
+    ));
+    out.rows.push(Row::new(
+        "HTTP requests per full run",
+        format!("median {:.0}, max {:.0}", percentile(&full_requests, 0.5), full_requests.last().unwrap_or(&f64::NAN)),
+        "≤ 25 round trips",
+    ));
+    out.json.extend(
+        json!({
+            "latency_ms": latency_ms, "reps": reps,
+            "lockout_ms": { "p50": p50, "p99": p99, "max": lock_ms.last() },
+            "lockout_round_trips": { "p50": round_trips(p50), "p99": round_trips(p99) },
+            "lockout_requests": { "p50": percentile(&lock_requests, 0.5), "max": lock_requests.last() },
+            "full_runs": full_reps,
+            "full_run_ms": { "p50": fp50, "max": full_ms.last() },
+            "full_run_round_trips_p50": round_trips(fp50),
+            "full_run_requests": { "p50": percentile(&full_requests, 0.5), "max": full_requests.last() },
+        })
+        .as_object()
+        .expect("object")
+        .clone(),
+    );
+    fleet.cleanup().await;
+    out
+}

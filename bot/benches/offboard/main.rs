@@ -1,0 +1,123 @@
+//! Offboard's benchmarks against the simulated tenant (reliability.md §6.6):
+//!
+//! - B1 acknowledgement latency of signed Slack commands and clicks at fixed rates;
+//! - B2 time from approval to lockout, and one full run;
+//! - B3 bulk runs against Microsoft's throttling model, compared with the bound of §6.3;
+//! - B4 the same under injected faults: end state and at-most-once effects;
+//! - B5 memory, CPU and database growth.
+//!
+//! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
+//! writes JSON beside the table (`--json FILE` to choose where). `cargo test` runs a
+//! short smoke version of each that checks correctness, never timing.
+
+mod ack;
+mod bulk;
+mod fleet;
+mod lockout;
+mod resources;
+
+use serde_json::{Value, json};
+
+/// One line of the table: what was measured beside its target.
+pub struct Row {
+    pub metric: String,
+    pub measured: String,
+    pub target: String,
+}
+
+impl Row {
+    pub fn new(metric: impl Into<String>, measured: impl Into<String>, target: impl Into<String>) -> Self {
+        Self { metric: metric.into(), measured: measured.into(), target: target.into() }
+    }
+}
+
+/// A benchmark's result: rows for the table, figures for the JSON, and what went wrong.
+#[derive(Default)]
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    pub json: serde_json::Map<String, Value>,
+    /// Correctness failures: a smoke run fails on any.
+    pub errors: Vec<String>,
+}
+
+impl Outcome {
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.errors.push(what());
+        }
+    }
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes --bench; `cargo test` runs this target without it.
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--smoke");
+    let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    let picked: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.len() == 2 && a.starts_with('b')).collect();
+    let wants = |b: &str| picked.is_empty() || picked.contains(&b);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let mut results: Vec<(&str, Outcome)> = Vec::new();
+    rt.block_on(async {
+        if wants("b1") {
+            results.push(("B1 ack latency", ack::run(full).await));
+        }
+        if wants("b2") {
+            results.push(("B2 time to lockout", lockout::run(full).await));
+        }
+        let mut peak = None;
+        if wants("b3") {
+            let (o, p) = bulk::throughput(full).await;
+            peak = p;
+            results.push(("B3 bulk", o));
+        }
+        if wants("b4") {
+            results.push(("B4 chaos", bulk::chaos(full).await));
+        }
+        if wants("b5") {
+            results.push(("B5 resources", resources::run(peak).await));
+        }
+    });
+
+    let mut report = serde_json::Map::new();
+    report.insert("mode".into(), json!(if full { "full" } else { "smoke" }));
+    let mut errors = Vec::new();
+    let width = results.iter().flat_map(|(_, o)| o.rows.iter().map(|r| r.metric.len())).max().unwrap_or(10);
+    let mwidth = results.iter().flat_map(|(_, o)| o.rows.iter().map(|r| r.measured.len())).max().unwrap_or(10);
+    println!("\n{:<w$}  {:<m$}  target", "benchmark / metric", "measured", w = width + 2, m = mwidth);
+    for (name, o) in &results {
+        println!("{name}");
+        for r in &o.rows {
+            println!("  {:<w$}  {:<m$}  {}", r.metric, r.measured, r.target, w = width, m = mwidth);
+        }
+        for e in &o.errors {
+            errors.push(format!("{name}: {e}"));
+        }
+        let mut j = o.json.clone();
+        j.insert("errors".into(), json!(o.errors));
+        report.insert(name.split(' ').next().unwrap_or(name).to_ascii_lowercase(), Value::Object(j));
+    }
+    let path = json_path.unwrap_or_else(|| format!("{}/offboard-bench-{}.json", env!("CARGO_TARGET_TMPDIR"), if full { "full" } else { "smoke" }));
+    std::fs::write(&path, serde_json::to_string_pretty(&Value::Object(report)).expect("json")).expect("write the JSON report");
+    println!("\nJSON: {path}");
+    if !errors.is_empty() {
+        eprintln!("\nincorrect results:");
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+        std::process::exit(1);
+    }
+    println!("every correctness check passed");
+}
