@@ -113,6 +113,17 @@ pub async fn measure(case: &Case) -> Measured {
     let mut states: BTreeMap<String, u64> = BTreeMap::new();
     for r in fleet.store.list_runs(None, total as i64 + 10).await.unwrap_or_default() {
         *states.entry(format!("{:?}", r.state)).or_default() += 1;
+        if r.state != RunState::Completed {
+            for s in fleet.store.steps(&r.id).await.unwrap_or_default() {
+                if let Some(o) = s
+                    .outcome
+                    .as_ref()
+                    .filter(|o| !matches!(o, offboard_core::run::StepOutcome::Succeeded { .. } | offboard_core::run::StepOutcome::Skipped { .. }))
+                {
+                    errors.push(format!("{} {}: {o:?}", r.target_upn, s.key));
+                }
+            }
+        }
     }
     let completed = states.get(&format!("{:?}", RunState::Completed)).copied().unwrap_or(0);
     let correct = (total - wrong as f64) / total * 100.0;
