@@ -697,20 +697,14 @@ impl Step<'_> {
 
     async fn device_action(&self) -> StepResult {
         let verb = if self.wiping() { "wipe" } else { "retire" };
-        let body = self.wiping().then(|| json!({"keepEnrollmentData": false, "keepUserData": false}));
+        let body = if self.wiping() { json!({"keepEnrollmentData": false, "keepUserData": false}) } else { json!({}) };
         let items: Vec<Item> = self
             .device_states()
             .await?
             .into_iter()
             .filter(|(_, _, state)| !self.acted_on(state))
             .enumerate()
-            .map(|(i, (id, ..))| {
-                let path = format!("/deviceManagement/managedDevices/{id}/{verb}");
-                match &body {
-                    Some(b) => Item::post(format!("d{i}"), path, b.clone()),
-                    None => Item::post(format!("d{i}"), path, json!({})),
-                }
-            })
+            .map(|(i, (id, ..))| Item::post(format!("d{i}"), format!("/deviceManagement/managedDevices/{id}/{verb}"), body.clone()))
             .collect();
         if !items.is_empty() {
             for (_, r) in self.m.graph.batch_once(self.cx, items).await.map_err(|e| self.e(e))? {
