@@ -46,6 +46,9 @@ pub struct AccessToken {
     /// Entra directory role template ids held by the app (`wids`).
     pub wids: Vec<String>,
     pub expires_at: DateTime<Utc>,
+    /// When the cache replaces it: the refresh margin before expiry, or half way through a
+    /// token too short-lived for that margin (else every call would fetch a new one).
+    pub refresh_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,9 +98,8 @@ impl TokenSource {
     pub async fn token(&self, t: &TenantConfig, r: Resource) -> Result<Arc<AccessToken>, AuthError> {
         let slot = self.slot(t, r);
         let mut guard = slot.lock().await;
-        let margin = chrono::Duration::from_std(self.refresh_margin).unwrap_or_default();
         if let Some(tok) = guard.as_ref()
-            && tok.expires_at - margin > self.clock.now()
+            && tok.refresh_at > self.clock.now()
         {
             return Ok(tok.clone());
         }
@@ -168,10 +170,13 @@ impl TokenSource {
         let list = |k: &str| -> Vec<String> {
             claims.get(k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
         };
+        let now = self.clock.now();
+        let margin = self.refresh_margin.min(lifetime / 2);
         Ok(AccessToken {
             roles: list("roles"),
             wids: list("wids"),
-            expires_at: self.clock.now() + chrono::Duration::from_std(lifetime).unwrap_or_default(),
+            expires_at: now + chrono::Duration::from_std(lifetime).unwrap_or_default(),
+            refresh_at: now + chrono::Duration::from_std(lifetime - margin).unwrap_or_default(),
             value: Secret::new(value),
         })
     }

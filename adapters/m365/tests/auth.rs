@@ -63,6 +63,22 @@ async fn a_token_is_renewed_before_it_expires() {
 }
 
 #[tokio::test]
+async fn a_short_lived_token_is_reused_for_half_its_life() {
+    // Shorter than the 300 s refresh margin: a fixed margin would fetch a token per call.
+    let sim = SimConfig { manual_clock: true, token_lifetime: Duration::from_secs(240), ..SimConfig::default() };
+    let w = World::with(sim, fast_settings()).await;
+    w.discover(ALICE).await;
+    w.discover(ALICE).await;
+    assert_eq!(w.m365.tokens().issued(), 2, "one Graph and one Exchange token for both discoveries");
+    w.sim.advance(Duration::from_secs(110));
+    w.discover(ALICE).await;
+    assert_eq!(w.m365.tokens().issued(), 2, "still in the first half of the lifetime");
+    w.sim.advance(Duration::from_secs(20));
+    w.discover(ALICE).await;
+    assert_eq!(w.m365.tokens().issued(), 4, "renewed past half of the lifetime");
+}
+
+#[tokio::test]
 async fn the_preflight_names_each_missing_permission_and_role_per_tenant() {
     let w = World::new().await;
     let steps = [StepKind::DisableSignIn, StepKind::ResetPassword, StepKind::RemoveGroups, StepKind::DeviceAction, StepKind::ConvertToShared];

@@ -148,6 +148,11 @@ impl FakeSlack {
         self.inner.lock().expect("fake lock").ephemeral.clone()
     }
 
+    /// How many uploaded files were shared to a channel, without copying them.
+    pub fn shared_files(&self) -> usize {
+        self.inner.lock().expect("fake lock").files.values().filter(|f| f.shared_to.is_some()).count()
+    }
+
     pub fn files(&self) -> Vec<File> {
         self.inner.lock().expect("fake lock").files.values().cloned().collect()
     }

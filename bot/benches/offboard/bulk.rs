@@ -12,7 +12,7 @@ use offboard_m365_sim::{FaultRates, Latency, SimConfig};
 use serde_json::{Value, json};
 
 use crate::fleet::{Fleet, FleetSpec, typical};
-use crate::resources::{Usage, db_bytes};
+use crate::resources::{Usage, db_bytes, serve};
 use crate::{Outcome, Row};
 
 /// Microsoft's limits (graph.md §3), per second of Microsoft time.
@@ -38,13 +38,30 @@ pub fn bound(tenants: u32, users_per_tenant: u32, writes_per_user: f64, intune_w
     per_tenant.max(all).max(ONE_USER_FLOOR_S)
 }
 
+/// Where the runs execute.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Workers in this process, pacing in the simulator's dilated time.
+    InProcess,
+    /// `offboard serve` as its own process with its Slack relay; it paces in real time, so
+    /// only for k = 1.
+    Serve,
+}
+
 pub struct Case {
     pub name: &'static str,
+    pub engine: Engine,
     pub tenants: u32,
     pub users: u32,
     pub dilation: f64,
     pub faults: FaultRates,
     pub concurrency: usize,
+}
+
+impl Case {
+    pub fn label(&self) -> String {
+        format!("{} (k = {}{})", self.name, self.dilation, if self.engine == Engine::Serve { ", offboard serve" } else { "" })
+    }
 }
 
 pub struct Measured {
@@ -55,11 +72,12 @@ pub struct Measured {
     pub db_bytes_per_user: f64,
 }
 
-pub async fn measure(case: &Case) -> Measured {
+pub async fn measure(case: &Case, postgres: bool) -> Measured {
     let k = case.dilation;
+    assert!(case.engine == Engine::InProcess || k == 1.0, "offboard serve paces in real time");
     let sim =
         SimConfig { dilation: k, latency: Latency::Fixed { ms: 100 }, faults: case.faults.clone(), conversion_delay: Duration::ZERO, ..SimConfig::default() };
-    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency: case.concurrency }).await;
+    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency: case.concurrency, postgres }).await;
     let mut errors = Vec::new();
     let jobs: Vec<(String, u32)> = fleet.domains.iter().flat_map(|d| (0..case.users).map(move |i| (d.clone(), i))).collect();
     let runs: Vec<_> = futures_util::stream::iter(jobs.iter().cloned())
@@ -77,18 +95,27 @@ pub async fn measure(case: &Case) -> Measured {
     let total = runs.len() as f64;
     let db_before = db_bytes(&fleet.store, &fleet.db.url).await;
     let before = fleet.sim.stats();
-    let usage = Usage::start();
-    let (stop, workers) = fleet.workers();
-    let wall = match fleet.finish(&runs, Duration::from_secs(3600)).await {
-        Ok(d) => d,
-        Err(e) => {
-            errors.push(e);
-            Duration::from_secs(3600)
+    let (wall, usage, reports) = match case.engine {
+        Engine::InProcess => {
+            let usage = Usage::start("self");
+            let (stop, workers) = fleet.workers();
+            let wall = fleet.finish_all(runs.len(), Duration::from_secs(3600)).await.unwrap_or_else(|e| {
+                errors.push(e);
+                Duration::from_secs(3600)
+            });
+            let usage = usage.stop();
+            let _ = stop.send(true);
+            let _ = workers.await;
+            (wall, usage, None)
         }
+        Engine::Serve => match serve(&fleet, &runs, case.concurrency).await {
+            Ok(s) => (s.wall, s.usage, Some(s.reports)),
+            Err(e) => {
+                errors.push(e);
+                (Duration::from_secs(3600), Usage::start("self").stop(), None)
+            }
+        },
     };
-    let usage = usage.stop();
-    let _ = stop.send(true);
-    let _ = workers.await;
     let after = fleet.sim.stats();
     let db_after = db_bytes(&fleet.store, &fleet.db.url).await;
 
@@ -140,6 +167,7 @@ pub async fn measure(case: &Case) -> Measured {
 
     let writes = (after.identity_writes - before.identity_writes) as f64 / total;
     let intune = (after.intune_writes - before.intune_writes) as f64 / total;
+    let exchange = (after.exchange_requests - before.exchange_requests) as f64 / total;
     let round_trips = ((after.graph_requests + after.exchange_requests + after.token_requests)
         - (before.graph_requests + before.exchange_requests + before.token_requests)) as f64
         / total;
@@ -151,7 +179,7 @@ pub async fn measure(case: &Case) -> Measured {
     let per_min = total / microsoft_s * 60.0;
     let db_per_user = (db_after.saturating_sub(db_before)) as f64 / total;
     let row = Row::new(
-        format!("{} (k = {k})", case.name),
+        case.label(),
         format!(
             "{per_min:.0} users/min; {microsoft_s:.0} s vs bound {bound_s:.0} s = {efficiency:.0} %; 429s {throttled}; early {early}; {round_trips:.1} RT and {sub_requests:.1} requests/user; correct {correct:.1} %; dup {duplicates}"
         ),
@@ -160,14 +188,14 @@ pub async fn measure(case: &Case) -> Measured {
     let json = json!({
         "tenants": case.tenants, "users_per_tenant": case.users, "users": total, "dilation": k,
         "faults": { "server_error": case.faults.server_error, "reset": case.faults.reset, "throttle_without_retry_after": case.faults.throttle_without_retry_after, "drop_after_apply": case.faults.drop_after_apply },
-        "worker_concurrency": case.concurrency,
+        "worker_concurrency": case.concurrency, "store": if postgres { "postgres" } else { "sqlite" }, "engine": if case.engine == Engine::Serve { "offboard serve" } else { "in process" },
         "wall_s": wall.as_secs_f64(), "microsoft_s": microsoft_s, "bound_s": bound_s, "efficiency_pct": efficiency, "users_per_min": per_min,
         "throttled_429": throttled, "early_retries": early, "injected_faults": after.injected_faults - before.injected_faults,
         "identity_writes_per_user": writes, "intune_writes_per_user": intune,
-        "round_trips_per_user": round_trips, "sub_requests_per_user": sub_requests,
+        "round_trips_per_user": round_trips, "exchange_requests_per_user": exchange, "sub_requests_per_user": sub_requests,
         "correct_pct": correct, "duplicates": duplicates, "run_states": states,
         "cpu_s_per_user": usage.cpu_s / total, "peak_rss_mb": usage.peak_rss_mb, "rss_before_mb": usage.rss_before_mb,
-        "db_bytes_per_user": db_per_user,
+        "db_bytes_per_user": db_per_user, "reports_attached_in_slack": reports,
     });
     fleet.cleanup().await;
     Measured { json, errors, row, usage, db_bytes_per_user: db_per_user }
@@ -177,51 +205,55 @@ fn quiet() -> FaultRates {
     FaultRates::default()
 }
 
-/// The figures B5 reports from the largest single-tenant run.
+/// The figures B5 reports from the largest run in `offboard serve`.
 pub struct Peak {
     pub users: f64,
+    pub store: &'static str,
     pub usage: Usage,
     pub db_bytes_per_user: f64,
 }
 
-pub async fn throughput(full: bool) -> (Outcome, Option<Peak>) {
+pub async fn throughput(full: bool, only: Option<&str>, postgres: bool) -> (Outcome, Option<Peak>) {
+    use Engine::*;
     let cases = if full {
         vec![
-            Case { name: "100 users, 1 tenant", tenants: 1, users: 100, dilation: 0.1, faults: quiet(), concurrency: 32 },
-            Case { name: "1,000 users, 1 tenant", tenants: 1, users: 1000, dilation: 0.05, faults: quiet(), concurrency: 32 },
-            Case { name: "1,000 users over 20 tenants", tenants: 20, users: 50, dilation: 0.1, faults: quiet(), concurrency: 32 },
+            Case { name: "100 users, 1 tenant", engine: InProcess, tenants: 1, users: 100, dilation: 1.0, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users, 1 tenant", engine: InProcess, tenants: 1, users: 1000, dilation: 0.05, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users, 1 tenant", engine: Serve, tenants: 1, users: 1000, dilation: 1.0, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users over 20 tenants", engine: InProcess, tenants: 20, users: 50, dilation: 0.1, faults: quiet(), concurrency: 32 },
         ]
     } else {
         vec![
-            Case { name: "10 users, 1 tenant", tenants: 1, users: 10, dilation: 0.02, faults: quiet(), concurrency: 8 },
-            Case { name: "10 users over 2 tenants", tenants: 2, users: 5, dilation: 0.02, faults: quiet(), concurrency: 8 },
+            Case { name: "10 users, 1 tenant", engine: InProcess, tenants: 1, users: 10, dilation: 0.02, faults: quiet(), concurrency: 8 },
+            Case { name: "10 users, 1 tenant", engine: Serve, tenants: 1, users: 10, dilation: 1.0, faults: quiet(), concurrency: 8 },
+            Case { name: "10 users over 2 tenants", engine: InProcess, tenants: 2, users: 5, dilation: 0.02, faults: quiet(), concurrency: 8 },
         ]
     };
     let mut out = Outcome::default();
     let mut cases_json = Vec::new();
     let mut peak: Option<Peak> = None;
-    for case in &cases {
-        let m = measure(case).await;
+    for case in cases.iter().filter(|c| only.is_none_or(|o| c.label().contains(o))) {
+        let m = measure(case, postgres).await;
         out.rows.push(m.row);
         out.errors.extend(m.errors.into_iter().map(|e| format!("{}: {e}", case.name)));
         cases_json.push(m.json);
         let users = (case.tenants * case.users) as f64;
-        if case.tenants == 1 && peak.as_ref().is_none_or(|p| p.users < users) {
-            peak = Some(Peak { users, usage: m.usage, db_bytes_per_user: m.db_bytes_per_user });
+        if case.engine == Engine::Serve && peak.as_ref().is_none_or(|p| p.users < users) {
+            peak = Some(Peak { users, store: if postgres { "Postgres" } else { "SQLite" }, usage: m.usage, db_bytes_per_user: m.db_bytes_per_user });
         }
     }
     out.json.insert("cases".into(), json!(cases_json));
     (out, peak)
 }
 
-pub async fn chaos(full: bool) -> Outcome {
+pub async fn chaos(full: bool, postgres: bool) -> Outcome {
     let faults = FaultRates { server_error: 0.05, reset: 0.02, throttle_without_retry_after: 0.01, drop_after_apply: 0.005, seed: 7 };
     let case = if full {
-        Case { name: "100 users with faults", tenants: 1, users: 100, dilation: 0.1, faults, concurrency: 32 }
+        Case { name: "100 users with faults", engine: Engine::InProcess, tenants: 1, users: 100, dilation: 0.1, faults, concurrency: 32 }
     } else {
-        Case { name: "20 users with faults", tenants: 1, users: 20, dilation: 0.02, faults, concurrency: 8 }
+        Case { name: "20 users with faults", engine: Engine::InProcess, tenants: 1, users: 20, dilation: 0.02, faults, concurrency: 8 }
     };
-    let m = measure(&case).await;
+    let m = measure(&case, postgres).await;
     let mut out = Outcome::default();
     out.rows.push(m.row);
     out.errors.extend(m.errors);

@@ -28,6 +28,8 @@ pub struct FleetSpec {
     pub users: u32,
     pub sim: SimConfig,
     pub concurrency: usize,
+    /// The store on Postgres instead of SQLite.
+    pub postgres: bool,
 }
 
 pub struct Fleet {
@@ -77,7 +79,7 @@ impl Fleet {
         let Simulated { sim, m365, tenants, .. } =
             offboard_m365::simulated::start(&scenario, spec.sim, clock.clone(), settings, policy).await.expect("simulated tenant");
         let sim = Arc::new(sim);
-        let db = TestDb::sqlite();
+        let db = if spec.postgres { TestDb::postgres().await } else { TestDb::sqlite() };
         let store = db.store().await;
         let discovery = Arc::new(Templated { m365: m365.clone(), sim: sim.clone(), templates: Mutex::new(HashMap::new()) });
         let svc = Arc::new(Offboarding::new(store.clone(), discovery, clock.clone(), access(), tenants, Presets::default()));
@@ -115,20 +117,34 @@ impl Fleet {
         (tx, handle)
     }
 
-    /// Waits until every run is terminal; the time it took.
-    pub async fn finish(&self, runs: &[RunId], deadline: Duration) -> Result<Duration, String> {
+    /// Waits until every run in the fleet's database is terminal, expecting `total`; the
+    /// time it took. Counting by state, as reading whole runs while they execute would take
+    /// CPU from them.
+    pub async fn finish_all(&self, total: usize, deadline: Duration) -> Result<Duration, String> {
         let started = Instant::now();
         loop {
-            let all = self.store.list_runs(None, runs.len() as i64 + 1000).await.map_err(|e| e.to_string())?;
-            let done = all.iter().filter(|r| runs.contains(&r.id) && r.state.is_terminal()).count();
-            if done == runs.len() {
+            let counts = self.store.count_runs().await.map_err(|e| e.to_string())?;
+            let done: i64 = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
+            if done as usize >= total {
                 return Ok(started.elapsed());
             }
             if started.elapsed() > deadline {
-                return Err(format!("{done} of {} runs finished within {deadline:?}", runs.len()));
+                return Err(format!("{done} of {total} runs finished within {deadline:?}"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until one run is terminal.
+    pub async fn finish(&self, run: &RunId, deadline: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        while !self.store.run(run).await.map_err(|e| e.to_string())?.state.is_terminal() {
+            if started.elapsed() > deadline {
+                return Err(format!("run {run} did not finish within {deadline:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Whether the user is locked out in the simulated tenant: sign-in blocked, sessions

@@ -15,7 +15,7 @@ use crate::{Outcome, Row, percentile, sorted};
 pub async fn run(full: bool) -> Outcome {
     let (reps, full_reps, latency_ms) = if full { (200u32, 10u32, 100u64) } else { (3, 1, 20) };
     let sim = SimConfig { latency: Latency::Fixed { ms: latency_ms }, conversion_delay: Duration::ZERO, ..SimConfig::default() };
-    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8 }).await;
+    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8, postgres: false }).await;
     let domain = fleet.domains[0].clone();
     let (stop, workers) = fleet.workers();
     let mut out = Outcome::default();
@@ -34,7 +34,7 @@ pub async fn run(full: bool) -> Outcome {
         out.check(fleet.locked_out(&domain, i), || format!("user {i} was not locked out within 30 s"));
         lock_ms.push(took.as_secs_f64() * 1e3);
         lock_requests.push(requests as f64);
-        if let Err(e) = fleet.finish(&[run.id.clone()], Duration::from_secs(60)).await {
+        if let Err(e) = fleet.finish(&run.id, Duration::from_secs(60)).await {
             out.errors.push(e);
         }
         let state = fleet.store.run(&run.id).await.expect("run").state;
@@ -49,7 +49,7 @@ pub async fn run(full: bool) -> Outcome {
         let before = fleet.sim.stats().http_requests;
         let t0 = Instant::now();
         fleet.approve(&run).await;
-        match fleet.finish(&[run.id.clone()], Duration::from_secs(120)).await {
+        match fleet.finish(&run.id, Duration::from_secs(120)).await {
             Ok(_) => {}
             Err(e) => out.errors.push(e),
         }

@@ -7,8 +7,9 @@
 //! - B5 memory, CPU and database growth.
 //!
 //! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
-//! writes JSON beside the table (`--json FILE` to choose where). `cargo test` runs a
-//! short smoke version of each that checks correctness, never timing.
+//! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
+//! B3 cases whose name contains TEXT; `--postgres` puts B3 and B4 on Postgres). `cargo test` runs a short smoke version of each that
+//! checks correctness, never timing.
 
 mod ack;
 mod bulk;
@@ -64,7 +65,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes --bench; `cargo test` runs this target without it.
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--smoke");
-    let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let json_path = value("--json");
+    let case = value("--case");
+    let postgres = args.iter().any(|a| a == "--postgres");
     let picked: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.len() == 2 && a.starts_with('b')).collect();
     let wants = |b: &str| picked.is_empty() || picked.contains(&b);
 
@@ -79,12 +83,12 @@ fn main() {
         }
         let mut peak = None;
         if wants("b3") {
-            let (o, p) = bulk::throughput(full).await;
+            let (o, p) = bulk::throughput(full, case.as_deref(), postgres).await;
             peak = p;
             results.push(("B3 bulk", o));
         }
         if wants("b4") {
-            results.push(("B4 chaos", bulk::chaos(full).await));
+            results.push(("B4 chaos", bulk::chaos(full, postgres).await));
         }
         if wants("b5") {
             results.push(("B5 resources", resources::run(peak).await));

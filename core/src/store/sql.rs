@@ -807,9 +807,12 @@ backend! {
     // with SQLITE_BUSY without waiting.
     begin = "BEGIN IMMEDIATE";
     audit_lock = "SELECT 1";
+    // A lapsed lease first, then the oldest ready step: each an ordered walk of the claim
+    // index that stops at the first row. One query with OR sorted every ready step.
     claim = "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT id FROM steps WHERE (state = 'ready' AND not_before <= $3) OR (state = 'running' AND lease_until < $3) \
-             ORDER BY not_before, id LIMIT 1) \
+             WHERE id = COALESCE( \
+               (SELECT id FROM steps WHERE state = 'running' AND lease_until < $3 ORDER BY not_before, id LIMIT 1), \
+               (SELECT id FROM steps WHERE state = 'ready' AND not_before <= $3 ORDER BY not_before, id LIMIT 1)) \
              RETURNING id, run_id, key, attempt, intent_attempt";
 }
 
@@ -820,7 +823,8 @@ backend! {
     // One appender at a time keeps the chain linear across processes.
     audit_lock = "SELECT pg_advisory_xact_lock(7242031)";
     claim = "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT id FROM steps WHERE (state = 'ready' AND not_before <= $3) OR (state = 'running' AND lease_until < $3) \
-             ORDER BY not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             WHERE id = COALESCE( \
+               (SELECT id FROM steps WHERE state = 'running' AND lease_until < $3 ORDER BY not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED), \
+               (SELECT id FROM steps WHERE state = 'ready' AND not_before <= $3 ORDER BY not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED)) \
              RETURNING id, run_id, key, attempt, intent_attempt";
 }
