@@ -12,7 +12,7 @@ use offboard_core::domain::{Role, TenantId};
 use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
 use offboard_core::secret::Secret;
 use offboard_core::service::Tenant;
-use offboard_m365::{Credential, Endpoints, TenantConfig, Tenants};
+use offboard_m365::{Credential, Endpoints, Settings, TenantConfig, Tenants};
 use offboard_notify::{Channel, Format, Smtp, SmtpTls, Target, Webhook};
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +138,10 @@ pub struct Microsoft {
     pub login: Option<String>,
     pub graph: Option<String>,
     pub exchange: Option<String>,
+    /// Exchange admin API calls per second per tenant. Microsoft publishes no limit for it,
+    /// so the default is cautious; a tenant that knows its budget may raise it.
+    #[serde(default)]
+    pub exchange_calls_per_second: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +314,11 @@ impl Config {
         {
             return Err(key_error("microsoft.cloud", format!("`{c}` is not global, us_government or china")));
         }
+        if let Some(r) = self.microsoft.exchange_calls_per_second
+            && !(r.is_finite() && (0.1..=1_000.0).contains(&r))
+        {
+            return Err(key_error("microsoft.exchange_calls_per_second", format!("{r} is not between 0.1 and 1000")));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             let k = |f: &str| format!("tenants[{i}].{f}");
             TenantId::parse(&t.key).map_err(|e| key_error(k("key"), e.to_string()))?;
@@ -376,6 +385,15 @@ impl Config {
             exchange: m.exchange.clone().unwrap_or(base.exchange),
             ..base
         }
+    }
+
+    /// How the Microsoft 365 client paces itself and verifies.
+    pub fn m365_settings(&self) -> Settings {
+        let mut settings = Settings::default();
+        if let Some(r) = self.microsoft.exchange_calls_per_second {
+            settings.limits.exchange_per_s = r;
+        }
+        settings
     }
 
     pub fn tenants(&self) -> Vec<Tenant> {
@@ -606,6 +624,14 @@ format = "teams"
     }
 
     #[test]
+    fn the_exchange_pace_is_cautious_unless_raised() {
+        let c = load(Some(file(GOOD).path()), Vec::new()).unwrap();
+        assert_eq!(c.m365_settings().limits.exchange_per_s, Settings::default().limits.exchange_per_s);
+        let raised = load(Some(file(GOOD).path()), vec![("OFFBOARD__MICROSOFT__EXCHANGE_CALLS_PER_SECOND".into(), "60".into())]).unwrap();
+        assert_eq!(raised.m365_settings().limits.exchange_per_s, 60.0);
+    }
+
+    #[test]
     fn every_mistake_names_its_key() {
         let cases = [
             (GOOD.replace("key = \"contoso.com\"", "key = \"not a domain\""), "tenants[0].key"),
@@ -615,6 +641,7 @@ format = "teams"
             (GOOD.replace("format = \"teams\"", "format = \"fax\""), "notify[0].format"),
             (GOOD.replace("[slack]", "[slack]\nsigning_secrett = 1"), "slack"),
             (format!("{GOOD}\nlisten = 3000"), "listen"),
+            (format!("{GOOD}\n[microsoft]\nexchange_calls_per_second = 0"), "microsoft.exchange_calls_per_second"),
         ];
         for (text, key) in cases {
             let e = load(Some(file(&text).path()), Vec::new()).unwrap_err().to_string();

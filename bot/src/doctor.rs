@@ -10,7 +10,7 @@ use offboard_core::clock::SystemClock;
 use offboard_core::plan::StepKind;
 use offboard_core::store::Store;
 use offboard_core::templates::Templates;
-use offboard_m365::{M365, Settings};
+use offboard_m365::M365;
 use offboard_report::ReportKey;
 
 use crate::config::Config;
@@ -48,7 +48,7 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
         line(true, format!("signing key {}: not created yet; the first report creates it", cfg.signing_key.display()))?;
     }
 
-    let m365 = M365::new(cfg.endpoints(), cfg.m365_tenants()?, Arc::new(SystemClock), Settings::default());
+    let m365 = M365::new(cfg.endpoints(), cfg.m365_tenants()?, Arc::new(SystemClock), cfg.m365_settings());
     if cfg.tenants.is_empty() {
         line(false, "tenants: none configured".into())?;
     }

@@ -23,8 +23,8 @@ use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
 use offboard_core::service::Offboarding;
 use offboard_core::store::Store;
 use offboard_core::templates::Templates;
+use offboard_m365::M365;
 use offboard_m365::auth::Resource;
-use offboard_m365::{M365, Settings};
 use offboard_notify::Notifier;
 use offboard_report::{Evidence, ReportKey, RunReports};
 use tokio::sync::watch;
@@ -197,7 +197,7 @@ pub async fn wire(cfg: &Config) -> anyhow::Result<Wired> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::connect(&cfg.database_url).await.with_context(|| format!("opening the database {}", crate::redact(&cfg.database_url)))?;
     let templates = Arc::new(Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES)?);
-    let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), Settings::default()));
+    let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), cfg.m365_settings()));
     let presets = cfg.presets(templates.out_of_office());
     let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets));
     Ok(Wired { store, clock, templates, m365, svc })

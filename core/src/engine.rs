@@ -171,6 +171,9 @@ pub struct Worker {
     config: WorkerConfig,
 }
 
+/// The most steps one claim transaction leases.
+const CLAIM_BATCH: usize = 16;
+
 fn lease(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(30))
 }
@@ -197,28 +200,37 @@ impl Worker {
                 _ = &mut shutdown => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore open"),
             };
-            let claim = match self.store.claim(&self.config.worker_id, self.clock.now(), lease(self.config.lease)).await {
+            // Every free slot is offered to one claim, so a backlog costs one commit per
+            // batch rather than per step.
+            let mut slots = vec![permit];
+            while slots.len() < CLAIM_BATCH {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => slots.push(p),
+                    Err(_) => break,
+                }
+            }
+            let claims = match self.store.claim_many(&self.config.worker_id, self.clock.now(), lease(self.config.lease), slots.len()).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "Claim failed; retrying");
-                    None
+                    Vec::new()
                 }
             };
-            match claim {
-                Some(claim) => {
-                    let me = self.clone();
-                    tasks.spawn(async move {
-                        me.handle(claim).await;
-                        drop(permit);
-                    });
-                }
-                None => {
+            let idle = claims.is_empty();
+            for claim in claims {
+                let permit = slots.pop().expect("one slot per claim");
+                let me = self.clone();
+                tasks.spawn(async move {
+                    me.handle(claim).await;
                     drop(permit);
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = self.store.steps_ready() => {}
-                        _ = tokio::time::sleep(self.config.poll) => {}
-                    }
+                });
+            }
+            drop(slots);
+            if idle {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = self.store.steps_ready() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
                 }
             }
         }

@@ -107,6 +107,40 @@ async fn approval_releases_steps_in_dependency_order_until_completed() {
 }
 
 #[tokio::test]
+async fn a_batch_claim_leases_distinct_ready_steps_up_to_its_size() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let mut runs = Vec::new();
+        for user in ["alice@contoso.com", "user2@contoso.com", "user3@contoso.com"] {
+            runs.push(approved_run(&svc, user, lockout()).await);
+        }
+        let lease = Duration::seconds(30);
+        // Each run's root is ready: a batch of two, then another worker gets the third only.
+        let two = store.claim_many("a", c.now(), lease, 2).await.unwrap();
+        let rest = store.claim_many("b", c.now(), lease, 10).await.unwrap();
+        assert_eq!((two.len(), rest.len()), (2, 1), "{backend}");
+        let mut ids: Vec<i64> = two.iter().chain(&rest).map(|c| c.step_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "{backend}: no step is leased twice");
+        assert!(two.iter().chain(&rest).all(|c| c.step.kind == StepKind::DisableSignIn && c.attempt == 1));
+        for run in &runs {
+            assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Running, "{backend}");
+        }
+        assert!(store.claim_many("c", c.now(), lease, 10).await.unwrap().is_empty(), "{backend}: live leases are not stolen");
+        // Lapsed leases come back together, each as its second attempt.
+        c.advance(Duration::seconds(31));
+        let again = store.claim_many("c", c.now(), lease, 10).await.unwrap();
+        assert_eq!(again.len(), 3, "{backend}");
+        assert!(again.iter().all(|c| c.attempt == 2), "{backend}");
+        let started = store.events_after(0, 1000).await.unwrap().iter().filter(|e| e.kind.name() == "step_started").count();
+        assert_eq!(started, 6, "{backend}: one event per lease");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_stale_worker_cannot_write_after_its_lease_was_taken() {
     for_each_backend(|store, backend| async move {
         let c = clock();

@@ -2,12 +2,13 @@
 //! kept with what follows, wrapped text measured with the font's own advance widths, and
 //! "page i of n" footers.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use chrono::{Datelike, Timelike};
 use printpdf::{
-    Color, Line, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
-    TextRenderingMode,
+    Color, FontId, Line, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFont, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb,
+    TextItem, TextRenderingMode,
 };
 
 use offboard_core::report::{Block, Report};
@@ -30,6 +31,23 @@ const STEP_INDENT: f32 = 16.0;
 fn font() -> &'static ParsedFont {
     static FONT_CELL: OnceLock<ParsedFont> = OnceLock::new();
     FONT_CELL.get_or_init(|| ParsedFont::from_bytes(FONT, 0, &mut Vec::new()).expect("the bundled font parses"))
+}
+
+/// The bundled font cut down to the glyphs of `chars` (and .notdef): embedding and
+/// compressing the whole 740 KB font made most of a report's size and rendering time.
+/// `None` if the font cannot be subset; the caller then embeds it whole.
+fn subset(chars: &BTreeSet<char>) -> Option<ParsedFont> {
+    use allsorts::binary::read::ReadScope;
+    use allsorts::font_data::FontData;
+    use allsorts::subset::{CmapTarget, SubsetProfile};
+    let full = font();
+    let glyphs: BTreeSet<u16> = chars.iter().filter_map(|c| full.lookup_glyph_index(*c as u32)).filter(|g| *g != 0).collect();
+    // allsorts wants .notdef first and no duplicates.
+    let ids: Vec<u16> = std::iter::once(0).chain(glyphs).collect();
+    let data = ReadScope::new(FONT).read::<FontData<'_>>().ok()?;
+    let provider = data.table_provider(0).ok()?;
+    let bytes = allsorts::subset::subset(&provider, &ids, &SubsetProfile::Pdf, CmapTarget::Unicode).ok()?;
+    ParsedFont::from_bytes(&bytes, 0, &mut Vec::new())
 }
 
 /// Width of `text` at `size` points, from the font's advance widths.
@@ -213,8 +231,8 @@ fn pdf_time(t: chrono::DateTime<chrono::Utc>) -> printpdf::date::DateTime {
 /// The unsigned PDF: `seal` goes into `/Identifier` with zeroed signature digits.
 pub fn render(report: &Report, seal: &Seal) -> Vec<u8> {
     let mut doc = PdfDocument::new(&format!("Offboarding report {} {}", report.run_id, report.upn));
-    let font_id = doc.add_font(font());
-    let handle = PdfFontHandle::External(font_id);
+    let font_id = FontId::new();
+    let handle = PdfFontHandle::External(font_id.clone());
     let info = &mut doc.metadata.info;
     info.author = "Offboard".into();
     info.creator = "Offboard".into();
@@ -288,6 +306,21 @@ pub fn render(report: &Report, seal: &Seal) -> Vec<u8> {
             PdfPage::new(Mm(WIDTH * 25.4 / 72.0), Mm(HEIGHT * 25.4 / 72.0), ops)
         })
         .collect();
+    let mut chars = BTreeSet::new();
+    for page in &pages {
+        let page: &PdfPage = page;
+        for op in &page.ops {
+            if let Op::ShowText { items } = op {
+                for item in items {
+                    if let TextItem::Text(t) = item {
+                        chars.extend(t.chars());
+                    }
+                }
+            }
+        }
+    }
+    let embedded = subset(&chars).unwrap_or_else(|| font().clone());
+    doc.resources.fonts.map.insert(font_id, PdfFont::new(embedded));
     doc.with_pages(pages);
     doc.save(&PdfSaveOptions::default(), &mut Vec::new())
 }

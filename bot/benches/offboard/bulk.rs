@@ -11,7 +11,7 @@ use offboard_core::run::RunState;
 use offboard_m365_sim::{FaultRates, Latency, SimConfig};
 use serde_json::{Value, json};
 
-use crate::fleet::{Fleet, FleetSpec, typical};
+use crate::fleet::{Fleet, FleetSpec, Setup, typical};
 use crate::resources::{Usage, db_bytes, serve};
 use crate::{Outcome, Row};
 
@@ -72,12 +72,13 @@ pub struct Measured {
     pub db_bytes_per_user: f64,
 }
 
-pub async fn measure(case: &Case, postgres: bool) -> Measured {
+pub async fn measure(case: &Case, setup: Setup) -> Measured {
+    let postgres = setup.postgres;
     let k = case.dilation;
     assert!(case.engine == Engine::InProcess || k == 1.0, "offboard serve paces in real time");
     let sim =
         SimConfig { dilation: k, latency: Latency::Fixed { ms: 100 }, faults: case.faults.clone(), conversion_delay: Duration::ZERO, ..SimConfig::default() };
-    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency: case.concurrency, postgres }).await;
+    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency: case.concurrency, setup }).await;
     let mut errors = Vec::new();
     let jobs: Vec<(String, u32)> = fleet.domains.iter().flat_map(|d| (0..case.users).map(move |i| (d.clone(), i))).collect();
     let runs: Vec<_> = futures_util::stream::iter(jobs.iter().cloned())
@@ -108,7 +109,7 @@ pub async fn measure(case: &Case, postgres: bool) -> Measured {
             let _ = workers.await;
             (wall, usage, None)
         }
-        Engine::Serve => match serve(&fleet, &runs, case.concurrency).await {
+        Engine::Serve => match serve(&fleet, &runs, case.concurrency, setup.exchange_per_s).await {
             Ok(s) => (s.wall, s.usage, Some(s.reports)),
             Err(e) => {
                 errors.push(e);
@@ -188,7 +189,7 @@ pub async fn measure(case: &Case, postgres: bool) -> Measured {
     let json = json!({
         "tenants": case.tenants, "users_per_tenant": case.users, "users": total, "dilation": k,
         "faults": { "server_error": case.faults.server_error, "reset": case.faults.reset, "throttle_without_retry_after": case.faults.throttle_without_retry_after, "drop_after_apply": case.faults.drop_after_apply },
-        "worker_concurrency": case.concurrency, "store": if postgres { "postgres" } else { "sqlite" }, "engine": if case.engine == Engine::Serve { "offboard serve" } else { "in process" },
+        "worker_concurrency": case.concurrency, "exchange_calls_per_s": setup.exchange_per_s.unwrap_or(offboard_m365::pacing::Limits::default().exchange_per_s), "store": if postgres { "postgres" } else { "sqlite" }, "engine": if case.engine == Engine::Serve { "offboard serve" } else { "in process" },
         "wall_s": wall.as_secs_f64(), "microsoft_s": microsoft_s, "bound_s": bound_s, "efficiency_pct": efficiency, "users_per_min": per_min,
         "throttled_429": throttled, "early_retries": early, "injected_faults": after.injected_faults - before.injected_faults,
         "identity_writes_per_user": writes, "intune_writes_per_user": intune,
@@ -205,15 +206,18 @@ fn quiet() -> FaultRates {
     FaultRates::default()
 }
 
-/// The figures B5 reports from the largest run in `offboard serve`.
+/// The figures B5 reports from the largest run in `offboard serve` (of equal ones, the one
+/// with the highest peak RSS).
 pub struct Peak {
+    pub case: String,
     pub users: f64,
     pub store: &'static str,
     pub usage: Usage,
     pub db_bytes_per_user: f64,
 }
 
-pub async fn throughput(full: bool, only: Option<&str>, postgres: bool) -> (Outcome, Option<Peak>) {
+pub async fn throughput(full: bool, only: Option<&str>, setup: Setup) -> (Outcome, Option<Peak>) {
+    let postgres = setup.postgres;
     use Engine::*;
     let cases = if full {
         vec![
@@ -221,11 +225,12 @@ pub async fn throughput(full: bool, only: Option<&str>, postgres: bool) -> (Outc
             Case { name: "1,000 users, 1 tenant", engine: InProcess, tenants: 1, users: 1000, dilation: 0.05, faults: quiet(), concurrency: 32 },
             Case { name: "1,000 users, 1 tenant", engine: Serve, tenants: 1, users: 1000, dilation: 1.0, faults: quiet(), concurrency: 32 },
             Case { name: "1,000 users over 20 tenants", engine: InProcess, tenants: 20, users: 50, dilation: 0.1, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users over 20 tenants", engine: Serve, tenants: 20, users: 50, dilation: 1.0, faults: quiet(), concurrency: 32 },
         ]
     } else {
         vec![
             Case { name: "10 users, 1 tenant", engine: InProcess, tenants: 1, users: 10, dilation: 0.02, faults: quiet(), concurrency: 8 },
-            Case { name: "10 users, 1 tenant", engine: Serve, tenants: 1, users: 10, dilation: 1.0, faults: quiet(), concurrency: 8 },
+            Case { name: "10 users over 2 tenants", engine: Serve, tenants: 2, users: 5, dilation: 1.0, faults: quiet(), concurrency: 8 },
             Case { name: "10 users over 2 tenants", engine: InProcess, tenants: 2, users: 5, dilation: 0.02, faults: quiet(), concurrency: 8 },
         ]
     };
@@ -233,27 +238,33 @@ pub async fn throughput(full: bool, only: Option<&str>, postgres: bool) -> (Outc
     let mut cases_json = Vec::new();
     let mut peak: Option<Peak> = None;
     for case in cases.iter().filter(|c| only.is_none_or(|o| c.label().contains(o))) {
-        let m = measure(case, postgres).await;
+        let m = measure(case, setup).await;
         out.rows.push(m.row);
         out.errors.extend(m.errors.into_iter().map(|e| format!("{}: {e}", case.name)));
         cases_json.push(m.json);
         let users = (case.tenants * case.users) as f64;
-        if case.engine == Engine::Serve && peak.as_ref().is_none_or(|p| p.users < users) {
-            peak = Some(Peak { users, store: if postgres { "Postgres" } else { "SQLite" }, usage: m.usage, db_bytes_per_user: m.db_bytes_per_user });
+        if case.engine == Engine::Serve && peak.as_ref().is_none_or(|p| (p.users, p.usage.peak_rss_mb) < (users, m.usage.peak_rss_mb)) {
+            peak = Some(Peak {
+                case: case.label(),
+                users,
+                store: if postgres { "Postgres" } else { "SQLite" },
+                usage: m.usage,
+                db_bytes_per_user: m.db_bytes_per_user,
+            });
         }
     }
     out.json.insert("cases".into(), json!(cases_json));
     (out, peak)
 }
 
-pub async fn chaos(full: bool, postgres: bool) -> Outcome {
+pub async fn chaos(full: bool, setup: Setup) -> Outcome {
     let faults = FaultRates { server_error: 0.05, reset: 0.02, throttle_without_retry_after: 0.01, drop_after_apply: 0.005, seed: 7 };
     let case = if full {
         Case { name: "100 users with faults", engine: Engine::InProcess, tenants: 1, users: 100, dilation: 0.1, faults, concurrency: 32 }
     } else {
         Case { name: "20 users with faults", engine: Engine::InProcess, tenants: 1, users: 20, dilation: 0.02, faults, concurrency: 8 }
     };
-    let m = measure(&case, postgres).await;
+    let m = measure(&case, setup).await;
     let mut out = Outcome::default();
     out.rows.push(m.row);
     out.errors.extend(m.errors);

@@ -28,8 +28,16 @@ pub struct FleetSpec {
     pub users: u32,
     pub sim: SimConfig,
     pub concurrency: usize,
+    pub setup: Setup,
+}
+
+/// Choices that apply to every bulk case of one invocation.
+#[derive(Clone, Copy, Default)]
+pub struct Setup {
     /// The store on Postgres instead of SQLite.
     pub postgres: bool,
+    /// The Exchange pace (`[microsoft] exchange_calls_per_second`) instead of the default.
+    pub exchange_per_s: Option<f64>,
 }
 
 pub struct Fleet {
@@ -70,7 +78,7 @@ impl Fleet {
         let domains = scenario.tenants.iter().map(|t| t.domains[0].clone()).collect();
         let k = spec.sim.dilation;
         let settings = Settings {
-            limits: Limits { time_scale: k, ..Limits::default() },
+            limits: Limits { time_scale: k, exchange_per_s: spec.setup.exchange_per_s.unwrap_or(Limits::default().exchange_per_s), ..Limits::default() },
             verify: VerifyPolicy { first: Duration::from_secs(5).mul_f64(k), cap: Duration::from_secs(60).mul_f64(k), ..VerifyPolicy::default() },
             ..Settings::default()
         };
@@ -79,7 +87,7 @@ impl Fleet {
         let Simulated { sim, m365, tenants, .. } =
             offboard_m365::simulated::start(&scenario, spec.sim, clock.clone(), settings, policy).await.expect("simulated tenant");
         let sim = Arc::new(sim);
-        let db = if spec.postgres { TestDb::postgres().await } else { TestDb::sqlite() };
+        let db = if spec.setup.postgres { TestDb::postgres().await } else { TestDb::sqlite() };
         let store = db.store().await;
         let discovery = Arc::new(Templated { m365: m365.clone(), sim: sim.clone(), templates: Mutex::new(HashMap::new()) });
         let svc = Arc::new(Offboarding::new(store.clone(), discovery, clock.clone(), access(), tenants, Presets::default()));

@@ -9,13 +9,13 @@ use offboard_core::run::RunState;
 use offboard_m365_sim::{Latency, SimConfig};
 use serde_json::json;
 
-use crate::fleet::{Fleet, FleetSpec, lockout, typical};
+use crate::fleet::{Fleet, FleetSpec, Setup, lockout, typical};
 use crate::{Outcome, Row, percentile, sorted};
 
 pub async fn run(full: bool) -> Outcome {
     let (reps, full_reps, latency_ms) = if full { (200u32, 10u32, 100u64) } else { (3, 1, 20) };
     let sim = SimConfig { latency: Latency::Fixed { ms: latency_ms }, conversion_delay: Duration::ZERO, ..SimConfig::default() };
-    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8, postgres: false }).await;
+    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8, setup: Setup::default() }).await;
     let domain = fleet.domains[0].clone();
     let (stop, workers) = fleet.workers();
     let mut out = Outcome::default();

@@ -8,8 +8,10 @@
 //!
 //! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
 //! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
-//! B3 cases whose name contains TEXT; `--postgres` puts B3 and B4 on Postgres). `cargo test` runs a short smoke version of each that
-//! checks correctness, never timing.
+//! B3 cases whose name contains TEXT; `--postgres` puts B3 and B4 on Postgres;
+//! `--exchange-per-s N` paces Exchange at N calls per second per tenant instead of the
+//! default). `cargo test` runs a short smoke version of each that checks correctness, never
+//! timing.
 
 mod ack;
 mod bulk;
@@ -68,7 +70,10 @@ fn main() {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let json_path = value("--json");
     let case = value("--case");
-    let postgres = args.iter().any(|a| a == "--postgres");
+    let setup = fleet::Setup {
+        postgres: args.iter().any(|a| a == "--postgres"),
+        exchange_per_s: value("--exchange-per-s").map(|v| v.parse().expect("--exchange-per-s takes calls per second")),
+    };
     let picked: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.len() == 2 && a.starts_with('b')).collect();
     let wants = |b: &str| picked.is_empty() || picked.contains(&b);
 
@@ -83,15 +88,15 @@ fn main() {
         }
         let mut peak = None;
         if wants("b3") {
-            let (o, p) = bulk::throughput(full, case.as_deref(), postgres).await;
+            let (o, p) = bulk::throughput(full, case.as_deref(), setup).await;
             peak = p;
             results.push(("B3 bulk", o));
         }
         if wants("b4") {
-            results.push(("B4 chaos", bulk::chaos(full, postgres).await));
+            results.push(("B4 chaos", bulk::chaos(full, setup).await));
         }
         if wants("b5") {
-            results.push(("B5 resources", resources::run(peak).await));
+            results.push(("B5 resources", resources::run(full, peak).await));
         }
     });
 

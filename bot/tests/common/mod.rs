@@ -9,12 +9,24 @@ use offboard_m365_sim::Urls;
 /// An `offboard.toml` for the simulated tenant, with `extra` appended.
 pub fn write_config(dir: &Path, sim: &Simulated, database_url: &str, extra: &str) -> PathBuf {
     let (tenant, _) = &sim.secrets[0];
-    write_config_for(dir, sim.sim.urls(), sim.m365.tenants().get(tenant).unwrap(), database_url, extra)
+    write_config_for(dir, sim.sim.urls(), &[sim.m365.tenants().get(tenant).unwrap()], database_url, extra)
 }
 
-/// An `offboard.toml` for one tenant of a simulator, known by its primary domain only.
-pub fn write_config_for(dir: &Path, u: &Urls, t: &TenantConfig, database_url: &str, extra: &str) -> PathBuf {
-    let Credential::Secret(secret) = &t.credential else { panic!("simulated tenants sign in with a secret") };
+/// An `offboard.toml` for tenants of a simulator, each known by its primary domain only.
+pub fn write_config_for(dir: &Path, u: &Urls, tenants: &[&TenantConfig], database_url: &str, extra: &str) -> PathBuf {
+    let tenants: String = tenants
+        .iter()
+        .map(|t| {
+            let Credential::Secret(secret) = &t.credential else { panic!("simulated tenants sign in with a secret") };
+            format!(
+                "\n[[tenants]]\nkey = \"{key}\"\ndirectory_id = \"{dir_id}\"\nclient_id = \"{client}\"\nclient_secret = \"{secret}\"\ndomains = [\"{key}\"]\npolicy = {{ admins = \"allow\" }}\n",
+                key = t.key,
+                dir_id = t.directory_id,
+                client = t.client_id,
+                secret = secret.expose(),
+            )
+        })
+        .collect();
     let path = dir.join("offboard.toml");
     std::fs::write(
         &path,
@@ -29,15 +41,7 @@ signing_key = "{key}"
 login = "{login}"
 graph = "{graph}"
 exchange = "{exchange}"
-
-[[tenants]]
-key = "{tenant}"
-directory_id = "{dir_id}"
-client_id = "{client}"
-client_secret = "{secret}"
-domains = ["{tenant}"]
-policy = {{ admins = "allow" }}
-
+{tenants}
 [[roles]]
 platform = "slack"
 user = "UADM1"
@@ -50,10 +54,6 @@ role = "admin"
             login = u.login,
             graph = u.graph,
             exchange = u.exchange,
-            tenant = t.key,
-            dir_id = t.directory_id,
-            client = t.client_id,
-            secret = secret.expose(),
         ),
     )
     .unwrap();

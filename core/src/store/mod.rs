@@ -294,7 +294,12 @@ impl Store {
     // The step queue.
 
     pub async fn claim(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration) -> Result<Option<Claim>> {
-        dispatch!(self.claim(worker, now, lease))
+        Ok(self.claim_many(worker, now, lease, 1).await?.pop())
+    }
+
+    /// Up to `max` ready steps, leased together in one transaction.
+    pub async fn claim_many(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
+        dispatch!(self.claim_many(worker, now, lease, max))
     }
 
     pub async fn heartbeat(&self, claim: &Claim, now: DateTime<Utc>, lease: chrono::Duration) -> Result<()> {

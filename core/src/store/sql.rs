@@ -472,42 +472,49 @@ macro_rules! backend {
                 Ok(true)
             }
 
-            pub async fn claim(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration) -> Result<Option<Claim>> {
+            /// Up to `max` ready steps in one transaction: when many steps are ready, one
+            /// commit (one sync to disk) leases a batch instead of one step.
+            pub async fn claim_many(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
                 let now_ms = to_ms(now);
                 let mut tx = begin(pool).await?;
-                let row = sqlx::query($claim)
-                    .bind(worker)
-                    .bind(now_ms + lease.num_milliseconds())
-                    .bind(now_ms)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let step_id: i64 = row.try_get("id")?;
-                let run_id: String = row.try_get("run_id")?;
-                let key: String = row.try_get("key")?;
-                let attempt: i64 = row.try_get("attempt")?;
-                let intent: Option<i64> = row.try_get("intent_attempt")?;
-                let run = sqlx::query("SELECT state, tenant, target_id, plan FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut *tx).await?;
-                let tenant: String = run.try_get("tenant")?;
-                let plan: Plan = serde_json::from_str(&run.try_get::<String, _>("plan")?).map_err(corrupt)?;
-                let step: PlannedStep = plan.steps.into_iter().find(|s| s.key.as_str() == key).ok_or_else(|| corrupt(format!("step {key} not in plan")))?;
-                if run.try_get::<String, _>("state")? == RunState::Approved.as_str() {
-                    set_state(&mut tx, &run_id, &tenant, RunState::Running, now).await?;
-                    emit(&mut tx, Some(&run_id), Some(&tenant), &EventKind::RunStarted, now).await?;
+                let mut claims = Vec::new();
+                while claims.len() < max {
+                    let row = sqlx::query($claim)
+                        .bind(worker)
+                        .bind(now_ms + lease.num_milliseconds())
+                        .bind(now_ms)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(row) = row else { break };
+                    let step_id: i64 = row.try_get("id")?;
+                    let run_id: String = row.try_get("run_id")?;
+                    let key: String = row.try_get("key")?;
+                    let attempt: i64 = row.try_get("attempt")?;
+                    let intent: Option<i64> = row.try_get("intent_attempt")?;
+                    let run = sqlx::query("SELECT state, tenant, target_id, plan FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut *tx).await?;
+                    let tenant: String = run.try_get("tenant")?;
+                    let plan: Plan = serde_json::from_str(&run.try_get::<String, _>("plan")?).map_err(corrupt)?;
+                    let step: PlannedStep = plan.steps.into_iter().find(|s| s.key.as_str() == key).ok_or_else(|| corrupt(format!("step {key} not in plan")))?;
+                    if run.try_get::<String, _>("state")? == RunState::Approved.as_str() {
+                        set_state(&mut tx, &run_id, &tenant, RunState::Running, now).await?;
+                        emit(&mut tx, Some(&run_id), Some(&tenant), &EventKind::RunStarted, now).await?;
+                    }
+                    emit(&mut tx, Some(&run_id), Some(&tenant), &EventKind::StepStarted { key: key.clone(), attempt }, now).await?;
+                    claims.push(Claim {
+                        step_id,
+                        run_id: RunId::parse(&run_id).map_err(corrupt)?,
+                        tenant: TenantId::parse(&tenant).map_err(corrupt)?,
+                        target_id: run.try_get("target_id")?,
+                        attempt,
+                        unconfirmed_intent: intent.is_some(),
+                        step,
+                    });
                 }
-                emit(&mut tx, Some(&run_id), Some(&tenant), &EventKind::StepStarted { key: key.clone(), attempt }, now).await?;
+                if claims.is_empty() {
+                    return Ok(claims);
+                }
                 tx.commit().await?;
-                Ok(Some(Claim {
-                    step_id,
-                    run_id: RunId::parse(&run_id).map_err(corrupt)?,
-                    tenant: TenantId::parse(&tenant).map_err(corrupt)?,
-                    target_id: run.try_get("target_id")?,
-                    attempt,
-                    unconfirmed_intent: intent.is_some(),
-                    step,
-                }))
+                Ok(claims)
             }
 
             /// Runs a fenced update of the claimed step; refuses if the lease moved on.
