@@ -46,7 +46,7 @@ fn default_true() -> bool {
     true
 }
 fn default_concurrency() -> usize {
-    8
+    offboard_core::engine::WorkerConfig::default().concurrency
 }
 fn default_slack_api() -> String {
     "https://slack.com/api".into()

@@ -153,7 +153,9 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
-            concurrency: 8,
+            // Steps mostly wait on Microsoft, and per-tenant pacing (not this number) keeps
+            // within its limits; slots only bound how many tenants progress at once.
+            concurrency: 64,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_millis(500),

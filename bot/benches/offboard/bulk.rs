@@ -74,11 +74,12 @@ pub struct Measured {
 
 pub async fn measure(case: &Case, setup: Setup) -> Measured {
     let postgres = setup.postgres;
+    let concurrency = setup.concurrency.unwrap_or(case.concurrency);
     let k = case.dilation;
     assert!(case.engine == Engine::InProcess || k == 1.0, "offboard serve paces in real time");
     let sim =
         SimConfig { dilation: k, latency: Latency::Fixed { ms: 100 }, faults: case.faults.clone(), conversion_delay: Duration::ZERO, ..SimConfig::default() };
-    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency: case.concurrency, setup }).await;
+    let fleet = Fleet::start(FleetSpec { tenants: case.tenants, users: case.users, sim, concurrency, setup }).await;
     let mut errors = Vec::new();
     let jobs: Vec<(String, u32)> = fleet.domains.iter().flat_map(|d| (0..case.users).map(move |i| (d.clone(), i))).collect();
     let runs: Vec<_> = futures_util::stream::iter(jobs.iter().cloned())
@@ -109,7 +110,7 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
             let _ = workers.await;
             (wall, usage, None)
         }
-        Engine::Serve => match serve(&fleet, &runs, case.concurrency, setup.exchange_per_s).await {
+        Engine::Serve => match serve(&fleet, &runs, concurrency, setup.exchange_per_s).await {
             Ok(s) => (s.wall, s.usage, Some(s.reports)),
             Err(e) => {
                 errors.push(e);
@@ -189,7 +190,7 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
     let json = json!({
         "tenants": case.tenants, "users_per_tenant": case.users, "users": total, "dilation": k,
         "faults": { "server_error": case.faults.server_error, "reset": case.faults.reset, "throttle_without_retry_after": case.faults.throttle_without_retry_after, "drop_after_apply": case.faults.drop_after_apply },
-        "worker_concurrency": case.concurrency, "exchange_calls_per_s": setup.exchange_per_s.unwrap_or(offboard_m365::pacing::Limits::default().exchange_per_s), "store": if postgres { "postgres" } else { "sqlite" }, "engine": if case.engine == Engine::Serve { "offboard serve" } else { "in process" },
+        "worker_concurrency": concurrency, "exchange_calls_per_s": setup.exchange_per_s.unwrap_or(offboard_m365::pacing::Limits::default().exchange_per_s), "store": if postgres { "postgres" } else { "sqlite" }, "engine": if case.engine == Engine::Serve { "offboard serve" } else { "in process" },
         "wall_s": wall.as_secs_f64(), "microsoft_s": microsoft_s, "bound_s": bound_s, "efficiency_pct": efficiency, "users_per_min": per_min,
         "throttled_429": throttled, "early_retries": early, "injected_faults": after.injected_faults - before.injected_faults,
         "identity_writes_per_user": writes, "intune_writes_per_user": intune,
@@ -225,7 +226,7 @@ pub async fn throughput(full: bool, only: Option<&str>, setup: Setup) -> (Outcom
             Case { name: "1,000 users, 1 tenant", engine: InProcess, tenants: 1, users: 1000, dilation: 0.05, faults: quiet(), concurrency: 32 },
             Case { name: "1,000 users, 1 tenant", engine: Serve, tenants: 1, users: 1000, dilation: 1.0, faults: quiet(), concurrency: 32 },
             Case { name: "1,000 users over 20 tenants", engine: InProcess, tenants: 20, users: 50, dilation: 0.1, faults: quiet(), concurrency: 32 },
-            Case { name: "1,000 users over 20 tenants", engine: Serve, tenants: 20, users: 50, dilation: 1.0, faults: quiet(), concurrency: 32 },
+            Case { name: "1,000 users over 20 tenants", engine: Serve, tenants: 20, users: 50, dilation: 1.0, faults: quiet(), concurrency: 64 },
         ]
     } else {
         vec![

@@ -38,6 +38,8 @@ pub struct Setup {
     pub postgres: bool,
     /// The Exchange pace (`[microsoft] exchange_calls_per_second`) instead of the default.
     pub exchange_per_s: Option<f64>,
+    /// Worker slots (`[workers] concurrency`) instead of each case's own.
+    pub concurrency: Option<usize>,
 }
 
 pub struct Fleet {

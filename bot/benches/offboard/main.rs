@@ -10,7 +10,7 @@
 //! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
 //! B3 cases whose name contains TEXT; `--postgres` puts B3 and B4 on Postgres;
 //! `--exchange-per-s N` paces Exchange at N calls per second per tenant instead of the
-//! default). `cargo test` runs a short smoke version of each that checks correctness, never
+//! default; `--concurrency N` gives the workers N slots instead of each case's own). `cargo test` runs a short smoke version of each that checks correctness, never
 //! timing.
 
 mod ack;
@@ -73,6 +73,7 @@ fn main() {
     let setup = fleet::Setup {
         postgres: args.iter().any(|a| a == "--postgres"),
         exchange_per_s: value("--exchange-per-s").map(|v| v.parse().expect("--exchange-per-s takes calls per second")),
+        concurrency: value("--concurrency").map(|v| v.parse().expect("--concurrency takes a number of worker slots")),
     };
     let picked: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.len() == 2 && a.starts_with('b')).collect();
     let wants = |b: &str| picked.is_empty() || picked.contains(&b);
