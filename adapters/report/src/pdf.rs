@@ -247,7 +247,7 @@ pub fn render(report: &Report, seal: &Seal) -> Vec<u8> {
     let total = layout.pages.len();
     let black = rgb((0.0, 0.0, 0.0));
     let grey = rgb((0.35, 0.35, 0.38));
-    let pages = layout
+    let pages: Vec<PdfPage> = layout
         .pages
         .into_iter()
         .enumerate()
@@ -308,7 +308,6 @@ pub fn render(report: &Report, seal: &Seal) -> Vec<u8> {
         .collect();
     let mut chars = BTreeSet::new();
     for page in &pages {
-        let page: &PdfPage = page;
         for op in &page.ops {
             if let Op::ShowText { items } = op {
                 for item in items {
