@@ -174,6 +174,7 @@ impl Store {
             let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
             Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -181,11 +182,9 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(15))
                 .foreign_keys(true);
-            // One connection. SQLite has one writer at a time, and connections contending
-            // for it wait in its busy handler, which sleeps 1 to 100 ms between tries; the
-            // pool's queue hands the connection on at once. Every query here is short and
-            // indexed, and an in-memory database exists per connection anyway.
-            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+            // An in-memory database exists per connection: keep exactly one.
+            let max = if memory { 1 } else { 4 };
+            let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
             Db::Sqlite(pool)
         } else {
             // Only the part after any credentials is echoed.
