@@ -141,6 +141,28 @@ async fn a_batch_claim_leases_distinct_ready_steps_up_to_its_size() {
 }
 
 #[tokio::test]
+async fn an_idle_claim_does_not_wait_for_the_sqlite_write_lock() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let c = clock();
+    let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+    let pending = svc.request(&requester(), request("alice@contoso.com", lockout())).await.unwrap();
+    let Db::Sqlite(pool) = store.db() else { unreachable!() };
+    // Another writer (another process, say) holds the lock.
+    let holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let idle = tokio::time::timeout(std::time::Duration::from_secs(5), store.claim_many("w", c.now(), Duration::seconds(30), 4)).await;
+    assert!(matches!(idle, Ok(Ok(ref v)) if v.is_empty()), "nothing is ready: the claim reads and returns, {idle:?}");
+    holder.rollback().await.unwrap();
+    svc.approve(&admin1(), &pending.id, &pending.plan_hash).await.unwrap();
+    if pending.approvals_needed > 1 {
+        svc.approve(&admin2(), &pending.id, &pending.plan_hash).await.unwrap();
+    }
+    assert_eq!(store.claim_many("w", c.now(), Duration::seconds(30), 4).await.unwrap().len(), 1, "once ready, the root is claimed");
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_stale_worker_cannot_write_after_its_lease_was_taken() {
     for_each_backend(|store, backend| async move {
         let c = clock();

@@ -476,6 +476,19 @@ macro_rules! backend {
             /// commit (one sync to disk) leases a batch instead of one step.
             pub async fn claim_many(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
                 let now_ms = to_ms(now);
+                // An idle poll only reads. Taking SQLite's write lock to find nothing would
+                // stall every other process for a transaction per poll, and forever if this
+                // process is stopped inside it.
+                let claimable = sqlx::query(
+                    "SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'running' AND lease_until < $1) \
+                     OR EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND not_before <= $1)",
+                )
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await?;
+                if claimable.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = begin(pool).await?;
                 let mut claims = Vec::new();
                 while claims.len() < max {
