@@ -84,34 +84,18 @@ fn access() -> Access {
     Access { bindings: vec![bind(REQUESTER, Role::Admin), bind(VIEWER, Role::Viewer), bind(APPROVER, Role::Admin)] }
 }
 
-fn check(v: &[&str]) -> Json {
-    json!({ "type": "checkboxes", "selected_options": v.iter().map(|x| json!({ "value": x })).collect::<Vec<_>>() })
-}
-
 fn text(v: &str) -> Json {
     json!({ "type": "plain_text_input", "value": v })
 }
 
-/// The four wizard pages as the requester fills them: a standard leaver.
-fn answers(user: &str) -> [Json; 4] {
-    [
-        json!({ "user": { "user": { "type": "external_select", "selected_option": { "value": user } } } }),
-        json!({
-            "lockout": { "lockout": check(&["disable_sign_in", "revoke_sessions", "reset_password", "remove_mfa"]) },
-            "access": { "access": check(&["remove_admin_roles", "remove_groups", "remove_inbox_rules", "remove_mobile_devices", "disable_forwarding"]) },
-            "device_action": { "device_action": { "type": "static_select", "selected_option": { "value": "retire" } } },
-        }),
-        json!({
-            "oof_internal": { "oof_internal": text(offboard_core::templates::OOF_INTERNAL) },
-            "oof_external": { "oof_external": text(offboard_core::templates::OOF_EXTERNAL) },
-            "mailbox_access": { "mailbox_access": text("manager") },
-            "handover_options": { "handover_options": check(&["automap"]) },
-        }),
-        json!({
-            "mailbox": { "mailbox": check(&["convert_to_shared", "hide_from_gal", "remove_licences"]) },
-            "onedrive_access": { "onedrive_access": text("manager") },
-        }),
-    ]
+/// What the requester changes on each wizard page: the user on the first (the preset
+/// stays standard-leaver, which fills the rest), and the reason on the last.
+fn changes(page: usize, user: &str) -> Json {
+    match page {
+        0 => json!({ "user": { "user": { "type": "external_select", "selected_option": { "value": user } } } }),
+        4 => json!({ "reason": { "reason": text("Resigned; today is the last day") } }),
+        _ => json!({}),
+    }
 }
 
 /// Polls the simulated mailbox conversion every 200 ms instead of waiting minutes as with
@@ -200,9 +184,10 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
         bail!("the slash command was refused: {}", r.status());
     }
     let view_id = until(5, "the wizard", || slack.views().first().map(|(id, _)| id.clone())).await?;
-    p.say("The wizard opens with the user filled in; the requester keeps the standard-leaver choices and submits four pages.")?;
-    for values in answers(&user) {
+    p.say("The wizard opens with the user filled in; the standard-leaver preset fills the next pages, the requester keeps its choices, gives a reason and submits five pages.")?;
+    for page in 0..5 {
         let view = slack.view(&view_id).context("the wizard view")?;
+        let values = Driver::shown(&view, changes(page, &user));
         let body: Json = driver.interact(&Driver::submit(REQUESTER.0, &view_id, &view, values)).await?.json().await?;
         match body["response_action"].as_str() {
             Some("update") => slack.put_view(&view_id, body["view"].clone()),
@@ -210,7 +195,23 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
             _ => {}
         }
     }
-    let preview = until(30, "the approval message", || slack.messages().into_iter().find(|m| m.channel == CHANNEL && m.thread_ts.is_none())).await?;
+    // Discovery runs off the request path; the wizard then shows the plan's channel or why
+    // there is none (no such user, a run already open).
+    let posted = until(30, "the approval message", || {
+        if let Some(m) = slack.messages().into_iter().find(|m| m.channel == CHANNEL && m.thread_ts.is_none()) {
+            return Some(Ok(m));
+        }
+        let shown = slack.view(&view_id).map(|v| v.to_string()).unwrap_or_default();
+        shown.contains("Not requested").then(|| Err(to_terminal(&slack.view(&view_id).unwrap_or_default()["blocks"])))
+    })
+    .await?;
+    let preview = match posted {
+        Ok(m) => m,
+        Err(why) => {
+            p.say(&format!("The wizard answers:\n{why}"))?;
+            bail!("nothing was requested");
+        }
+    };
     p.say(&format!("Discovery done; the plan is posted for approval in #it-approvals:\n\n{}\n", to_terminal(&preview.blocks)))?;
     let approve = preview
         .blocks
@@ -315,12 +316,11 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
             p.say(&format!("thread reply: {}", m.text))?;
         }
         let state = store.run(&run_id).await?.state;
-        let shared = slack.files().into_iter().find(|f| f.shared_to.is_some());
-        if (state.is_terminal() || state == RunState::NeedsAttention)
-            && shared.is_some()
-            && replies >= 1
-            && thread.iter().any(|m| m.text.contains(state.label().to_uppercase().split(' ').next().unwrap_or("")))
-        {
+        // The relay remembers its closing message once it is in the thread.
+        if (state.is_terminal() || state == RunState::NeedsAttention) && store.message(&run_id, "slack:demo", "closing").await?.is_some() {
+            for m in thread.iter().skip(1 + replies) {
+                p.say(&format!("thread reply: {}", m.text))?;
+            }
             break;
         }
         if Instant::now() > deadline {

@@ -27,6 +27,12 @@ pub struct RequestArgs {
     /// The time zone of --at, e.g. Europe/London.
     #[arg(long)]
     tz: Option<String>,
+    /// Why this person is offboarded; recorded in the report.
+    #[arg(long)]
+    reason: Option<String>,
+    /// The ticket this request answers.
+    #[arg(long)]
+    ticket: Option<String>,
 }
 
 fn operator() -> Actor {
@@ -38,7 +44,7 @@ pub async fn request(cfg: &Config, args: &RequestArgs, out: &mut impl Write) -> 
     let w = wire(cfg).await?;
     let tenant: TenantId = w.svc.resolve_tenant(args.tenant.as_deref(), &args.user)?.id.clone();
     let preset = PresetName::parse(&args.preset)?;
-    let options = w.svc.presets().get(&tenant, &preset).ok_or_else(|| anyhow::anyhow!("unknown preset `{}`", args.preset))?;
+    let options = w.svc.preset_options(&tenant, &preset)?;
     let schedule = match (&args.at, &args.tz) {
         (Some(at), Some(tz)) => Schedule::At {
             local: NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M").map_err(|_| anyhow::anyhow!("--at: write the time as YYYY-MM-DD HH:MM"))?,
@@ -46,7 +52,13 @@ pub async fn request(cfg: &Config, args: &RequestArgs, out: &mut impl Write) -> 
         },
         _ => Schedule::Now,
     };
-    let req = Request { tenant, user: args.user.clone(), preset: Some(preset), options, schedule, emergency: false };
+    let req = Request {
+        preset: Some(preset),
+        schedule,
+        reason: args.reason.clone(),
+        ticket: args.ticket.clone(),
+        ..Request::now(tenant, args.user.clone(), options)
+    };
     let run = w.svc.request(&operator(), req).await?;
     let p = PlanPreview::from_run(&run, &[]);
     writeln!(out, "run {} for {} ({}) in {}: awaiting {} approval(s)", run.id, p.target_name, p.target_upn, p.tenant, p.approvals_needed)?;

@@ -68,14 +68,7 @@ async fn two_processes_on_one_postgres_run_each_step_and_fire_each_schedule_once
         // Due once both processes are up.
         let at = Utc::now().naive_utc() + chrono::Duration::seconds(12);
         let schedule = if i % 2 == 0 { Schedule::Now } else { Schedule::At { local: at, tz: "UTC".into() } };
-        let req = Request {
-            tenant: sim.tenants[0].id.clone(),
-            user: format!("user{i:05}@{domain}"),
-            preset: None,
-            options: options.clone(),
-            schedule,
-            emergency: false,
-        };
+        let req = Request { schedule, ..Request::now(sim.tenants[0].id.clone(), format!("user{i:05}@{domain}"), options.clone()) };
         let run = svc.request(&requester(), req).await.unwrap();
         svc.approve(&admin1(), &run.id, &run.plan_hash).await.unwrap();
         ids.push(run.id);

@@ -96,7 +96,7 @@ impl std::str::FromStr for Checkpoint {
     /// `SEQ:HASH`, as `offboard audit verify --anchor` takes it.
     fn from_str(s: &str) -> Result<Self, String> {
         let (seq, hash) = s.split_once(':').ok_or("an anchor looks like 42:9f86d0…")?;
-        let seq = seq.parse().map_err(|_| format!("`{seq}` is not a sequence number"))?;
+        let seq = seq.parse().map_err(|_| format!("\"{seq}\" is not a sequence number"))?;
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("the anchor's hash must be 64 hex digits".into());
         }

@@ -11,11 +11,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{PresetName, RunId, TenantId, Upn};
 use crate::plan::PlanHash;
 use crate::request::{Delegate, DeleteUser, DeviceAction, ForwardTarget, ForwardTo, MailboxAccess, Options, OutOfOffice, Request, Schedule};
 use crate::run::{RunState, StepState};
+use crate::service::Offboarding;
 use crate::store::{RunRecord, StepRecord};
 
 /// The most inputs one modal page may hold on every platform.
@@ -23,13 +25,17 @@ pub const MAX_FIELDS_PER_PAGE: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
-    pub value: &'static str,
-    pub label: &'static str,
+    pub value: String,
+    pub label: String,
     pub high_risk: bool,
 }
 
-const fn choice(value: &'static str, label: &'static str) -> Choice {
-    Choice { value, label, high_risk: false }
+fn choice(value: &str, label: &str) -> Choice {
+    Choice { value: value.into(), label: label.into(), high_risk: false }
+}
+
+fn risky(value: &str, label: &str) -> Choice {
+    Choice { value: value.into(), label: label.into(), high_risk: true }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,88 +100,81 @@ fn chosen(v: &Values, id: &str) -> Vec<String> {
     }
 }
 
-const LOCKOUT: [Choice; 4] = [
-    choice("disable_sign_in", "Disable sign-in"),
-    choice("revoke_sessions", "Revoke all sessions"),
-    choice("reset_password", "Reset password"),
-    choice("remove_mfa", "Remove MFA methods"),
-];
-const ACCESS: [Choice; 8] = [
-    choice("remove_admin_roles", "Remove admin roles"),
-    choice("remove_groups", "Remove from all groups"),
-    choice("remove_inbox_rules", "Remove inbox rules"),
-    choice("remove_mobile_devices", "Remove mobile devices"),
-    choice("remove_mailbox_permissions", "Remove permissions on other mailboxes"),
-    choice("remove_calendar_permissions", "Remove calendar permissions"),
-    choice("disable_forwarding", "Disable existing forwarding"),
-    choice("cancel_meetings", "Cancel meetings the user organises"),
-];
-const MAILBOX: [Choice; 4] = [
-    choice("convert_to_shared", "Convert to shared mailbox"),
-    choice("hide_from_gal", "Hide from the address list"),
-    choice("remove_licences", "Remove licences"),
-    choice("clear_immutable_id", "Clear immutable ID"),
-];
+fn lockout_choices() -> Vec<Choice> {
+    vec![
+        choice("disable_sign_in", "Disable sign-in"),
+        choice("revoke_sessions", "Revoke all sessions"),
+        choice("reset_password", "Reset password"),
+        choice("remove_mfa", "Remove MFA methods"),
+    ]
+}
 
-/// The wizard's pages. `tenants` with one entry hides the tenant field.
+fn access_choices() -> Vec<Choice> {
+    vec![
+        choice("remove_admin_roles", "Remove admin roles"),
+        choice("remove_groups", "Remove from all groups"),
+        choice("remove_inbox_rules", "Remove inbox rules"),
+        choice("remove_mobile_devices", "Remove mobile devices"),
+        choice("remove_mailbox_permissions", "Remove permissions on other mailboxes"),
+        choice("remove_calendar_permissions", "Remove calendar permissions"),
+        choice("disable_forwarding", "Disable existing forwarding"),
+        choice("cancel_meetings", "Cancel meetings the user organises"),
+    ]
+}
+
+fn mailbox_choices() -> Vec<Choice> {
+    vec![
+        choice("convert_to_shared", "Convert to shared mailbox"),
+        choice("hide_from_gal", "Hide from the address list"),
+        choice("remove_licences", "Remove licences"),
+        choice("clear_immutable_id", "Clear immutable ID"),
+    ]
+}
+
+/// The tenant choice that lets the user's address decide.
+pub const TENANT_FROM_DOMAIN: &str = "auto";
+/// The preset choice "none": every option is chosen by hand.
+pub const NO_PRESET: &str = "none";
+/// The preset a new wizard starts with.
+pub const DEFAULT_PRESET: &str = "standard-leaver";
+
+fn field(id: &'static str, label: &'static str, kind: FieldKind) -> Field {
+    Field { id, label, kind, required: false, hint: None }
+}
+
+fn line(placeholder: &'static str) -> FieldKind {
+    FieldKind::Text { multiline: false, placeholder }
+}
+
+/// The wizard's pages. `tenants` with one entry hides the tenant field; `presets` are the
+/// names offered on the first page, which fills the later pages.
 pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
-    let _ = presets; // Presets are offered through the adapter's option search.
     let mut who = Vec::new();
     if tenants.len() > 1 {
-        who.push(Field {
-            id: "tenant",
-            label: "Tenant",
-            kind: FieldKind::Text { multiline: false, placeholder: "contoso.com" },
-            required: false,
-            hint: Some("Leave empty to use the user's domain"),
-        });
+        let mut choices = vec![choice(TENANT_FROM_DOMAIN, "The user's domain decides")];
+        choices.extend(tenants.iter().map(|t| choice(t.as_str(), t.as_str())));
+        who.push(Field { hint: Some("The customer tenant the user is in"), ..field("tenant", "Tenant", FieldKind::Select(choices)) });
     }
-    who.push(Field { id: "user", label: "User to offboard", kind: FieldKind::User, required: true, hint: None });
+    who.push(Field { required: true, ..field("user", "User to offboard", FieldKind::User) });
+    let mut preset_choices: Vec<Choice> = presets.iter().map(|p| choice(p.as_str(), p.as_str())).collect();
+    preset_choices.push(choice(NO_PRESET, "None: I choose every option"));
     who.push(Field {
-        id: "preset",
-        label: "Preset",
-        kind: FieldKind::Text { multiline: false, placeholder: "standard-leaver" },
-        required: false,
-        hint: Some("Fills in the next pages"),
-    });
-    who.push(Field {
-        id: "schedule_at",
-        label: "Run at (empty: as soon as approved)",
-        kind: FieldKind::Text { multiline: false, placeholder: "2026-12-01 17:30" },
-        required: false,
-        hint: None,
-    });
-    who.push(Field {
-        id: "schedule_tz",
-        label: "Time zone",
-        kind: FieldKind::Text { multiline: false, placeholder: "Europe/London" },
-        required: false,
-        hint: None,
+        hint: Some("Fills in the next pages; change anything there"),
+        required: true,
+        ..field("preset", "Preset", FieldKind::Select(preset_choices))
     });
     let pages = vec![
-        (who, "Who and when", "Next"),
+        (who, "Who", "Next"),
         (
             vec![
-                Field { id: "lockout", label: "Lockout", kind: FieldKind::Checkboxes(LOCKOUT.to_vec()), required: false, hint: None },
-                Field { id: "access", label: "Access", kind: FieldKind::Checkboxes(ACCESS.to_vec()), required: false, hint: None },
-                Field {
-                    id: "device_action",
-                    label: "Intune devices",
-                    kind: FieldKind::Select(vec![
-                        choice("none", "Leave them"),
-                        choice("retire", "Retire"),
-                        Choice { value: "wipe", label: "Wipe (needs two approvers)", high_risk: true },
-                    ]),
-                    required: false,
-                    hint: None,
-                },
-                Field {
-                    id: "emergency",
-                    label: "Emergency",
-                    kind: FieldKind::Checkboxes(vec![choice("lock_now", "Lock out now, before approval (admins only)")]),
-                    required: false,
-                    hint: None,
-                },
+                field("lockout", "Lockout", FieldKind::Checkboxes(lockout_choices())),
+                field("access", "Access", FieldKind::Checkboxes(access_choices())),
+                field(
+                    "device_action",
+                    "Intune devices",
+                    FieldKind::Select(vec![choice("none", "Leave them"), choice("retire", "Retire"), risky("wipe", "Wipe (needs two approvers)")]),
+                ),
+                field("emergency", "Emergency", FieldKind::Checkboxes(vec![choice("lock_now", "Lock out now, before approval (admins only)")])),
             ],
             "Lockout and access",
             "Next",
@@ -183,78 +182,55 @@ pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
         (
             vec![
                 Field {
-                    id: "oof_internal",
-                    label: "Out of office (internal)",
-                    kind: FieldKind::Text { multiline: true, placeholder: "{{ user.display_name }} has left. Please contact {{ manager.name }}." },
-                    required: false,
-                    hint: None,
+                    hint: Some("Placeholders: {{ user.display_name }}, {{ manager.name }}, {{ manager.email }}, {{ company }}"),
+                    ..field("oof_internal", "Out of office (internal)", FieldKind::Text { multiline: true, placeholder: "" })
                 },
                 Field {
-                    id: "oof_external",
-                    label: "Out of office (external)",
-                    kind: FieldKind::Text { multiline: true, placeholder: "" },
-                    required: false,
-                    hint: None,
+                    hint: Some("Empty: external senders get no reply"),
+                    ..field("oof_external", "Out of office (external)", FieldKind::Text { multiline: true, placeholder: "" })
                 },
-                Field {
-                    id: "forward_to",
-                    label: "Forward mail to",
-                    kind: FieldKind::Text { multiline: false, placeholder: "manager, a user, or an outside address" },
-                    required: false,
-                    hint: None,
-                },
-                Field {
-                    id: "mailbox_access",
-                    label: "Full mailbox access to",
-                    kind: FieldKind::Text { multiline: false, placeholder: "manager, bob@contoso.com" },
-                    required: false,
-                    hint: None,
-                },
-                Field {
-                    id: "handover_options",
-                    label: "Hand-over options",
-                    kind: FieldKind::Checkboxes(vec![
-                        choice("keep_copy", "Keep a copy of forwarded mail"),
-                        choice("automap", "Automap the mailbox in Outlook"),
-                    ]),
-                    required: false,
-                    hint: None,
-                },
+                field("forward_to", "Forward mail to", line("manager, a user, or an outside address")),
+                field("mailbox_access", "Full mailbox access to", line("manager, bob@contoso.com")),
+                field(
+                    "handover_options",
+                    "Hand-over options",
+                    FieldKind::Checkboxes(vec![choice("keep_copy", "Keep a copy of forwarded mail"), choice("automap", "Automap the mailbox in Outlook")]),
+                ),
             ],
             "Hand-over",
             "Next",
         ),
         (
             vec![
-                Field { id: "mailbox", label: "Mailbox and licences", kind: FieldKind::Checkboxes(MAILBOX.to_vec()), required: false, hint: None },
+                field("mailbox", "Mailbox and licences", FieldKind::Checkboxes(mailbox_choices())),
+                field("onedrive_access", "OneDrive access to", line("manager")),
                 Field {
-                    id: "onedrive_access",
-                    label: "OneDrive access to",
-                    kind: FieldKind::Text { multiline: false, placeholder: "manager" },
-                    required: false,
-                    hint: None,
+                    hint: Some("Groups, distribution lists and Teams the user owns"),
+                    ..field("transfer_ownership", "Group ownership to", line("manager"))
                 },
-                Field {
-                    id: "rename_template",
-                    label: "Rename display name to",
-                    kind: FieldKind::Text { multiline: false, placeholder: "ZZ {{ displayName }}" },
-                    required: false,
-                    hint: None,
-                },
-                Field {
-                    id: "delete_user",
-                    label: "Delete the user",
-                    kind: FieldKind::Select(vec![
+                field("rename_template", "Rename display name to", line("ZZ {{ displayName }}")),
+                field(
+                    "delete_user",
+                    "Delete the user",
+                    FieldKind::Select(vec![
                         choice("no", "No"),
-                        Choice { value: "now", label: "At the end of the run (needs two approvers)", high_risk: true },
-                        Choice { value: "7", label: "7 days later (needs two approvers)", high_risk: true },
-                        Choice { value: "30", label: "30 days later (needs two approvers)", high_risk: true },
+                        risky("now", "At the end of the run (needs two approvers)"),
+                        risky("7", "7 days later (needs two approvers)"),
+                        risky("30", "30 days later (needs two approvers)"),
                     ]),
-                    required: false,
-                    hint: None,
-                },
+                ),
             ],
             "Mailbox and identity",
+            "Next",
+        ),
+        (
+            vec![
+                field("schedule_at", "Run at (empty: as soon as approved)", line("2026-12-01 17:30")),
+                field("schedule_tz", "Time zone", line("Europe/London")),
+                Field { required: true, ..field("reason", "Reason", FieldKind::Text { multiline: true, placeholder: "Resigned; last day 30 November" }) },
+                field("ticket", "Ticket", line("INC-4711")),
+            ],
+            "When and why",
             "Preview the plan",
         ),
     ];
@@ -262,15 +238,21 @@ pub fn wizard(tenants: &[TenantId], presets: &[PresetName]) -> Vec<Form> {
     pages.into_iter().enumerate().map(|(page, (fields, title, submit))| Form { page, pages: n, title, fields, submit }).collect()
 }
 
-/// The answers collected so far, page by page.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The answers collected so far, page by page. Serialisable, so any process may continue
+/// a wizard another one started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Draft {
+    /// The tenant, once the first page resolved it.
     pub tenant: Option<String>,
     pub user: String,
     pub preset: Option<PresetName>,
     pub schedule: Option<(NaiveDateTime, String)>,
     pub options: Options,
     pub emergency: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub ticket: Option<String>,
 }
 
 fn err(field: &str, message: impl Into<String>) -> FieldError {
@@ -295,42 +277,176 @@ fn people(v: &str, field: &str, errors: &mut Vec<FieldError>) -> Vec<Delegate> {
         .collect()
 }
 
+fn people_text(list: &[Delegate]) -> String {
+    list.iter()
+        .map(|d| match d {
+            Delegate::Manager => "manager".to_string(),
+            Delegate::User(u) => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn checked(pairs: &[(bool, &str)]) -> Value {
+    Value::Chosen(pairs.iter().filter(|(on, _)| *on).map(|(_, v)| v.to_string()).collect())
+}
+
 impl Draft {
-    /// Applies one submitted page. Errors name their field, for the platform to show
-    /// next to it.
-    pub fn apply(&mut self, page: usize, v: &Values, tenant_domains: &[String]) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let o = &mut self.options;
+    /// What the page shows now: the preset's choices, or what was submitted before.
+    pub fn values(&self, page: usize) -> Values {
+        let o = &self.options;
+        let mut v = Values::new();
+        let mut put = |k: &str, value: Value| {
+            v.insert(k.to_string(), value);
+        };
         match page {
             0 => {
-                let t = text(v, "tenant");
-                self.tenant = (!t.is_empty()).then_some(t);
+                if !self.user.is_empty() {
+                    put("user", Value::Text(self.user.clone()));
+                }
+                put("preset", Value::Chosen(vec![self.preset.as_ref().map_or(DEFAULT_PRESET.to_string(), |p| p.to_string())]));
+                put("tenant", Value::Chosen(vec![self.tenant.clone().unwrap_or_else(|| TENANT_FROM_DOMAIN.into())]));
+            }
+            1 => {
+                put(
+                    "lockout",
+                    checked(&[
+                        (o.disable_sign_in, "disable_sign_in"),
+                        (o.revoke_sessions, "revoke_sessions"),
+                        (o.reset_password, "reset_password"),
+                        (o.remove_mfa, "remove_mfa"),
+                    ]),
+                );
+                put(
+                    "access",
+                    checked(&[
+                        (o.remove_admin_roles, "remove_admin_roles"),
+                        (o.remove_groups, "remove_groups"),
+                        (o.remove_inbox_rules, "remove_inbox_rules"),
+                        (o.remove_mobile_devices, "remove_mobile_devices"),
+                        (o.remove_mailbox_permissions, "remove_mailbox_permissions"),
+                        (o.remove_calendar_permissions, "remove_calendar_permissions"),
+                        (o.disable_forwarding, "disable_forwarding"),
+                        (o.cancel_meetings, "cancel_meetings"),
+                    ]),
+                );
+                let device = match o.device_action {
+                    Some(DeviceAction::Wipe) => "wipe",
+                    Some(DeviceAction::Retire) => "retire",
+                    None => "none",
+                };
+                put("device_action", Value::Chosen(vec![device.into()]));
+                put("emergency", checked(&[(self.emergency, "lock_now")]));
+            }
+            2 => {
+                if let Some(oof) = &o.out_of_office {
+                    put("oof_internal", Value::Text(oof.internal.clone()));
+                    put("oof_external", Value::Text(oof.external.clone()));
+                }
+                if let Some(f) = &o.forward_to {
+                    let to = match &f.target {
+                        ForwardTarget::Manager => "manager".to_string(),
+                        ForwardTarget::User(u) | ForwardTarget::External(u) => u.to_string(),
+                    };
+                    put("forward_to", Value::Text(to));
+                }
+                if let Some(a) = &o.mailbox_access {
+                    put("mailbox_access", Value::Text(people_text(&a.delegates)));
+                }
+                put(
+                    "handover_options",
+                    checked(&[
+                        (o.forward_to.as_ref().is_some_and(|f| f.keep_copy), "keep_copy"),
+                        (o.mailbox_access.as_ref().is_some_and(|a| a.automap), "automap"),
+                    ]),
+                );
+            }
+            3 => {
+                put(
+                    "mailbox",
+                    checked(&[
+                        (o.convert_to_shared, "convert_to_shared"),
+                        (o.hide_from_gal, "hide_from_gal"),
+                        (o.remove_licences, "remove_licences"),
+                        (o.clear_immutable_id, "clear_immutable_id"),
+                    ]),
+                );
+                if !o.onedrive_access.is_empty() {
+                    put("onedrive_access", Value::Text(people_text(&o.onedrive_access)));
+                }
+                if let Some(d) = &o.transfer_ownership {
+                    put("transfer_ownership", Value::Text(people_text(std::slice::from_ref(d))));
+                }
+                if let Some(t) = &o.rename_template {
+                    put("rename_template", Value::Text(t.clone()));
+                }
+                let delete = match o.delete_user {
+                    None => "no".to_string(),
+                    Some(DeleteUser { defer_days: 0 }) => "now".to_string(),
+                    Some(DeleteUser { defer_days: d }) => d.to_string(),
+                };
+                put("delete_user", Value::Chosen(vec![delete]));
+            }
+            4 => {
+                if let Some((at, tz)) = &self.schedule {
+                    put("schedule_at", Value::Text(at.format("%Y-%m-%d %H:%M").to_string()));
+                    put("schedule_tz", Value::Text(tz.clone()));
+                }
+                if let Some(r) = &self.reason {
+                    put("reason", Value::Text(r.clone()));
+                }
+                if let Some(t) = &self.ticket {
+                    put("ticket", Value::Text(t.clone()));
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    /// Applies one submitted page and checks everything that can be decided from the
+    /// answers so far. Errors name their field, for the platform to show next to it; on
+    /// an error the draft keeps what was submitted, so the page can be shown again as typed.
+    pub fn apply(&mut self, page: usize, v: &Values, svc: &Offboarding) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        match page {
+            0 => {
+                let named = text(v, "tenant");
+                let named = (!named.is_empty() && named != TENANT_FROM_DOMAIN).then_some(named);
                 self.user = text(v, "user");
+                self.tenant = None;
                 if self.user.is_empty() {
                     errors.push(err("user", "choose the user to offboard"));
                 } else if let Err(e) = crate::snapshot::UserRef::parse(&self.user) {
                     errors.push(err("user", e.to_string()));
-                }
-                let p = text(v, "preset");
-                self.preset = None;
-                if !p.is_empty() {
-                    match PresetName::parse(&p) {
-                        Ok(name) => self.preset = Some(name),
-                        Err(e) => errors.push(err("preset", e.to_string())),
+                } else {
+                    match svc.resolve_tenant(named.as_deref(), &self.user) {
+                        Ok(t) => self.tenant = Some(t.id.to_string()),
+                        Err(e @ crate::service::ServiceError::TenantNeeded(_)) => errors.push(err("tenant", e.to_string())),
+                        Err(e) => errors.push(err(if named.is_some() { "tenant" } else { "user" }, e.to_string())),
                     }
                 }
-                let at = text(v, "schedule_at");
-                self.schedule = None;
-                if !at.is_empty() {
-                    let tz = text(v, "schedule_tz");
-                    match NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M") {
-                        Ok(t) if !tz.is_empty() => self.schedule = Some((t, tz)),
-                        Ok(_) => errors.push(err("schedule_tz", "say which time zone the time is in, e.g. Europe/London")),
-                        Err(_) => errors.push(err("schedule_at", "write the time as YYYY-MM-DD HH:MM, e.g. 2026-12-01 17:30")),
+                let p = text(v, "preset");
+                let preset = match p.as_str() {
+                    "" | NO_PRESET => Ok(None),
+                    name => PresetName::parse(name).map(Some).map_err(|e| e.to_string()),
+                };
+                match preset {
+                    Err(e) => errors.push(err("preset", e)),
+                    Ok(preset) => {
+                        // The preset fills the later pages, which show it and may change it.
+                        let options = match (&preset, self.tenant.as_ref().and_then(|t| TenantId::parse(t).ok())) {
+                            (Some(name), Some(t)) => svc.preset_options(&t, name).map_err(|e| errors.push(err("preset", e.to_string()))).unwrap_or_default(),
+                            _ => Options::default(),
+                        };
+                        self.options = options;
+                        self.emergency = false;
+                        self.preset = preset;
                     }
                 }
             }
             1 => {
+                let o = &mut self.options;
                 let lockout = chosen(v, "lockout");
                 let access = chosen(v, "access");
                 let has = |list: &[String], x: &str| list.iter().any(|c| c == x);
@@ -354,6 +470,8 @@ impl Draft {
                 self.emergency = has(&chosen(v, "emergency"), "lock_now");
             }
             2 => {
+                let domains: Vec<String> = svc.tenants().iter().filter(|t| Some(t.id.to_string()) == self.tenant).flat_map(|t| t.domains.clone()).collect();
+                let o = &mut self.options;
                 let (internal, external) = (text(v, "oof_internal"), text(v, "oof_external"));
                 o.out_of_office = (!internal.is_empty() || !external.is_empty()).then_some(OutOfOffice { internal, external });
                 let opts = chosen(v, "handover_options");
@@ -365,9 +483,7 @@ impl Draft {
                     Some(ForwardTo { target: ForwardTarget::Manager, keep_copy })
                 } else {
                     match Upn::parse(&fwd) {
-                        Ok(u) if tenant_domains.iter().any(|d| d.eq_ignore_ascii_case(u.domain())) => {
-                            Some(ForwardTo { target: ForwardTarget::User(u), keep_copy })
-                        }
+                        Ok(u) if domains.iter().any(|d| d.eq_ignore_ascii_case(u.domain())) => Some(ForwardTo { target: ForwardTarget::User(u), keep_copy }),
                         Ok(u) => Some(ForwardTo { target: ForwardTarget::External(u), keep_copy }),
                         Err(e) => {
                             errors.push(err("forward_to", e.to_string()));
@@ -379,6 +495,7 @@ impl Draft {
                 o.mailbox_access = (!delegates.is_empty()).then(|| MailboxAccess { delegates, automap: opts.iter().any(|c| c == "automap") });
             }
             3 => {
+                let o = &mut self.options;
                 let m = chosen(v, "mailbox");
                 let has = |x: &str| m.iter().any(|c| c == x);
                 o.convert_to_shared = has("convert_to_shared");
@@ -386,6 +503,11 @@ impl Draft {
                 o.remove_licences = has("remove_licences");
                 o.clear_immutable_id = has("clear_immutable_id");
                 o.onedrive_access = people(&text(v, "onedrive_access"), "onedrive_access", &mut errors);
+                let owners = people(&text(v, "transfer_ownership"), "transfer_ownership", &mut errors);
+                if owners.len() > 1 {
+                    errors.push(err("transfer_ownership", "name one person: the groups get one new owner"));
+                }
+                o.transfer_ownership = owners.into_iter().next();
                 let rename = text(v, "rename_template");
                 o.rename_template = (!rename.is_empty()).then_some(rename);
                 o.delete_user = match text(v, "delete_user").as_str() {
@@ -400,9 +522,48 @@ impl Draft {
                     },
                 };
             }
+            4 => {
+                let at = text(v, "schedule_at");
+                let tz = text(v, "schedule_tz");
+                self.schedule = None;
+                if !at.is_empty() {
+                    match NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M") {
+                        Ok(t) if !tz.is_empty() => self.schedule = Some((t, tz)),
+                        Ok(_) => errors.push(err("schedule_tz", "say which time zone the time is in, e.g. Europe/London")),
+                        Err(_) => errors.push(err("schedule_at", "write the time as YYYY-MM-DD HH:MM, e.g. 2026-12-01 17:30")),
+                    }
+                } else if !tz.is_empty() {
+                    errors.push(err("schedule_at", "give the time the time zone is for, or leave both empty"));
+                }
+                let reason = text(v, "reason");
+                if reason.is_empty() {
+                    errors.push(err("reason", "say why, for the approver and the report"));
+                }
+                self.reason = (!reason.is_empty()).then_some(reason);
+                let ticket = text(v, "ticket");
+                self.ticket = (!ticket.is_empty()).then_some(ticket);
+            }
             _ => errors.push(err("page", format!("the wizard has no page {page}"))),
         }
+        if errors.is_empty() {
+            errors = self.page_errors(page, svc);
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// The request's own checks whose field is on this page. "Choose at least one action"
+    /// belongs to the last page of options.
+    fn page_errors(&self, page: usize, svc: &Offboarding) -> Vec<FieldError> {
+        let Some(tenant) = self.tenant.as_ref().and_then(|t| TenantId::parse(t).ok()) else { return Vec::new() };
+        let names: Vec<&str> = wizard(&[], &[]).get(page).map(|f| f.fields.iter().map(|f| f.id).collect()).unwrap_or_default();
+        let Err(all) = self.clone().into_request(tenant).validate(svc.now()) else { return Vec::new() };
+        all.into_iter()
+            .filter_map(|e| match e.field() {
+                Some(f) if names.contains(&f) => Some(err(f, e.to_string())),
+                None if page == 3 => Some(err("mailbox", format!("{e}: nothing is chosen on this page or the ones before"))),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The request the draft describes, for the resolved tenant.
@@ -417,6 +578,8 @@ impl Draft {
                 None => Schedule::Now,
             },
             emergency: self.emergency,
+            reason: self.reason,
+            ticket: self.ticket,
         }
     }
 }
@@ -441,6 +604,16 @@ pub struct PlanPreview {
     pub target_title: Option<String>,
     pub manager: Option<String>,
     pub requester: String,
+    /// The requester's own words: shown as theirs, never as the product's.
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+    /// The preset the request started from, and every way it departs from it.
+    pub preset: Option<String>,
+    pub deviations: Vec<String>,
+    /// What the approver must know beyond the steps.
+    pub notes: Vec<String>,
+    /// Why two approvers are needed, if they are.
+    pub high_risk: Vec<String>,
     pub lines: Vec<PreviewLine>,
     pub plan_hash: PlanHash,
     pub approvals_needed: usize,
@@ -456,6 +629,10 @@ pub struct PlanPreview {
 impl PlanPreview {
     pub fn from_run(run: &RunRecord, approvals: &[crate::policy::Approval]) -> Self {
         let snapshot: Option<crate::snapshot::UserSnapshot> = serde_json::from_str(&run.snapshot).ok();
+        let request: Option<Request> = serde_json::from_str(&run.request).ok();
+        let mut high_risk: Vec<String> =
+            run.plan.steps.iter().filter(|s| s.high_risk && s.skip.is_none()).map(|s| format!("{} is high risk", s.kind.title())).collect();
+        high_risk.extend(run.plan.high_risk_reasons.iter().cloned());
         PlanPreview {
             run_id: run.id.clone(),
             tenant: run.tenant.clone(),
@@ -464,6 +641,12 @@ impl PlanPreview {
             target_title: snapshot.as_ref().and_then(|s| s.job_title.clone()),
             manager: snapshot.as_ref().and_then(|s| s.manager.as_ref().map(|m| m.display_name.clone())),
             requester: run.requester_name.clone(),
+            reason: request.as_ref().and_then(|r| r.reason.clone()),
+            ticket: request.as_ref().and_then(|r| r.ticket.clone()),
+            preset: run.plan.preset.clone(),
+            deviations: run.plan.deviations.clone(),
+            notes: run.plan.notes.clone(),
+            high_risk,
             lines: run
                 .plan
                 .steps
@@ -614,7 +797,7 @@ impl Command {
         let id = |w: Option<&&str>, then: fn(RunId) -> Command, verb: &str| match w.map(|w| RunId::parse(w)) {
             Some(Ok(id)) => then(id),
             Some(Err(e)) => Command::Unknown(e.to_string()),
-            None => Command::Unknown(format!("`{verb}` needs a run id, e.g. {verb} ob-7k2m9x4q1d")),
+            None => Command::Unknown(format!("\"{verb}\" needs a run id, e.g. {verb} ob-7k2m9x4q1d")),
         };
         match words.first().map(|w| w.to_ascii_lowercase()).as_deref() {
             None => Command::Offboard { user: None, preset: None },
@@ -626,7 +809,7 @@ impl Command {
             Some(w) if w.contains('@') || crate::domain::ObjectId::parse(w).is_ok() => {
                 Command::Offboard { user: Some(words[0].to_string()), preset: words.get(1).map(|s| s.to_string()) }
             }
-            Some(w) => Command::Unknown(format!("`{w}` is neither a user nor a command; try `help`")),
+            Some(w) => Command::Unknown(format!("\"{w}\" is neither a user nor a command; try \"help\"")),
         }
     }
 }
@@ -663,44 +846,65 @@ pub trait ChatSurface: Send + Sync {
 mod tests {
     use super::*;
 
+    async fn svc() -> Offboarding {
+        let store = crate::store::Store::connect("sqlite::memory:").await.unwrap();
+        let tenant = |id: &str| crate::service::Tenant {
+            id: TenantId::parse(id).unwrap(),
+            name: id.into(),
+            domains: vec![id.into()],
+            policy: crate::policy::TenantPolicy::default(),
+        };
+        let mut presets = crate::request::Presets::default();
+        presets.insert(
+            TenantId::parse("fabrikam.com").unwrap(),
+            PresetName::parse("contractor").unwrap(),
+            Options { disable_sign_in: true, ..Options::default() },
+        );
+        Offboarding::new(
+            store,
+            std::sync::Arc::new(crate::testing::InMemoryDirectory::default()),
+            std::sync::Arc::new(crate::clock::ManualClock::at_ymd_hms(2026, 3, 1, 12, 0, 0)),
+            crate::policy::Access::default(),
+            vec![tenant("contoso.com"), tenant("fabrikam.com")],
+            presets,
+        )
+    }
+
     #[test]
     fn every_page_fits_every_platform() {
         let tenants = vec![TenantId::parse("contoso.com").unwrap(), TenantId::parse("fabrikam.com").unwrap()];
         let pages = wizard(&tenants, &[]);
-        assert_eq!(pages.len(), 4);
+        assert_eq!(pages.len(), 5);
         for p in &pages {
             assert!(p.fields.len() <= MAX_FIELDS_PER_PAGE, "{}", p.title);
         }
         assert_eq!(wizard(&tenants[..1], &[])[0].fields[0].id, "user", "one tenant: no tenant field");
+        assert!(matches!(&pages[0].fields[0].kind, FieldKind::Select(c) if c.len() == 3), "tenants are a choice");
     }
 
     fn vals(pairs: &[(&str, Value)]) -> Values {
         pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
-    #[test]
-    fn a_draft_becomes_a_request() {
+    fn page0(user: &str, preset: &str) -> Values {
+        vals(&[("user", Value::Text(user.into())), ("preset", Value::Chosen(vec![preset.into()]))])
+    }
+
+    #[tokio::test]
+    async fn a_draft_becomes_a_request() {
+        let svc = svc().await;
         let mut d = Draft::default();
-        d.apply(
-            0,
-            &vals(&[
-                ("user", Value::Text("Alice@Contoso.com".into())),
-                ("schedule_at", Value::Text("2030-01-02 09:00".into())),
-                ("schedule_tz", Value::Text("Europe/Berlin".into())),
-            ]),
-            &[],
-        )
-        .unwrap();
+        d.apply(0, &page0("Alice@Contoso.com", NO_PRESET), &svc).unwrap();
+        assert_eq!(d.tenant.as_deref(), Some("contoso.com"), "the user's domain decides");
         d.apply(
             1,
             &vals(&[
                 ("lockout", Value::Chosen(vec!["disable_sign_in".into(), "revoke_sessions".into()])),
                 ("device_action", Value::Chosen(vec!["wipe".into()])),
             ]),
-            &[],
+            &svc,
         )
         .unwrap();
-        let domains = vec!["contoso.com".to_string()];
         d.apply(
             2,
             &vals(&[
@@ -708,11 +912,20 @@ mod tests {
                 ("mailbox_access", Value::Text("manager, carol@contoso.com".into())),
                 ("handover_options", Value::Chosen(vec!["automap".into()])),
             ]),
-            &domains,
+            &svc,
         )
         .unwrap();
-        d.apply(3, &vals(&[("mailbox", Value::Chosen(vec!["convert_to_shared".into()])), ("delete_user", Value::Chosen(vec!["30".into()]))]), &domains)
-            .unwrap();
+        d.apply(3, &vals(&[("mailbox", Value::Chosen(vec!["convert_to_shared".into()])), ("delete_user", Value::Chosen(vec!["30".into()]))]), &svc).unwrap();
+        d.apply(
+            4,
+            &vals(&[
+                ("schedule_at", Value::Text("2030-01-02 09:00".into())),
+                ("schedule_tz", Value::Text("Europe/Berlin".into())),
+                ("reason", Value::Text("Contract ended".into())),
+            ]),
+            &svc,
+        )
+        .unwrap();
         let r = d.into_request(TenantId::parse("contoso.com").unwrap());
         assert!(r.options.disable_sign_in && r.options.revoke_sessions && !r.options.reset_password);
         assert_eq!(r.options.device_action, Some(DeviceAction::Wipe));
@@ -720,18 +933,52 @@ mod tests {
         assert_eq!(r.options.mailbox_access.as_ref().unwrap().delegates.len(), 2);
         assert_eq!(r.options.delete_user, Some(DeleteUser { defer_days: 30 }));
         assert!(matches!(r.schedule, Schedule::At { .. }));
+        assert_eq!(r.reason.as_deref(), Some("Contract ended"));
     }
 
-    #[test]
-    fn page_errors_name_their_fields() {
+    #[tokio::test]
+    async fn a_preset_fills_the_pages_and_what_they_show_is_what_is_asked() {
+        let svc = svc().await;
         let mut d = Draft::default();
-        let e = d.apply(0, &vals(&[("user", Value::Text("not a upn".into())), ("schedule_at", Value::Text("tomorrow".into()))]), &[]).unwrap_err();
-        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["user", "schedule_at"]);
-        let e = d.apply(2, &vals(&[("forward_to", Value::Text("x@@y".into()))]), &[]).unwrap_err();
+        d.apply(0, &page0("alice@contoso.com", "hostile-exit"), &svc).unwrap();
+        let preset = svc.preset_options(&TenantId::parse("contoso.com").unwrap(), &PresetName::parse("hostile-exit").unwrap()).unwrap();
+        assert_eq!(d.options, preset, "the preset fills the draft");
+        // Every later page shows the preset's choices; submitting them unchanged keeps them.
+        for page in 1..=3 {
+            let shown = d.values(page);
+            d.apply(page, &shown, &svc).unwrap();
+        }
+        assert_eq!(d.options, preset, "pages submitted as shown change nothing");
+        // One more box ticked adds exactly that option.
+        let mut shown = d.values(1);
+        let Some(Value::Chosen(access)) = shown.get_mut("access") else { panic!("access is a checkbox group") };
+        access.push("cancel_meetings".into());
+        d.apply(1, &shown, &svc).unwrap();
+        assert_eq!(d.options.deviations_from(&preset), vec!["added Cancel meetings the user organises".to_string()]);
+        assert!(d.options.disable_sign_in && d.options.device_action == Some(DeviceAction::Wipe), "the rest of the preset stays");
+    }
+
+    #[tokio::test]
+    async fn page_errors_name_their_fields_on_their_page() {
+        let svc = svc().await;
+        let mut d = Draft::default();
+        let e = d.apply(0, &page0("not a upn", NO_PRESET), &svc).unwrap_err();
+        assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), vec!["user"]);
+        let e = d.apply(0, &page0("alice@contoso.com", "contractor"), &svc).unwrap_err();
+        assert_eq!(e[0].field, "preset", "contractor is fabrikam's preset, not contoso's: {e:?}");
+        d.apply(0, &page0("alice@contoso.com", NO_PRESET), &svc).unwrap();
+        let e = d.apply(2, &vals(&[("forward_to", Value::Text("x@@y".into()))]), &svc).unwrap_err();
         assert_eq!(e[0].field, "forward_to");
+        let e = d.apply(2, &vals(&[("oof_internal", Value::Text("{{ manager.nmae }}".into()))]), &svc).unwrap_err();
+        assert_eq!(e[0].field, "oof_internal");
+        d.apply(2, &Values::new(), &svc).unwrap();
+        let e = d.apply(3, &Values::new(), &svc).unwrap_err();
+        assert!(e[0].field == "mailbox" && e[0].message.contains("choose at least one action"), "{e:?}");
+        let e = d.apply(4, &vals(&[("schedule_at", Value::Text("tomorrow".into()))]), &svc).unwrap_err();
+        assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), vec!["schedule_at", "reason"]);
         let mut ok = Draft::default();
-        ok.apply(2, &vals(&[("forward_to", Value::Text("partner@example.org".into()))]), &["contoso.com".into()]).unwrap();
+        ok.apply(0, &page0("alice@contoso.com", NO_PRESET), &svc).unwrap();
+        ok.apply(2, &vals(&[("forward_to", Value::Text("partner@example.org".into()))]), &svc).unwrap();
         assert!(matches!(ok.options.forward_to.unwrap().target, ForwardTarget::External(_)));
     }
 
@@ -744,7 +991,7 @@ mod tests {
         );
         assert_eq!(Command::parse("STATUS ob-7k2m9x4q1d"), Command::Status(RunId::parse("ob-7k2m9x4q1d").unwrap()));
         assert!(matches!(Command::parse("cancel"), Command::Unknown(m) if m.contains("needs a run id")));
-        assert!(matches!(Command::parse("frobnicate"), Command::Unknown(m) if m.contains("try `help`")));
+        assert!(matches!(Command::parse("frobnicate"), Command::Unknown(m) if m.contains("try \"help\"")));
         assert_eq!(Command::parse("list"), Command::List);
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a value was refused. The message is meant for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} `{input}` is not valid: {why}")]
+#[error("{what} \"{input}\" is not valid: {why}")]
 pub struct ParseError {
     pub what: &'static str,
     pub input: String,
@@ -100,7 +100,7 @@ impl Upn {
             return Err(refuse(W, input, "the part before @ is longer than 64 characters"));
         }
         if let Some(c) = alias.chars().find(|c| !(c.is_ascii_alphanumeric() || ALIAS_SPECIALS.contains(*c))) {
-            return Err(refuse(W, input, format!("`{c}` is not allowed before @ (letters, digits and ' . - _ ! # ^ ~ only)")));
+            return Err(refuse(W, input, format!("\"{c}\" is not allowed before @ (letters, digits and ' . - _ ! # ^ ~ only)")));
         }
         if alias.starts_with('.') || alias.ends_with('.') {
             return Err(refuse(W, input, "the part before @ cannot start or end with a period"));
@@ -125,20 +125,20 @@ fn check_domain(domain: &str) -> Result<(), String> {
         return Err("the domain after @ is empty".into());
     }
     if !domain.contains('.') {
-        return Err(format!("the domain `{domain}` has no dot (e.g. contoso.com)"));
+        return Err(format!("the domain \"{domain}\" has no dot (e.g. contoso.com)"));
     }
     for label in domain.split('.') {
         if label.is_empty() {
-            return Err(format!("the domain `{domain}` has an empty label"));
+            return Err(format!("the domain \"{domain}\" has an empty label"));
         }
         if label.len() > 63 {
-            return Err(format!("the domain label `{label}` is longer than 63 characters"));
+            return Err(format!("the domain label \"{label}\" is longer than 63 characters"));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("the domain label `{label}` starts or ends with a hyphen"));
+            return Err(format!("the domain label \"{label}\" starts or ends with a hyphen"));
         }
         if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-            return Err(format!("`{c}` is not allowed in a domain"));
+            return Err(format!("\"{c}\" is not allowed in a domain"));
         }
     }
     Ok(())
@@ -295,12 +295,12 @@ mod tests {
             ("alice", "name@domain"),
             ("@contoso.com", "before @ is empty"),
             ("alice@", "domain after @ is empty"),
-            ("al ice@contoso.com", "` ` is not allowed"),
+            ("al ice@contoso.com", "\" \" is not allowed"),
             (".alice@contoso.com", "start or end with a period"),
             ("alice.@contoso.com", "start or end with a period"),
             ("al..ice@contoso.com", "two periods"),
             ("alice@contoso", "no dot"),
-            ("alice@con_toso.com", "`_` is not allowed in a domain"),
+            ("alice@con_toso.com", "\"_\" is not allowed in a domain"),
             ("alice@-contoso.com", "hyphen"),
             ("a@b@contoso.com", "more than one @"),
         ];

@@ -293,6 +293,7 @@ impl Worker {
     }
 
     async fn finish(&self, claim: &Claim, cx: &StepContext, outcome: StepOutcome) -> Result<(), StoreError> {
+        let outcome = honest(&cx.step, outcome);
         self.store.finish_step(claim, &outcome, self.clock.now()).await?;
         self.probe.at(Point::Finished, cx);
         tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, outcome = outcome.state().as_str(), "Step finished");
@@ -362,9 +363,46 @@ impl Worker {
     }
 }
 
+/// What a step's outcome says, whatever the executor called it: a step meant to cut access
+/// that was skipped with a warning did not cut it, so it failed; a step that succeeded with
+/// work the plan says someone must do by hand is done with that work left.
+pub fn honest(step: &PlannedStep, outcome: StepOutcome) -> StepOutcome {
+    match outcome {
+        StepOutcome::Skipped { reason, warning: true } if step.kind.cuts_access() => {
+            StepOutcome::Failed { error: format!("not done: {reason}"), request_id: None }
+        }
+        StepOutcome::Succeeded { verified, request_ids, mut left } if !step.manual.is_empty() => {
+            for m in &step.manual {
+                if !left.contains(m) {
+                    left.push(m.clone());
+                }
+            }
+            StepOutcome::Succeeded { verified, request_ids, left }
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_cut_that_did_not_happen_is_a_failure() {
+        let plan = crate::testing::standard_plan();
+        let disable = plan.steps.iter().find(|s| s.kind == crate::plan::StepKind::DisableSignIn).unwrap();
+        let refused = StepOutcome::Skipped { reason: "synced from on-premises AD".into(), warning: true };
+        assert!(matches!(honest(disable, refused), StepOutcome::Failed { error, .. } if error == "not done: synced from on-premises AD"));
+        let nothing = StepOutcome::Skipped { reason: "no methods".into(), warning: false };
+        assert_eq!(honest(disable, nothing.clone()), nothing, "nothing to remove is the goal state");
+        let oof = plan.steps.iter().find(|s| s.kind == crate::plan::StepKind::SetOutOfOffice).unwrap();
+        let amber = StepOutcome::Skipped { reason: "no manager".into(), warning: true };
+        assert_eq!(honest(oof, amber.clone()), amber, "a hand-over is not an access cut");
+        let mut groups = plan.steps.iter().find(|s| s.kind == crate::plan::StepKind::RemoveGroups).unwrap().clone();
+        groups.manual = vec!["remove alice from Sales-AD in on-premises AD".into()];
+        let done = honest(&groups, StepOutcome::done("left 3 groups", vec![]));
+        assert!(done.is_warning(), "work left by hand makes the step amber");
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`domain`]: identifiers that parse (UPN, tenant, run id, step key, role, preset).
 //! - [`request`]: the wizard's options, their validation, presets and schedules.
+//! - [`handover`]: texts said on the leaver's behalf, with literal placeholders.
 //! - [`snapshot`]: what discovery found; the [`snapshot::Discovery`] port.
 //! - [`plan`]: the dependency graph of steps, previews and the plan hash.
 //! - [`policy`]: roles, tenant scope and approval rules.
@@ -25,6 +26,7 @@ pub mod chat;
 pub mod clock;
 pub mod domain;
 pub mod engine;
+pub mod handover;
 pub mod outbox;
 pub mod plan;
 pub mod policy;

@@ -44,6 +44,7 @@ pub enum StepKind {
     ForwardMail,
     GrantMailboxAccess,
     GrantOneDriveAccess,
+    TransferOwnership,
     HideFromGal,
     RenameDisplayName,
     ConvertToShared,
@@ -54,7 +55,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 24] = [
+    pub const ALL: [StepKind; 25] = [
         Self::DisableSignIn,
         Self::RevokeSessions,
         Self::ResetPassword,
@@ -72,6 +73,7 @@ impl StepKind {
         Self::ForwardMail,
         Self::GrantMailboxAccess,
         Self::GrantOneDriveAccess,
+        Self::TransferOwnership,
         Self::HideFromGal,
         Self::RenameDisplayName,
         Self::ConvertToShared,
@@ -104,6 +106,7 @@ impl StepKind {
             | RemoveCalendarPermissions
             | GrantMailboxAccess
             | GrantOneDriveAccess
+            | TransferOwnership
             | RemoveLicences
             | DeleteUser => StepClass::Reconcilable,
             ResetPassword | CancelMeetings | DeviceAction => StepClass::AtMostOnce,
@@ -113,6 +116,28 @@ impl StepKind {
     /// The lockout group: the steps the emergency path may run before approval.
     pub fn is_lockout(self) -> bool {
         matches!(self, Self::DisableSignIn | Self::RevokeSessions | Self::ResetPassword | Self::RemoveMfaMethods)
+    }
+
+    /// Steps whose purpose is to cut the leaver's access. One that was planned and did not
+    /// take effect is a failure, never a skip: the person keeps that access.
+    pub fn cuts_access(self) -> bool {
+        use StepKind::*;
+        matches!(
+            self,
+            DisableSignIn
+                | RevokeSessions
+                | ResetPassword
+                | RemoveMfaMethods
+                | RemoveAdminRoles
+                | RemoveGroups
+                | RemoveInboxRules
+                | RemoveMobileDevices
+                | RemoveMailboxPermissions
+                | RemoveCalendarPermissions
+                | DisableForwarding
+                | DeviceAction
+                | TransferOwnership
+        )
     }
 
     pub fn title(self) -> &'static str {
@@ -135,6 +160,7 @@ impl StepKind {
             ForwardMail => "Forward mail",
             GrantMailboxAccess => "Grant mailbox access",
             GrantOneDriveAccess => "Grant OneDrive access",
+            TransferOwnership => "Hand over group ownership",
             HideFromGal => "Hide from the address list",
             RenameDisplayName => "Rename display name",
             ConvertToShared => "Convert to shared mailbox",
@@ -165,6 +191,10 @@ pub struct PlannedStep {
     pub high_risk: bool,
     /// Start no earlier than this many days after approval (deferred deletion).
     pub defer_days: u16,
+    /// What a person must still do by hand that this step cannot (on-premises groups):
+    /// a step that succeeds with these left ends amber.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manual: Vec<String>,
 }
 
 /// The plan for one user: steps in dependency order.
@@ -173,6 +203,15 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Extra reasons the plan needs two approvers, beyond its high-risk steps.
     pub high_risk_reasons: Vec<String>,
+    /// What the approver must know that no single step says (a synced account, a manager
+    /// who cannot take anything over, groups left with their owner).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The preset the request started from, and every way it departs from it.
+    #[serde(default)]
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub deviations: Vec<String>,
 }
 
 /// A plan's canonical hash, hex SHA-256; approvals name it.
@@ -223,21 +262,25 @@ impl Plan {
     }
 }
 
-/// Tenant rules that shape a plan.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Tenant rules and facts from outside the snapshot that shape a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanRules {
     /// Targets holding admin roles need two approvers.
     pub admins_high_risk: bool,
+    /// The run that is offboarding the leaver's manager, if one is open.
+    pub manager_leaving: Option<crate::domain::RunId>,
 }
 
 struct Builder {
     steps: Vec<PlannedStep>,
+    /// Steps nothing waits for (those that only confirm what on-premises AD must do).
+    independent: Vec<StepKind>,
 }
 
 impl Builder {
     fn add(&mut self, kind: StepKind, after: &[StepKind], params: Value, preview: String) -> &mut PlannedStep {
         let present: BTreeSet<StepKind> = self.steps.iter().map(|s| s.kind).collect();
-        let after = after.iter().filter(|k| present.contains(k)).map(|k| k.key()).collect();
+        let after = after.iter().filter(|k| present.contains(k) && !self.independent.contains(k)).map(|k| k.key()).collect();
         self.steps.push(PlannedStep {
             key: kind.key(),
             kind,
@@ -249,6 +292,7 @@ impl Builder {
             warnings: Vec::new(),
             high_risk: false,
             defer_days: 0,
+            manual: Vec::new(),
         });
         self.steps.last_mut().expect("just pushed")
     }
@@ -258,35 +302,42 @@ impl Builder {
     }
 }
 
-fn delegate_label(d: &Delegate, user: &UserSnapshot) -> String {
-    match d {
-        Delegate::Manager => match &user.manager {
-            Some(m) => format!("{} (manager)", m.upn),
-            None => "the manager (none recorded)".into(),
-        },
-        Delegate::User(u) => u.to_string(),
+/// Whether the leaver's manager can take anything over.
+fn manager_problem(user: &UserSnapshot, rules: &PlanRules) -> Option<String> {
+    match &user.manager {
+        None => Some(format!("{} has no manager in the directory", user.display_name)),
+        Some(m) if !m.enabled => Some(format!("the manager, {} ({}), is disabled", m.display_name, m.upn)),
+        Some(m) => rules.manager_leaving.as_ref().map(|run| format!("the manager, {} ({}), is being offboarded too (run {run})", m.display_name, m.upn)),
     }
 }
 
-/// The UPNs a hand-over goes to; the manager is resolved from discovery.
-fn resolve(delegates: &[Delegate], user: &UserSnapshot) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The people a hand-over goes to: UPNs, the manager resolved from discovery when they
+/// can take it over, and what was left out.
+struct Grantees {
+    upns: Vec<String>,
+    labels: Vec<String>,
+    manager_left_out: bool,
+}
+
+fn grantees(delegates: &[Delegate], user: &UserSnapshot, usable_manager: bool) -> Grantees {
+    let mut g = Grantees { upns: Vec::new(), labels: Vec::new(), manager_left_out: false };
     for d in delegates {
-        let upn = match d {
-            Delegate::Manager => user.manager.as_ref().map(|m| m.upn.to_string()),
-            Delegate::User(u) => Some(u.to_string()),
+        let (upn, label) = match d {
+            Delegate::Manager => match user.manager.as_ref().filter(|_| usable_manager) {
+                Some(m) => (m.upn.to_string(), format!("{} (manager)", m.upn)),
+                None => {
+                    g.manager_left_out = true;
+                    continue;
+                }
+            },
+            Delegate::User(u) => (u.to_string(), u.to_string()),
         };
-        if let Some(u) = upn.filter(|u| !out.contains(u)) {
-            out.push(u);
+        if !g.upns.contains(&upn) {
+            g.upns.push(upn);
+            g.labels.push(label);
         }
     }
-    out
-}
-
-/// Fills a hand-over template's variables from the snapshot; the plan carries the result,
-/// so the approver sees the exact words.
-pub fn render(template: &str, user: &UserSnapshot) -> String {
-    crate::templates::render_handover(template, &crate::templates::handover_vars(user))
+    g
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -297,42 +348,89 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan {
     use StepKind::*;
     let o: &Options = &req.request.options;
-    let mut b = Builder { steps: Vec::new() };
+    let synced = user.on_prem_synced;
+    let mut b = Builder { steps: Vec::new(), independent: if synced { vec![DisableSignIn, ResetPassword] } else { vec![] } };
+    let mut notes = Vec::new();
     let mailbox = user.mailbox.as_ref();
-    let no_mailbox = "the user has no mailbox";
+    let no_mailbox = if user.mailbox_on_prem {
+        "the mailbox is hosted on-premises: Exchange Online cannot change it; do this in on-premises Exchange"
+    } else {
+        "the user has no mailbox"
+    };
+    let manager_problem = manager_problem(user, &rules);
+    let usable_manager = manager_problem.is_none();
+    let wants_manager = o.mailbox_access.as_ref().is_some_and(|a| a.delegates.contains(&Delegate::Manager))
+        || o.onedrive_access.contains(&Delegate::Manager)
+        || o.transfer_ownership == Some(Delegate::Manager)
+        || o.forward_to.as_ref().is_some_and(|f| f.target == ForwardTarget::Manager)
+        || o.out_of_office.as_ref().is_some_and(|t| crate::handover::names_manager(&t.internal) || crate::handover::names_manager(&t.external));
+    if let Some(p) = &manager_problem
+        && wants_manager
+    {
+        notes.push(format!(
+            "Hand-over: {p}, so nothing is handed to them and no message names them. Choose another person (reject, and request again naming them)."
+        ));
+    }
+    let mut text_values = crate::handover::Values::of(user, usable_manager);
+    // After an earlier run renamed the user, replies still name them as people knew them.
+    if let Some(original) = o.rename_template.as_deref().and_then(|t| crate::handover::name_before_rename(t, &user.display_name, &text_values)) {
+        text_values.display_name = original;
+    }
+    let unusable_manager = |what: &str| format!("{what} goes to the manager, but {}: choose another person", manager_problem.clone().unwrap_or_default());
 
-    // 2. Lockout.
-    if o.disable_sign_in {
-        let s = b.add(DisableSignIn, &[], json!({ "user": user.id }), format!("Block sign-in for {}", user.upn));
-        if user.on_prem_synced {
-            s.warnings.push("synced from on-premises AD: disable the account there too, or the next sync re-enables it".into());
+    // 2. Lockout. Entra cannot block sign-in or reset the password of an account that
+    // on-premises AD owns: for such a user these steps only confirm what was done in AD,
+    // and nothing else waits for them.
+    if synced && (o.disable_sign_in || o.reset_password) {
+        let mut todo = Vec::new();
+        if o.disable_sign_in && user.account_enabled {
+            todo.push("disable the account");
         }
-        if !user.account_enabled {
-            s.preview.push_str(" (already blocked: will confirm)");
+        if o.reset_password {
+            todo.push("reset its password");
+        }
+        if !todo.is_empty() {
+            notes.push(format!(
+                "{} is synced from on-premises AD: Entra cannot do this in the cloud. In AD, {}, and let it sync; until then {} can still sign in. The run confirms it, and fails if it is not done.",
+                user.upn,
+                todo.join(" and "),
+                user.display_name
+            ));
         }
     }
+    if o.disable_sign_in {
+        let preview = if !user.account_enabled {
+            format!("Confirm sign-in stays blocked for {} (already blocked)", user.upn)
+        } else if synced {
+            format!("Confirm sign-in is blocked for {}: disable the account in on-premises AD, Entra cannot", user.upn)
+        } else {
+            format!("Block sign-in for {}", user.upn)
+        };
+        let s = b.add(DisableSignIn, &[], json!({ "user": user.id, "synced": synced }), preview);
+        if synced {
+            s.manual.push(format!("keep {} disabled in on-premises AD: each sync from AD decides whether it can sign in", user.upn));
+        }
+    }
+    let after_disable: &[StepKind] = &[DisableSignIn];
     if o.revoke_sessions {
-        b.add(RevokeSessions, &[DisableSignIn], json!({ "user": user.id }), "Revoke every refresh token and session".into());
+        b.add(RevokeSessions, after_disable, json!({ "user": user.id }), "Revoke every refresh token and session".into());
     }
     if o.reset_password {
         // Once sign-in is blocked, the revoke and the reset need nothing from each other:
         // they run together, so the lockout lands two round trips after approval.
-        let s = b.add(
-            ResetPassword,
-            &[DisableSignIn],
-            json!({ "user": user.id, "changed_before": user.last_password_change }),
-            "Set a random strong password (never shown anywhere)".into(),
-        );
-        if user.on_prem_synced {
-            s.warnings.push("synced user: the password is reset through writeback".into());
-        }
+        let preview = if synced {
+            "Confirm the password was reset in on-premises AD: Entra cannot reset a synced account's password".to_string()
+        } else {
+            "Set a random strong password (never shown anywhere)".to_string()
+        };
+        b.add(ResetPassword, after_disable, json!({ "user": user.id, "changed_before": user.last_password_change, "synced": synced }), preview);
     }
     if o.remove_mfa {
         let removable: Vec<_> = user.auth_methods.iter().filter(|m| !m.is_password()).collect();
         let ids: Vec<Value> = removable.iter().map(|m| json!({ "id": m.id, "kind": m.kind })).collect();
         let s = b.add(
             RemoveMfaMethods,
-            &[DisableSignIn],
+            after_disable,
             json!({ "methods": ids }),
             format!("Remove {} (the password method stays)", plural(removable.len(), "authentication method", "authentication methods")),
         );
@@ -361,11 +459,13 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     if o.remove_groups {
         let mut remove = Vec::new();
         let mut skipped = Vec::new();
+        let mut manual = Vec::new();
         for g in &user.groups {
             let reason = if g.dynamic {
-                Some("dynamic membership")
+                Some("dynamic membership: its rule decides")
             } else if g.on_prem_synced {
-                Some("synced from on-premises AD")
+                manual.push(format!("remove {} from {} in on-premises AD", user.upn, g.name));
+                Some("synced from on-premises AD: remove the membership there")
             } else if o.remove_licences && !g.assigns_licences.is_empty() {
                 Some("licensing group: left by the licence step")
             } else {
@@ -379,10 +479,11 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         let mut preview = format!("Remove from {}", plural(remove.len(), "group", "groups"));
         if !skipped.is_empty() {
             let why: Vec<String> = skipped.iter().map(|s| format!("{} ({})", s["name"].as_str().unwrap_or(""), s["reason"].as_str().unwrap_or(""))).collect();
-            preview.push_str(&format!("; {} skipped: {}", skipped.len(), why.join(", ")));
+            preview.push_str(&format!("; {} left: {}", skipped.len(), why.join(", ")));
         }
         let empty = remove.is_empty();
         let s = b.add(RemoveGroups, &lockout, json!({ "remove": remove, "skipped": skipped }), preview);
+        s.manual = manual;
         if empty {
             s.skip = Some("no groups the engine can leave".into());
         }
@@ -391,6 +492,9 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         let s = b.add(kind, &lockout, params, preview);
         if mailbox.is_none() {
             s.skip = Some(no_mailbox.into());
+            if user.mailbox_on_prem {
+                s.warnings.push("on-premises mailbox: not changed by this run".into());
+            }
         } else if let Some(reason) = empty {
             s.skip = Some(reason.into());
         }
@@ -418,11 +522,16 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     if o.remove_mailbox_permissions {
         let d = mailbox.map(|m| m.delegations.clone()).unwrap_or_default();
         let list: Vec<Value> = d.iter().map(|x| json!({ "mailbox": x.mailbox, "rights": x.rights })).collect();
+        let names: Vec<String> = d.iter().map(|x| format!("{} on {}", x.rights, x.mailbox)).collect();
         mailbox_step(
             &mut b,
             RemoveMailboxPermissions,
             json!({ "delegations": list }),
-            format!("Remove {} on other mailboxes", plural(d.len(), "permission", "permissions")),
+            format!(
+                "Remove {} on other mailboxes{}",
+                plural(d.len(), "permission", "permissions"),
+                if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) }
+            ),
             d.is_empty().then_some("no permissions on other mailboxes"),
         );
     }
@@ -432,7 +541,11 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
             &mut b,
             RemoveCalendarPermissions,
             json!({ "calendars": c }),
-            format!("Remove {}", plural(c.len(), "calendar permission", "calendar permissions")),
+            format!(
+                "Remove {}{}",
+                plural(c.len(), "calendar permission", "calendar permissions"),
+                if c.is_empty() { String::new() } else { format!(" (calendars of {})", c.join(", ")) }
+            ),
             c.is_empty().then_some("no calendar permissions"),
         );
     }
@@ -446,10 +559,9 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     }
     if let Some(fwd) = mailbox.and_then(|m| m.forwarding.as_ref()) {
         // A forward set by a leaver is an exfiltration signal: show it whatever was chosen.
-        if let Some(s) = b.steps.iter_mut().find(|s| s.kind == DisableForwarding) {
-            s.warnings.push(format!("existing forward to {fwd}"));
-        } else if let Some(s) = b.steps.first_mut() {
-            s.warnings.push(format!("the mailbox forwards to {fwd} and no step turns it off"));
+        match b.steps.iter_mut().find(|s| s.kind == DisableForwarding) {
+            Some(s) => s.warnings.push(format!("existing forward to {fwd}")),
+            None => notes.push(format!("The mailbox forwards to {fwd}, and no step turns it off.")),
         }
     }
     if o.cancel_meetings {
@@ -483,55 +595,125 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         }
     }
     if let Some(oof) = &o.out_of_office {
-        let (internal, external) = (render(&oof.internal, user), render(&oof.external, user));
-        mailbox_step(&mut b, SetOutOfOffice, json!({ "internal": internal, "external": external }), format!("Turn on out of office: \"{internal}\""), None);
+        let filled = crate::handover::fill(&oof.internal, &text_values).and_then(|i| crate::handover::fill(&oof.external, &text_values).map(|e| (i, e)));
+        let (internal, external, missing) = match filled {
+            Ok((i, e)) => (i, e, None),
+            Err(_) => (oof.internal.clone(), oof.external.clone(), manager_problem.clone()),
+        };
+        let mut preview = format!("Turn on out of office. Internal: \"{internal}\"");
+        preview.push_str(&if external.trim().is_empty() { " External senders: no reply".to_string() } else { format!(" External: \"{external}\"") });
+        mailbox_step(&mut b, SetOutOfOffice, json!({ "internal": internal, "external": external }), preview, None);
+        if let Some(p) = missing
+            && mailbox.is_some()
+            && let Some(s) = b.steps.last_mut()
+        {
+            s.skip = Some(format!("the reply names the manager, but {p}: write it with another contact"));
+            s.warnings.push("no out-of-office reply is set".into());
+        }
     }
     if let Some(f) = &o.forward_to {
         let (to, external) = match &f.target {
-            ForwardTarget::Manager => (user.manager.as_ref().map(|m| m.upn.to_string()), false),
+            ForwardTarget::Manager => (user.manager.as_ref().filter(|_| usable_manager).map(|m| m.upn.to_string()), false),
             ForwardTarget::User(u) => (Some(u.to_string()), false),
             ForwardTarget::External(a) => (Some(a.to_string()), true),
         };
-        let preview =
-            format!("Forward mail to {}{}", to.as_deref().unwrap_or("the manager (none recorded)"), if f.keep_copy { ", keeping a copy" } else { "" });
-        let skip_reason = if to.is_none() { Some("no manager recorded to forward to") } else { None };
-        mailbox_step(&mut b, ForwardMail, json!({ "to": to, "external": external, "keep_copy": f.keep_copy }), preview, skip_reason);
-        if external && let Some(s) = b.steps.last_mut() {
-            s.warnings.push("forwarding outside the organisation".into());
+        let shown = to.clone().unwrap_or_else(|| "the manager".into());
+        let preview = format!("Forward mail to {shown}{}", if f.keep_copy { ", keeping a copy" } else { "" });
+        let skip_reason = to.is_none().then(|| unusable_manager("forwarded mail"));
+        mailbox_step(&mut b, ForwardMail, json!({ "to": to, "external": external, "keep_copy": f.keep_copy }), preview, skip_reason.as_deref());
+        if let Some(s) = b.steps.last_mut() {
+            if external {
+                s.warnings.push(format!("forwards every new mail outside the organisation, to {shown}"));
+            }
+            if skip_reason.is_some() {
+                s.warnings.push("no one receives the leaver's mail".into());
+            }
         }
     }
     if let Some(access) = &o.mailbox_access {
-        let who: Vec<String> = access.delegates.iter().map(|d| delegate_label(d, user)).collect();
-        let grantees = resolve(&access.delegates, user);
+        let g = grantees(&access.delegates, user, usable_manager);
+        let who = if g.labels.is_empty() { "the manager".to_string() } else { g.labels.join(", ") };
+        let skip = g.upns.is_empty().then(|| unusable_manager("mailbox access"));
         mailbox_step(
             &mut b,
             GrantMailboxAccess,
-            json!({ "delegates": access.delegates, "grantees": grantees, "automap": access.automap }),
-            format!("Give full mailbox access to {}{}", who.join(", "), if access.automap { " (automapped)" } else { "" }),
-            grantees.is_empty().then_some("no one to give access to: no manager recorded"),
+            json!({ "delegates": access.delegates, "grantees": g.upns, "automap": access.automap }),
+            format!("Give full mailbox access to {who}{}", if access.automap { " (automapped)" } else { "" }),
+            skip.as_deref(),
         );
+        if (skip.is_some() || g.manager_left_out)
+            && mailbox.is_some()
+            && let Some(s) = b.steps.last_mut()
+        {
+            s.warnings.push(format!("the manager gets no access: {}", manager_problem.clone().unwrap_or_default()));
+        }
     }
     if !o.onedrive_access.is_empty() {
-        let who: Vec<String> = o.onedrive_access.iter().map(|d| delegate_label(d, user)).collect();
-        let grantees = resolve(&o.onedrive_access, user);
-        let s = b.add(
-            GrantOneDriveAccess,
-            &lockout,
-            json!({ "delegates": o.onedrive_access, "grantees": grantees }),
-            format!("Give OneDrive access to {}", who.join(", ")),
-        );
+        let g = grantees(&o.onedrive_access, user, usable_manager);
+        let who = if g.labels.is_empty() { "the manager".to_string() } else { g.labels.join(", ") };
+        let s = b.add(GrantOneDriveAccess, &lockout, json!({ "delegates": o.onedrive_access, "grantees": g.upns }), format!("Give OneDrive access to {who}"));
         if user.onedrive.is_none() {
             s.skip = Some("the user has no OneDrive".into());
-        } else if grantees.is_empty() {
-            s.skip = Some("no one to give access to: no manager recorded".into());
+        } else if g.upns.is_empty() {
+            s.skip = Some(unusable_manager("OneDrive access"));
         }
+        if user.onedrive.is_some() && g.manager_left_out {
+            s.warnings.push(format!("the manager gets no access: {}", manager_problem.clone().unwrap_or_default()));
+        }
+    }
+    if let Some(to) = &o.transfer_ownership {
+        let g = grantees(std::slice::from_ref(to), user, usable_manager);
+        let mut hand = Vec::new();
+        let mut manual = Vec::new();
+        for og in &user.owned_groups {
+            if og.on_prem_synced {
+                manual.push(format!("hand over {} in on-premises AD", og.name));
+            } else {
+                hand.push(
+                    json!({ "id": og.id, "name": og.name, "kind": og.kind, "team": og.team, "via_exchange": og.kind.via_exchange(), "owners": og.owners }),
+                );
+            }
+        }
+        let names: Vec<String> = user.owned_groups.iter().map(|g| g.describe()).collect();
+        let who = g.labels.first().cloned().unwrap_or_else(|| "the manager".into());
+        let s = b.add(
+            TransferOwnership,
+            &lockout,
+            json!({ "to": g.upns.first(), "groups": hand }),
+            format!(
+                "Hand over ownership of {} to {who}{}",
+                plural(user.owned_groups.len(), "group", "groups"),
+                if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) }
+            ),
+        );
+        s.manual = manual;
+        if user.owned_groups.is_empty() {
+            s.skip = Some("owns no groups".into());
+        } else if g.upns.is_empty() {
+            s.skip = Some(unusable_manager("group ownership"));
+            s.warnings.push("the groups keep the leaver as their owner".into());
+        }
+    } else if !user.owned_groups.is_empty() {
+        let names: Vec<String> = user.owned_groups.iter().map(|g| g.describe()).collect();
+        notes.push(format!(
+            "{} owns {}: {}. Ownership stays with the leaver; choose \"Group ownership to\" to hand it over.",
+            user.display_name,
+            plural(names.len(), "group", "groups"),
+            names.join(", ")
+        ));
     }
     if o.hide_from_gal {
         mailbox_step(&mut b, HideFromGal, json!({}), "Hide from the global address list".into(), None);
     }
     if let Some(t) = &o.rename_template {
-        let name = render(t, user);
-        b.add(RenameDisplayName, &lockout, json!({ "display_name": name }), format!("Rename \"{}\" to \"{name}\"", user.display_name));
+        let current = crate::handover::Values { display_name: user.display_name.clone(), ..crate::handover::Values::of(user, usable_manager) };
+        let name = crate::handover::rename(t, &current).unwrap_or_else(|_| t.clone());
+        let preview = if name == user.display_name {
+            format!("Keep the display name \"{name}\" (already renamed)")
+        } else {
+            format!("Rename \"{}\" to \"{name}\"", user.display_name)
+        };
+        b.add(RenameDisplayName, &lockout, json!({ "display_name": name }), preview);
     }
     let access: Vec<StepKind> = b.kinds();
 
@@ -541,8 +723,9 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         mailbox_step(&mut b, ConvertToShared, json!({}), "Convert the mailbox to a shared mailbox".into(), already.then_some("already a shared mailbox"));
         // Meetings are cancelled from the user mailbox while it can still send.
         let after: Vec<StepKind> = access.clone();
+        let independent = b.independent.clone();
         let s = b.steps.last_mut().expect("just added");
-        s.after = after.iter().filter(|k| **k != ConvertToShared).map(|k| k.key()).collect();
+        s.after = after.iter().filter(|k| **k != ConvertToShared && !independent.contains(k)).map(|k| k.key()).collect();
         let skip = s.skip.clone();
         let verify = b.add(VerifyShared, &[ConvertToShared], json!({}), "Confirm the mailbox reports shared before licences go".into());
         if skip.as_deref() == Some(no_mailbox) {
@@ -586,7 +769,7 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     if o.clear_immutable_id {
         let after = b.kinds();
         let s = b.add(ClearImmutableId, &after, json!({}), "Clear the on-premises immutable ID".into());
-        if user.on_prem_synced {
+        if synced {
             s.skip = Some("synced user: on-premises AD owns the immutable ID".into());
         } else if user.immutable_id.is_none() {
             s.skip = Some("no immutable ID set".into());
@@ -598,8 +781,9 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
         let s = b.add(DeleteUser, &after, json!({ "user": user.id, "defer_days": d.defer_days }), format!("Delete the user {when} (restorable for 30 days)"));
         s.high_risk = true;
         s.defer_days = d.defer_days;
-        if user.on_prem_synced {
+        if synced {
             s.skip = Some("synced user: delete the account in on-premises AD".into());
+            s.warnings.push("the account is not deleted by this run".into());
         }
     }
 
@@ -607,7 +791,7 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     if rules.admins_high_risk && user.is_admin() {
         high_risk_reasons.push(format!("{} holds admin roles", user.upn));
     }
-    Plan { steps: b.steps, high_risk_reasons }
+    Plan { steps: b.steps, high_risk_reasons, notes, preset: req.request.preset.as_ref().map(|p| p.to_string()), deviations: Vec::new() }
 }
 
 #[cfg(test)]
@@ -618,16 +802,7 @@ mod tests {
     use chrono::Utc;
 
     fn valid(options: Options) -> ValidRequest {
-        Request {
-            tenant: crate::domain::TenantId::parse("contoso.com").unwrap(),
-            user: "alice@contoso.com".into(),
-            preset: None,
-            options,
-            schedule: Schedule::Now,
-            emergency: false,
-        }
-        .validate(Utc::now())
-        .unwrap()
+        Request::now(crate::domain::TenantId::parse("contoso.com").unwrap(), "alice@contoso.com", options).validate(Utc::now()).unwrap()
     }
 
     fn standard() -> Options {
@@ -676,7 +851,7 @@ mod tests {
         let groups = plan.step(&key(StepKind::RemoveGroups)).unwrap();
         assert_eq!(
             groups.preview,
-            "Remove from 3 groups; 3 skipped: All Staff (dynamic membership), Sales-AD (synced from on-premises AD), Licensing-BI (licensing group: left by the licence step)"
+            "Remove from 3 groups; 3 left: All Staff (dynamic membership: its rule decides), Sales-AD (synced from on-premises AD: remove the membership there), Licensing-BI (licensing group: left by the licence step)"
         );
         let lic = plan.step(&key(StepKind::RemoveLicences)).unwrap();
         assert_eq!(lic.preview, "Licences: remove SPE_E5 + VISIOCLIENT; inherited POWER_BI_PRO via group Licensing-BI");
@@ -699,7 +874,83 @@ mod tests {
         assert_eq!(skip(StepKind::DeviceAction), "no Intune devices");
         assert!(skip(StepKind::RemoveLicences).contains("50 GB"));
         assert!(skip(StepKind::ClearImmutableId).contains("synced"));
-        assert!(plan.step(&key(StepKind::DisableSignIn)).unwrap().warnings[0].contains("on-premises"));
+    }
+
+    #[test]
+    fn a_synced_account_is_told_plainly_and_cleaning_up_does_not_wait_for_ad() {
+        let mut user = rich_user();
+        user.on_prem_synced = true;
+        let plan = build(&valid(standard()), &user, PlanRules::default());
+        assert!(
+            plan.notes[0].contains("synced from on-premises AD") && plan.notes[0].contains("disable the account and reset its password"),
+            "{:?}",
+            plan.notes
+        );
+        assert!(plan.notes[0].contains("can still sign in"));
+        let disable = plan.step(&key(StepKind::DisableSignIn)).unwrap();
+        assert!(disable.skip.is_none(), "a lockout step is run (to confirm), never skipped");
+        assert!(disable.preview.contains("disable the account in on-premises AD"));
+        assert!(plan.step(&key(StepKind::ResetPassword)).unwrap().preview.contains("reset in on-premises AD"));
+        for k in [StepKind::RevokeSessions, StepKind::RemoveGroups, StepKind::ConvertToShared] {
+            let after = &plan.step(&key(k)).unwrap().after;
+            assert!(!after.contains(&key(StepKind::DisableSignIn)) && !after.contains(&key(StepKind::ResetPassword)), "{k:?} waits for AD: {after:?}");
+        }
+        assert_eq!(plan.step(&key(StepKind::RemoveGroups)).unwrap().manual, vec!["remove alice@contoso.com from Sales-AD in on-premises AD".to_string()]);
+    }
+
+    #[test]
+    fn a_manager_who_cannot_take_over_is_a_warning_not_a_silent_grant() {
+        let mut o = standard();
+        o.forward_to = Some(ForwardTo { target: ForwardTarget::Manager, keep_copy: true });
+        o.disable_forwarding = false;
+        let mut disabled = rich_user();
+        disabled.manager.as_mut().unwrap().enabled = false;
+        let leaving = PlanRules { manager_leaving: Some(crate::domain::RunId::parse("ob-7k2m9x4q1d").unwrap()), ..PlanRules::default() };
+        let mut none = rich_user();
+        none.manager = None;
+        for (user, rules, why) in
+            [(&disabled, PlanRules::default(), "is disabled"), (&rich_user(), leaving, "being offboarded too"), (&none, PlanRules::default(), "has no manager")]
+        {
+            let plan = build(&valid(o.clone()), user, rules);
+            assert!(plan.notes.iter().any(|n| n.contains(why) && n.contains("Choose another person")), "{why}: {:?}", plan.notes);
+            for k in [StepKind::GrantMailboxAccess, StepKind::GrantOneDriveAccess, StepKind::ForwardMail, StepKind::SetOutOfOffice, StepKind::TransferOwnership]
+            {
+                let s = plan.step(&key(k)).unwrap();
+                assert!(s.skip.as_deref().is_some_and(|r| r.contains(why)), "{why}: {k:?} {:?}", s.skip);
+                assert!(!s.warnings.is_empty(), "{why}: {k:?} is amber");
+                assert_eq!(s.params.get("grantees").and_then(|g| g.as_array()).map(Vec::len).unwrap_or(0), 0, "{k:?} grants no one");
+            }
+            let oof = plan.step(&key(StepKind::SetOutOfOffice)).unwrap();
+            assert!(!oof.preview.contains("your contact") && !oof.params.to_string().contains("your contact"));
+        }
+    }
+
+    #[test]
+    fn owned_groups_are_handed_over_or_named() {
+        let plan = build(&valid(standard()), &rich_user(), PlanRules::default());
+        let own = plan.step(&key(StepKind::TransferOwnership)).unwrap();
+        assert_eq!(
+            own.preview,
+            "Hand over ownership of 2 groups to morgan@contoso.com (manager): Marketing (team, only owner), sales@contoso.com (distribution list)"
+        );
+        assert_eq!(own.params["to"], "morgan@contoso.com");
+        assert_eq!(own.params["groups"][1]["via_exchange"], true);
+        let mut o = standard();
+        o.transfer_ownership = None;
+        let plan = build(&valid(o), &rich_user(), PlanRules::default());
+        assert!(plan.notes.iter().any(|n| n.contains("Marketing (team, only owner)") && n.contains("Ownership stays with the leaver")), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn renaming_an_already_renamed_user_keeps_the_name() {
+        let mut o = standard();
+        o.rename_template = Some("ZZ {{ displayName }}".into());
+        let mut user = rich_user();
+        user.display_name = "ZZ Hal Halfdone".into();
+        let plan = build(&valid(o), &user, PlanRules::default());
+        let s = plan.step(&key(StepKind::RenameDisplayName)).unwrap();
+        assert_eq!(s.params["display_name"], "ZZ Hal Halfdone");
+        assert!(s.preview.contains("already renamed"));
     }
 
     #[test]
@@ -736,12 +987,17 @@ mod tests {
         let plan = build(&valid(o), &rich_user(), PlanRules::default());
         let oof = plan.step(&key(StepKind::SetOutOfOffice)).unwrap();
         assert_eq!(oof.params["internal"], "Alice Example has left Contoso. Please contact Morgan Manager.");
+        assert!(
+            oof.preview.contains("External: \"Alice Example is no longer with Contoso. Please contact Morgan Manager.\""),
+            "the approver sees both texts: {}",
+            oof.preview
+        );
         let od = plan.step(&key(StepKind::GrantOneDriveAccess)).unwrap();
         assert_eq!(od.params["grantees"], json!(["morgan@contoso.com", "it@contoso.com"]));
         let mut no_manager = rich_user();
         no_manager.manager = None;
         let plan = build(&valid(standard()), &no_manager, PlanRules::default());
-        assert!(plan.step(&key(StepKind::GrantMailboxAccess)).unwrap().skip.as_deref().unwrap().contains("no manager"));
+        assert!(plan.step(&key(StepKind::GrantMailboxAccess)).unwrap().skip.as_deref().unwrap().contains("has no manager"));
     }
 
     #[test]
@@ -759,6 +1015,6 @@ mod tests {
         let o = Options { disable_sign_in: true, ..Options::default() };
         let user = rich_user();
         assert!(!build(&valid(o.clone()), &user, PlanRules::default()).needs_two_approvers());
-        assert!(build(&valid(o), &user, PlanRules { admins_high_risk: true }).needs_two_approvers());
+        assert!(build(&valid(o), &user, PlanRules { admins_high_risk: true, ..PlanRules::default() }).needs_two_approvers());
     }
 }

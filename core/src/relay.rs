@@ -114,6 +114,8 @@ impl Relay {
             let mut previews = BTreeSet::new();
             let mut statuses = BTreeSet::new();
             let mut finished = BTreeSet::new();
+            // Replies go after the status message, so a thread reads in order.
+            let mut notable = Vec::new();
             for e in &events {
                 let Some(run) = e.run_id.as_deref().and_then(|r| RunId::parse(r).ok()) else { continue };
                 match &e.kind {
@@ -135,7 +137,7 @@ impl Relay {
                     }
                     EventKind::StepFinished { key, outcome } => {
                         statuses.insert(run.clone());
-                        self.reply_if_notable(&run, e, key, outcome).await?;
+                        notable.push((run, e, key, outcome));
                     }
                     EventKind::RunStateChanged { state } => {
                         previews.insert(run.clone());
@@ -154,6 +156,9 @@ impl Relay {
             }
             for run in &statuses {
                 self.update_status(run).await?;
+            }
+            for (run, e, key, outcome) in notable {
+                self.reply_if_notable(&run, e, key, outcome).await?;
             }
             for run in &finished {
                 self.close(run).await?;

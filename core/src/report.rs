@@ -6,8 +6,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::audit::Checkpoint;
-use crate::plan::StepKind;
+use crate::plan::{PlannedStep, StepKind};
 use crate::policy::Approval;
+use crate::request::Request;
 use crate::run::{RunState, StepOutcome, StepState};
 use crate::snapshot::{MailboxType, RoleState, UserSnapshot};
 use crate::store::{RunRecord, StepRecord};
@@ -31,14 +32,49 @@ pub struct Report {
     pub approved_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub plan_hash: String,
+    /// The preset the request started from, and how it departs from it.
+    pub preset: Option<String>,
+    pub deviations: Vec<String>,
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+    /// Why two approvers were needed, if they were.
+    pub high_risk: Vec<String>,
+    /// What the plan told the approver beyond its steps.
+    pub notes: Vec<String>,
     pub counts: Counts,
     pub changes: Vec<Change>,
     pub steps: Vec<StepLine>,
+    /// Access the leaver still has after the run, each with its reason.
+    pub left_in_place: Vec<String>,
+    /// What was said or set on the leaver's behalf, verbatim.
+    pub said: Vec<(String, String)>,
     pub licences_reclaimed: Vec<String>,
-    /// When every lockout effect is certain, or `None` when lockout did not complete.
-    pub effective_by: Option<DateTime<Utc>>,
+    pub lockout: Lockout,
     pub audit_head: Option<Checkpoint>,
     pub generated_at: DateTime<Utc>,
+}
+
+/// Whether the lockout took effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lockout {
+    /// No lockout step was planned.
+    NotPlanned,
+    /// Every planned lockout step reached its goal; tokens issued before may live until then.
+    Effective(DateTime<Utc>),
+    /// Some did not: the steps, with what they said.
+    NotEffective(Vec<String>),
+    /// The run has not got that far.
+    Pending,
+}
+
+impl Lockout {
+    /// When every lockout effect is certain.
+    pub fn effective_by(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Effective(t) => Some(*t),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,12 +96,16 @@ pub struct Change {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepLine {
+    pub kind: StepKind,
     pub title: &'static str,
     pub state: StepState,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub detail: String,
     pub request_ids: Vec<String>,
+    /// Work this step left for a person (on-premises groups).
+    pub left: Vec<String>,
+    pub warning: bool,
 }
 
 /// What the renderers draw, in order.
@@ -92,9 +132,23 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
+fn list_or(items: &[String], none: &str) -> String {
+    if items.is_empty() { none.to_string() } else { items.join(", ") }
+}
+
+fn count_of(n: usize, one: &str, many: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+}
+
+/// A step ended at its goal: done and read back, or nothing was there to change.
+fn reached_goal(outcome: Option<&StepOutcome>) -> bool {
+    matches!(outcome, Some(StepOutcome::Succeeded { .. }) | Some(StepOutcome::Skipped { warning: false, .. }))
+}
+
 impl Report {
     pub fn build(run: &RunRecord, steps: &[StepRecord], approvals: &[Approval], audit_head: Option<Checkpoint>, generated_at: DateTime<Utc>) -> Self {
         let snapshot: Option<UserSnapshot> = serde_json::from_str(&run.snapshot).ok();
+        let request: Option<Request> = serde_json::from_str(&run.request).ok();
         let record = |kind: StepKind| {
             let key = kind.key();
             run.plan.step(&key).map(|planned| (planned, steps.iter().find(|s| s.key == key)))
@@ -124,13 +178,20 @@ impl Report {
                     Some(StepOutcome::Failed { request_id: Some(id), .. }) => vec![id.clone()],
                     _ => vec![],
                 };
+                let left = match outcome {
+                    Some(StepOutcome::Succeeded { left, .. }) => left.clone(),
+                    _ => vec![],
+                };
                 StepLine {
+                    kind: p.kind,
                     title: p.kind.title(),
                     state,
                     started_at: rec.and_then(|r| r.started_at),
                     finished_at: rec.and_then(|r| r.finished_at),
                     detail,
                     request_ids,
+                    left,
+                    warning: outcome.is_some_and(StepOutcome::is_warning),
                 }
             })
             .collect();
@@ -147,28 +208,52 @@ impl Report {
                 },
             }
         };
-        let changes = snapshot.as_ref().map(|s| changes(s, &after)).unwrap_or_default();
+        let changes = snapshot.as_ref().map(|s| changes(s, run, &after)).unwrap_or_default();
 
-        let licences_reclaimed = match record(StepKind::RemoveLicences) {
-            Some((planned, Some(rec))) if rec.state == StepState::Succeeded => {
-                let names = |k: &str| -> Vec<String> {
-                    planned.params[k].as_array().into_iter().flatten().filter_map(|l| l["sku"].as_str().map(str::to_string)).collect()
-                };
-                let mut all = names("direct");
-                all.extend(names("inherited"));
-                all
+        // Licences are counted by SKU: one SKU held directly and through two groups is one.
+        let mut licences_reclaimed = Vec::new();
+        if let Some((planned, Some(rec))) = record(StepKind::RemoveLicences)
+            && rec.state == StepState::Succeeded
+        {
+            for k in ["direct", "inherited"] {
+                for l in planned.params[k].as_array().into_iter().flatten() {
+                    if let Some(sku) = l["sku"].as_str().map(str::to_string)
+                        && !licences_reclaimed.contains(&sku)
+                    {
+                        licences_reclaimed.push(sku);
+                    }
+                }
             }
-            _ => vec![],
+        }
+
+        // The lockout is effective once every planned lockout step reached its goal; the
+        // last token issued before the revoke may live until TOKEN_GRACE after it.
+        let planned_lockout: Vec<&PlannedStep> = run.plan.steps.iter().filter(|p| p.kind.is_lockout()).collect();
+        let lockout = if planned_lockout.is_empty() {
+            Lockout::NotPlanned
+        } else {
+            let recs: Vec<(&PlannedStep, Option<&StepRecord>)> = planned_lockout.iter().map(|p| (*p, steps.iter().find(|s| s.key == p.key))).collect();
+            if recs.iter().all(|(_, r)| reached_goal(r.and_then(|r| r.outcome.as_ref()))) {
+                let last = recs.iter().filter_map(|(_, r)| r.and_then(|r| r.finished_at)).max();
+                last.map_or(Lockout::Pending, |t| Lockout::Effective(t + TOKEN_GRACE))
+            } else {
+                let missed: Vec<String> = recs
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.and_then(|r| r.outcome.as_ref()).is_some_and(|o| !reached_goal(Some(o)))
+                            || (run.state.is_terminal() && r.and_then(|r| r.outcome.as_ref()).is_none())
+                    })
+                    .map(|(p, r)| format!("{}: {}", p.kind.title(), r.and_then(|r| r.outcome.as_ref()).map_or("not run", |o| o.summary())))
+                    .collect();
+                if missed.is_empty() { Lockout::Pending } else { Lockout::NotEffective(missed) }
+            }
         };
 
-        // Lockout is complete once every planned lockout step succeeded; the last token
-        // issued before the revoke may live until TOKEN_GRACE after it.
-        let lockout: Vec<&StepRecord> = run.plan.steps.iter().filter(|p| p.kind.is_lockout()).filter_map(|p| steps.iter().find(|s| s.key == p.key)).collect();
-        let effective_by = if !lockout.is_empty() && lockout.iter().all(|s| s.state == StepState::Succeeded) {
-            lockout.iter().filter_map(|s| s.finished_at).max().map(|t| t + TOKEN_GRACE)
-        } else {
-            None
-        };
+        let left_in_place = snapshot.as_ref().map(|s| left_in_place(s, run, &lines)).unwrap_or_default();
+        let said = said(run);
+        let mut high_risk: Vec<String> =
+            run.plan.steps.iter().filter(|s| s.high_risk && s.skip.is_none()).map(|s| format!("{} is a high-risk step", s.kind.title())).collect();
+        high_risk.extend(run.plan.high_risk_reasons.iter().cloned());
 
         Report {
             run_id: run.id.to_string(),
@@ -181,39 +266,99 @@ impl Report {
             manager: snapshot.as_ref().and_then(|s| s.manager.as_ref().map(|m| format!("{} ({})", m.display_name, m.upn))),
             requester: format!("{} ({})", run.requester_name, run.requester),
             requested_at: run.created_at,
-            approvals: approvals.iter().map(|a| (format!("{} ({})", a.approver_name, a.approver), a.at)).collect(),
+            approvals: approvals.iter().filter(|a| a.plan_hash == run.plan_hash).map(|a| (format!("{} ({})", a.approver_name, a.approver), a.at)).collect(),
             approved_at: run.approved_at,
             finished_at: run.finished_at,
             plan_hash: run.plan_hash.0.clone(),
+            preset: run.plan.preset.clone(),
+            deviations: run.plan.deviations.clone(),
+            reason: request.as_ref().and_then(|r| r.reason.clone()),
+            ticket: request.as_ref().and_then(|r| r.ticket.clone()),
+            high_risk,
+            notes: run.plan.notes.clone(),
             counts,
             changes,
             steps: lines,
+            left_in_place,
+            said,
             licences_reclaimed,
-            effective_by,
+            lockout,
             audit_head,
             generated_at,
         }
     }
 
-    /// The headline: what a reader must know first.
+    /// When every lockout effect is certain.
+    pub fn effective_by(&self) -> Option<DateTime<Utc>> {
+        self.lockout.effective_by()
+    }
+
+    /// The headline: what a reader must know first. A lockout that did not take effect
+    /// comes before everything else, in every outcome.
     pub fn outcome(&self) -> String {
+        if let Lockout::NotEffective(_) = &self.lockout {
+            let sign_in = self
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::DisableSignIn | StepKind::ResetPassword) && !matches!(s.state, StepState::Succeeded | StepState::Skipped));
+            return if sign_in {
+                format!("NOT LOCKED OUT: {} can still sign in", self.employee)
+            } else {
+                format!("NOT LOCKED OUT: the lockout of {} is incomplete", self.employee)
+            };
+        }
+        let not_cut: Vec<&StepLine> =
+            self.steps.iter().filter(|s| s.kind.cuts_access() && matches!(s.state, StepState::Failed | StepState::NeedsAttention)).collect();
+        let by_hand: usize = self.steps.iter().map(|s| s.left.len()).sum();
         match self.state {
             RunState::Completed => "COMPLETED: every planned step succeeded and was read back".into(),
-            RunState::CompletedWithWarnings => "COMPLETED WITH WARNINGS: some steps were skipped".into(),
+            RunState::CompletedWithWarnings => {
+                let amber = self.steps.iter().filter(|s| s.warning && s.left.is_empty()).count();
+                let mut parts = Vec::new();
+                if amber > 0 {
+                    parts.push(format!("{} did not happen as planned", count_of(amber, "step", "steps")));
+                }
+                if by_hand > 0 {
+                    parts.push(format!("{} left to do by hand", count_of(by_hand, "thing is", "things are")));
+                }
+                format!("COMPLETED WITH WARNINGS: {}", if parts.is_empty() { "see the timeline".into() } else { parts.join("; ") })
+            }
+            RunState::Failed if !not_cut.is_empty() => {
+                format!("FAILED: {} keeps access that {} was meant to cut", self.employee, not_cut.iter().map(|s| s.title).collect::<Vec<_>>().join(", "))
+            }
             RunState::Failed => "FAILED: at least one step failed; see the timeline".into(),
-            RunState::NeedsAttention => "NEEDS ATTENTION: a step's result could not be confirmed".into(),
+            RunState::NeedsAttention => "NEEDS ATTENTION: a step's result could not be confirmed; a person must check it".into(),
             other => format!("NOT COMPLETE: the run is {}", other.label()),
         }
+    }
+
+    /// What a person must do now, most urgent first: the lockout steps that did not take
+    /// effect (with what Microsoft said), other cuts that failed, then work left by hand.
+    pub fn actions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Lockout::NotEffective(missed) = &self.lockout {
+            out.extend(missed.iter().cloned());
+        }
+        for s in &self.steps {
+            if s.kind.cuts_access() && !s.kind.is_lockout() && matches!(s.state, StepState::Failed | StepState::NeedsAttention) {
+                out.push(format!("{}: {}", s.title, s.detail));
+            }
+        }
+        for s in &self.steps {
+            out.extend(s.left.iter().map(|l| format!("By hand: {l}")));
+        }
+        out
     }
 
     pub fn blocks(&self) -> Vec<Block> {
         let mut out = vec![Block::Title("Offboarding compliance report".into())];
         let c = self.counts;
-        let mut summary = vec![
-            self.outcome(),
+        let mut summary = vec![self.outcome()];
+        summary.extend(self.actions());
+        summary.extend([
             format!("{} ({}) in tenant {}", self.employee, self.upn, self.tenant),
             format!("{} succeeded · {} skipped · {} failed · {} need attention · {} not run", c.succeeded, c.skipped, c.failed, c.attention, c.pending),
-        ];
+        ]);
         if let Some(t) = self.finished_at {
             summary.push(format!("Finished {}", time(t)));
         }
@@ -230,6 +375,15 @@ impl Report {
         }
         field("Manager", self.manager.clone().unwrap_or_else(|| "none recorded".into()));
         field("Requested by", format!("{} at {}", self.requester, time(self.requested_at)));
+        field("Requester's reason", self.reason.clone().unwrap_or_else(|| "none given".into()));
+        field("Ticket", self.ticket.clone().unwrap_or_else(|| "none given".into()));
+        field("Preset", self.preset.clone().unwrap_or_else(|| "none: every option chosen by hand".into()));
+        if self.preset.is_some() {
+            field("Preset changes", list_or(&self.deviations, "none"));
+        }
+        if !self.high_risk.is_empty() {
+            field("Two approvers", self.high_risk.join("; "));
+        }
         if self.approvals.is_empty() {
             field("Approved by", "no approval recorded".into());
         }
@@ -237,10 +391,28 @@ impl Report {
             field("Approved by", format!("{who} at {}", time(*at)));
         }
         field("Plan hash", self.plan_hash.clone());
+        for n in &self.notes {
+            out.push(Block::Para(format!("Told to the approver: {n}")));
+        }
 
         out.push(Block::Heading("Before and after".into()));
         for ch in &self.changes {
             out.push(Block::Step { head: ch.aspect.to_string(), lines: vec![format!("before: {}", ch.before), format!("after:  {}", ch.after)] });
+        }
+
+        out.push(Block::Heading("Access left in place".into()));
+        if self.left_in_place.is_empty() {
+            out.push(Block::Para("None found: every access the discovery found was removed or handed over.".into()));
+        }
+        for l in &self.left_in_place {
+            out.push(Block::Para(format!("- {l}")));
+        }
+
+        if !self.said.is_empty() {
+            out.push(Block::Heading("Said and set on the leaver's behalf".into()));
+            for (k, v) in &self.said {
+                out.push(Block::Step { head: k.clone(), lines: vec![v.clone()] });
+            }
         }
 
         out.push(Block::Heading("Step timeline".into()));
@@ -252,6 +424,9 @@ impl Report {
                 _ => {}
             }
             lines.push(s.detail.clone());
+            for l in &s.left {
+                lines.push(format!("left to do by hand: {l}"));
+            }
             if !s.request_ids.is_empty() {
                 lines.push(format!("Microsoft request ids: {}", s.request_ids.join(", ")));
             }
@@ -262,12 +437,14 @@ impl Report {
         out.push(Block::Para(if self.licences_reclaimed.is_empty() { "none".into() } else { self.licences_reclaimed.join(", ") }));
 
         out.push(Block::Heading("When the lockout is effective".into()));
-        out.push(Block::Para(match self.effective_by {
-            Some(t) => format!(
-                "Effective by {}. Sign-in was blocked and sessions revoked at once; refresh tokens stop working within minutes, but access tokens already issued to apps that do not support continuous access evaluation stay valid for up to 90 minutes.",
-                time(t)
+        out.push(Block::Para(match &self.lockout {
+            Lockout::Effective(t) => format!(
+                "Effective by {}. Every planned lockout step reached its goal; refresh tokens stop working within minutes, but access tokens already issued to apps that do not support continuous access evaluation stay valid for up to 90 minutes.",
+                time(*t)
             ),
-            None => "Not certain: the lockout steps did not all succeed, so access may continue. See the timeline.".into(),
+            Lockout::NotEffective(missed) => format!("Not effective: {} can still use what these steps were meant to cut: {}.", self.employee, missed.join("; ")),
+            Lockout::NotPlanned => "No lockout was planned in this run: it did not block sign-in, revoke sessions or reset the password.".into(),
+            Lockout::Pending => "Not yet: the lockout steps have not all finished.".into(),
         }));
 
         out.push(Block::Heading("Audit chain".into()));
@@ -311,30 +488,222 @@ pub fn state_mark(state: StepState) -> &'static str {
     }
 }
 
-fn changes(s: &UserSnapshot, after: &dyn Fn(StepKind) -> String) -> Vec<Change> {
+/// One row per aspect the plan touched, plus sign-in always.
+fn changes(s: &UserSnapshot, run: &RunRecord, after: &dyn Fn(StepKind) -> String) -> Vec<Change> {
+    use StepKind::*;
+    let planned = |k: StepKind| run.plan.steps.iter().any(|p| p.kind == k);
+    let mailbox = s.mailbox.as_ref();
+    let mailbox_before = |f: &dyn Fn(&crate::snapshot::Mailbox) -> String| match mailbox {
+        Some(m) => f(m),
+        None if s.mailbox_on_prem => "mailbox hosted on-premises".into(),
+        None => "no mailbox".into(),
+    };
     let mut out = Vec::new();
     let mut add = |aspect: &'static str, before: String, kind: StepKind| out.push(Change { aspect, before, after: after(kind) });
-    add("Sign-in", if s.account_enabled { "enabled".into() } else { "already disabled".into() }, StepKind::DisableSignIn);
-    add("Sessions", "valid sessions and refresh tokens".into(), StepKind::RevokeSessions);
-    add("Password", s.last_password_change.as_ref().map_or_else(|| "last change unknown".into(), |t| format!("last changed {t}")), StepKind::ResetPassword);
-    let methods = s.auth_methods.iter().filter(|m| !m.is_password()).count();
-    add("MFA methods", format!("{methods} registered"), StepKind::RemoveMfaMethods);
-    let roles: Vec<String> = s.roles.iter().map(|r| format!("{}{}", r.role_name, if r.state == RoleState::Eligible { " (eligible)" } else { "" })).collect();
-    add("Admin roles", if roles.is_empty() { "none".into() } else { roles.join(", ") }, StepKind::RemoveAdminRoles);
-    add("Groups", format!("member of {}", s.groups.len()), StepKind::RemoveGroups);
-    let skus: Vec<&str> = s.licences.iter().map(|l| l.sku_part_number.as_str()).collect();
-    add("Licences", if skus.is_empty() { "none".into() } else { skus.join(", ") }, StepKind::RemoveLicences);
-    let managed = s.devices.iter().filter(|d| d.managed).count();
-    add("Devices", format!("{} ({} managed)", s.devices.len(), managed), StepKind::DeviceAction);
-    if let Some(m) = &s.mailbox {
-        let kind = if m.kind == MailboxType::Shared { "shared" } else { "user" };
-        add("Mailbox", format!("{kind} mailbox, {}", gib(m.size_bytes)), StepKind::ConvertToShared);
-        add("Forwarding", m.forwarding.clone().map_or_else(|| "none".into(), |f| format!("to {f}")), StepKind::DisableForwarding);
-        add("Inbox rules", format!("{}", m.inbox_rules.len()), StepKind::RemoveInboxRules);
-        add("Rights on other mailboxes", format!("{}", m.delegations.len()), StepKind::RemoveMailboxPermissions);
+    add("Sign-in", if s.account_enabled { "enabled".into() } else { "already disabled".into() }, DisableSignIn);
+    for p in &run.plan.steps {
+        match p.kind {
+            DisableSignIn => {}
+            RevokeSessions => add("Sessions", "valid sessions and refresh tokens".into(), RevokeSessions),
+            ResetPassword => {
+                add("Password", s.last_password_change.as_ref().map_or_else(|| "last change unknown".into(), |t| format!("last changed {t}")), ResetPassword)
+            }
+            RemoveMfaMethods => {
+                let methods: Vec<String> =
+                    s.auth_methods.iter().filter(|m| !m.is_password()).map(|m| m.kind.trim_end_matches("AuthenticationMethod").to_string()).collect();
+                add(
+                    "MFA methods",
+                    if methods.is_empty() { "none besides the password".into() } else { format!("{} registered: {}", methods.len(), methods.join(", ")) },
+                    RemoveMfaMethods,
+                )
+            }
+            RemoveAdminRoles => {
+                let roles: Vec<String> =
+                    s.roles.iter().map(|r| format!("{}{}", r.role_name, if r.state == RoleState::Eligible { " (eligible)" } else { "" })).collect();
+                add("Admin roles", list_or(&roles, "none"), RemoveAdminRoles)
+            }
+            RemoveGroups => {
+                let names: Vec<String> = s.groups.iter().map(|g| g.name.clone()).collect();
+                add(
+                    "Group memberships",
+                    if names.is_empty() { "none".into() } else { format!("member of {}: {}", names.len(), names.join(", ")) },
+                    RemoveGroups,
+                )
+            }
+            RemoveInboxRules => add(
+                "Inbox rules",
+                mailbox_before(&|m| {
+                    let names: Vec<String> =
+                        m.inbox_rules.iter().map(|r| if r.forwards { format!("{} (forwards mail out)", r.name) } else { r.name.clone() }).collect();
+                    if names.is_empty() { "none".into() } else { format!("{}: {}", names.len(), names.join(", ")) }
+                }),
+                RemoveInboxRules,
+            ),
+            RemoveMobileDevices => add("Mobile devices (ActiveSync)", mailbox_before(&|m| list_or(&m.mobile_devices, "none")), RemoveMobileDevices),
+            RemoveMailboxPermissions => add(
+                "Rights on other mailboxes",
+                mailbox_before(&|m| list_or(&m.delegations.iter().map(|d| format!("{} on {}", d.rights, d.mailbox)).collect::<Vec<_>>(), "none")),
+                RemoveMailboxPermissions,
+            ),
+            RemoveCalendarPermissions => {
+                add("Access to other calendars", mailbox_before(&|m| list_or(&m.calendar_permissions, "none")), RemoveCalendarPermissions)
+            }
+            DisableForwarding => {
+                add("Forwarding", mailbox_before(&|m| m.forwarding.clone().map_or_else(|| "none".into(), |f| format!("to {f}"))), DisableForwarding)
+            }
+            CancelMeetings => add(
+                "Meetings the user organises",
+                mailbox_before(&|m| {
+                    let subjects: Vec<String> = m.organised_meetings.iter().map(|e| e.subject.clone()).collect();
+                    if subjects.is_empty() { "none upcoming".into() } else { format!("{} upcoming: {}", subjects.len(), subjects.join(", ")) }
+                }),
+                CancelMeetings,
+            ),
+            DeviceAction => {
+                let managed: Vec<String> = s.devices.iter().filter(|d| d.managed).map(|d| d.name.clone()).collect();
+                add(
+                    "Intune devices",
+                    if managed.is_empty() { "none managed".into() } else { format!("{} managed: {}", managed.len(), managed.join(", ")) },
+                    DeviceAction,
+                )
+            }
+            SetOutOfOffice => add(
+                "Out of office",
+                mailbox_before(&|m| m.auto_reply.clone().map_or_else(|| "not read".into(), |a| format!("automatic replies {a}"))),
+                SetOutOfOffice,
+            ),
+            ForwardMail => add("Mail forwarded to", mailbox_before(&|m| m.forwarding.clone().unwrap_or_else(|| "no one".into())), ForwardMail),
+            GrantMailboxAccess => add("Full access to the mailbox", mailbox_before(&|m| list_or(&m.full_access, "only the user")), GrantMailboxAccess),
+            GrantOneDriveAccess => {
+                add("OneDrive", s.onedrive.as_ref().map_or_else(|| "no OneDrive".into(), |d| format!("{} used", gib(d.used_bytes))), GrantOneDriveAccess)
+            }
+            TransferOwnership => {
+                let owned: Vec<String> = s.owned_groups.iter().map(|g| g.describe()).collect();
+                add(
+                    "Group ownership",
+                    if owned.is_empty() { "owns none".into() } else { format!("owns {}: {}", owned.len(), owned.join(", ")) },
+                    TransferOwnership,
+                )
+            }
+            HideFromGal => add("Address list", mailbox_before(&|m| if m.hidden_from_gal { "hidden".into() } else { "listed".into() }), HideFromGal),
+            RenameDisplayName => add("Display name", s.display_name.clone(), RenameDisplayName),
+            ConvertToShared => {
+                let verified = if planned(VerifyShared) { VerifyShared } else { ConvertToShared };
+                add(
+                    "Mailbox type",
+                    mailbox_before(&|m| format!("{} mailbox, {}", if m.kind == MailboxType::Shared { "shared" } else { "user" }, gib(m.size_bytes))),
+                    verified,
+                )
+            }
+            VerifyShared => {}
+            RemoveLicences => {
+                let mut skus: Vec<String> = Vec::new();
+                for l in &s.licences {
+                    if !skus.contains(&l.sku_part_number) {
+                        skus.push(l.sku_part_number.clone());
+                    }
+                }
+                add("Licences", list_or(&skus, "none"), RemoveLicences)
+            }
+            ClearImmutableId => add("Immutable ID", s.immutable_id.clone().unwrap_or_else(|| "none".into()), ClearImmutableId),
+            DeleteUser => add("Account", "exists".into(), DeleteUser),
+        }
     }
-    if let Some(d) = &s.onedrive {
-        add("OneDrive", format!("{} used", gib(d.used_bytes)), StepKind::GrantOneDriveAccess);
+    out
+}
+
+/// Access the leaver still has after the run, with its reason: what the plan left, what a
+/// step could not remove, and what was not asked for.
+fn left_in_place(s: &UserSnapshot, run: &RunRecord, steps: &[StepLine]) -> Vec<String> {
+    use StepKind::*;
+    let line = |k: StepKind| steps.iter().find(|l| l.kind == k);
+    let done = |k: StepKind| {
+        line(k).is_some_and(|l| matches!(l.state, StepState::Succeeded | StepState::Skipped) && !(k.cuts_access() && l.warning && l.left.is_empty()))
+    };
+    let mut out = Vec::new();
+    match run.plan.step(&RemoveGroups.key()) {
+        Some(p) if done(RemoveGroups) => {
+            // A licensing group the licence step left is gone too.
+            let licence_groups_left = done(RemoveLicences) && line(RemoveLicences).is_some_and(|l| l.state == StepState::Succeeded);
+            for g in p.params["skipped"].as_array().into_iter().flatten() {
+                let reason = g["reason"].as_str().unwrap_or("");
+                if licence_groups_left && reason.starts_with("licensing group") {
+                    continue;
+                }
+                out.push(format!("member of {}: {reason}", g["name"].as_str().unwrap_or("")));
+            }
+        }
+        Some(_) => out.extend(s.groups.iter().map(|g| format!("member of {}: the group step did not finish", g.name))),
+        None => out.extend(s.groups.iter().map(|g| format!("member of {}: not in the plan", g.name))),
+    }
+    match run.plan.step(&TransferOwnership.key()) {
+        Some(p) if done(TransferOwnership) && p.skip.is_none() => {
+            for m in &p.manual {
+                out.push(format!("owner: {m}"));
+            }
+        }
+        _ => out.extend(s.owned_groups.iter().map(|g| format!("owner of {}: ownership was not handed over", g.describe()))),
+    }
+    let not_planned_or_failed = |k: StepKind| !done(k);
+    if not_planned_or_failed(RemoveAdminRoles) {
+        out.extend(s.roles.iter().map(|r| format!("admin role {}: {}", r.role_name, why(run, steps, RemoveAdminRoles))));
+    }
+    if let Some(m) = &s.mailbox {
+        if not_planned_or_failed(RemoveMailboxPermissions) {
+            out.extend(m.delegations.iter().map(|d| format!("{} on {}: {}", d.rights, d.mailbox, why(run, steps, RemoveMailboxPermissions))));
+        }
+        if not_planned_or_failed(RemoveCalendarPermissions) {
+            out.extend(m.calendar_permissions.iter().map(|c| format!("access to the calendar of {c}: {}", why(run, steps, RemoveCalendarPermissions))));
+        }
+        if not_planned_or_failed(DisableForwarding)
+            && let Some(f) = &m.forwarding
+        {
+            out.push(format!("mail forwarding to {f}: {}", why(run, steps, DisableForwarding)));
+        }
+        if not_planned_or_failed(RemoveInboxRules) {
+            out.extend(
+                m.inbox_rules
+                    .iter()
+                    .filter(|r| r.forwards)
+                    .map(|r| format!("inbox rule {} forwarding mail out: {}", r.name, why(run, steps, RemoveInboxRules))),
+            );
+        }
+        if not_planned_or_failed(RemoveMobileDevices) {
+            out.extend(m.mobile_devices.iter().map(|d| format!("mobile device {d}: {}", why(run, steps, RemoveMobileDevices))));
+        }
+    }
+    if not_planned_or_failed(DeviceAction) {
+        out.extend(s.devices.iter().filter(|d| d.managed).map(|d| format!("Intune device {}: {}", d.name, why(run, steps, DeviceAction))));
+    }
+    out
+}
+
+fn why(run: &RunRecord, steps: &[StepLine], kind: StepKind) -> String {
+    match (run.plan.step(&kind.key()), steps.iter().find(|l| l.kind == kind)) {
+        (None, _) => "not in the plan".into(),
+        (Some(_), Some(l)) if matches!(l.state, StepState::Failed | StepState::NeedsAttention) => format!("the step did not take effect ({})", l.detail),
+        _ => "the step did not finish".into(),
+    }
+}
+
+/// Everything the run said or set on the leaver's behalf, as planned and approved.
+fn said(run: &RunRecord) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in &run.plan.steps {
+        let planned = if p.skip.is_some() { " (not sent: the step was skipped)" } else { "" };
+        match p.kind {
+            StepKind::SetOutOfOffice => {
+                out.push(("Out of office (internal)".to_string(), format!("{}{planned}", p.params["internal"].as_str().unwrap_or(""))));
+                let ext = p.params["external"].as_str().unwrap_or("");
+                out.push((
+                    "Out of office (external)".to_string(),
+                    if ext.trim().is_empty() { "no reply to external senders".to_string() } else { format!("{ext}{planned}") },
+                ));
+            }
+            StepKind::ForwardMail => out.push(("Mail forwarded to".to_string(), format!("{}{planned}", p.params["to"].as_str().unwrap_or("no one")))),
+            StepKind::RenameDisplayName => out.push(("New display name".to_string(), format!("{}{planned}", p.params["display_name"].as_str().unwrap_or("")))),
+            _ => {}
+        }
     }
     out
 }
@@ -359,8 +728,8 @@ mod tests {
         steps[i].state = StepState::Failed;
         steps[i].outcome = Some(StepOutcome::Failed { error: "Microsoft returned 503".into(), request_id: Some("req-9".into()) });
         let report = Report::build(&run, &steps, &approvals, None, run.finished_at.unwrap());
-        assert_eq!(report.effective_by, None);
-        assert!(report.to_text().contains("Not certain"));
+        assert_eq!(report.effective_by(), None);
+        assert!(report.to_text().contains("Not effective"), "{}", report.to_text());
         assert!(report.to_text().contains("Microsoft request ids: req-9"));
         assert_eq!(report.counts.failed, 1);
     }

@@ -17,6 +17,15 @@ pub enum Delegate {
     User(Upn),
 }
 
+impl Delegate {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Manager => "the manager".into(),
+            Self::User(u) => u.to_string(),
+        }
+    }
+}
+
 /// Where forwarded mail goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "address")]
@@ -84,6 +93,8 @@ pub struct Options {
     pub forward_to: Option<ForwardTo>,
     pub mailbox_access: Option<MailboxAccess>,
     pub onedrive_access: Vec<Delegate>,
+    /// Who takes over the groups, distribution lists and Teams the leaver owns.
+    pub transfer_ownership: Option<Delegate>,
     // Mailbox
     pub convert_to_shared: bool,
     pub hide_from_gal: bool,
@@ -137,6 +148,7 @@ impl Options {
             self.forward_to.is_some(),
             self.mailbox_access.is_some(),
             !self.onedrive_access.is_empty(),
+            self.transfer_ownership.is_some(),
             self.convert_to_shared,
             self.hide_from_gal,
             self.remove_licences,
@@ -156,16 +168,107 @@ impl Options {
                 moot.push(name)
             }
         };
-        check(self.out_of_office.is_some(), "out_of_office");
-        check(self.forward_to.is_some(), "forward_to");
-        check(self.mailbox_access.is_some(), "mailbox_access");
-        check(!self.onedrive_access.is_empty(), "onedrive_access");
-        check(self.convert_to_shared, "convert_to_shared");
-        check(self.hide_from_gal, "hide_from_gal");
-        check(self.remove_licences, "remove_licences");
-        check(self.rename_template.is_some(), "rename_template");
-        check(self.clear_immutable_id, "clear_immutable_id");
+        check(self.out_of_office.is_some(), "Out of office");
+        check(self.forward_to.is_some(), "Forward mail to");
+        check(self.mailbox_access.is_some(), "Full mailbox access to");
+        check(!self.onedrive_access.is_empty(), "OneDrive access to");
+        check(self.convert_to_shared, "Convert to shared mailbox");
+        check(self.hide_from_gal, "Hide from the address list");
+        check(self.remove_licences, "Remove licences");
+        check(self.rename_template.is_some(), "Rename display name");
+        check(self.clear_immutable_id, "Clear immutable ID");
         moot
+    }
+
+    /// Every option that is on, as (label, value) in wizard order: what previews, reports
+    /// and preset comparisons show.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        let people = |list: &[Delegate]| list.iter().map(Delegate::label).collect::<Vec<_>>().join(", ");
+        for (on, label) in [
+            (self.disable_sign_in, "Disable sign-in"),
+            (self.revoke_sessions, "Revoke all sessions"),
+            (self.reset_password, "Reset password"),
+            (self.remove_mfa, "Remove MFA methods"),
+            (self.remove_admin_roles, "Remove admin roles"),
+            (self.remove_groups, "Remove from all groups"),
+            (self.remove_inbox_rules, "Remove inbox rules"),
+            (self.remove_mobile_devices, "Remove mobile devices"),
+            (self.remove_mailbox_permissions, "Remove permissions on other mailboxes"),
+            (self.remove_calendar_permissions, "Remove calendar permissions"),
+            (self.disable_forwarding, "Disable existing forwarding"),
+            (self.cancel_meetings, "Cancel meetings the user organises"),
+        ] {
+            if on {
+                out.push((label, "yes".into()));
+            }
+        }
+        if let Some(d) = self.device_action {
+            out.push(("Intune devices", if d == DeviceAction::Wipe { "wipe".into() } else { "retire".into() }));
+        }
+        if let Some(oof) = &self.out_of_office {
+            out.push(("Out of office (internal)", oof.internal.clone()));
+            out.push(("Out of office (external)", oof.external.clone()));
+        }
+        if let Some(f) = &self.forward_to {
+            let to = match &f.target {
+                ForwardTarget::Manager => "the manager".to_string(),
+                ForwardTarget::User(u) | ForwardTarget::External(u) => u.to_string(),
+            };
+            out.push(("Forward mail to", format!("{to}{}", if f.keep_copy { ", keeping a copy" } else { "" })));
+        }
+        if let Some(a) = &self.mailbox_access {
+            out.push(("Full mailbox access to", format!("{}{}", people(&a.delegates), if a.automap { ", automapped" } else { "" })));
+        }
+        if !self.onedrive_access.is_empty() {
+            out.push(("OneDrive access to", people(&self.onedrive_access)));
+        }
+        if let Some(d) = &self.transfer_ownership {
+            out.push(("Group ownership to", d.label()));
+        }
+        for (on, label) in [
+            (self.convert_to_shared, "Convert to shared mailbox"),
+            (self.hide_from_gal, "Hide from the address list"),
+            (self.remove_licences, "Remove licences"),
+        ] {
+            if on {
+                out.push((label, "yes".into()));
+            }
+        }
+        if let Some(t) = &self.rename_template {
+            out.push(("Rename display name to", t.clone()));
+        }
+        if self.clear_immutable_id {
+            out.push(("Clear immutable ID", "yes".into()));
+        }
+        if let Some(d) = self.delete_user {
+            out.push(("Delete the user", if d.defer_days == 0 { "at the end of the run".into() } else { format!("{} days later", d.defer_days) }));
+        }
+        out
+    }
+
+    /// How these options differ from a preset's, one line each, in plain words.
+    pub fn deviations_from(&self, preset: &Options) -> Vec<String> {
+        let mine = self.summary();
+        let theirs = preset.summary();
+        let get = |list: &[(&'static str, String)], k: &str| list.iter().find(|(l, _)| *l == k).map(|(_, v)| v.clone());
+        let mut labels: Vec<&'static str> = theirs.iter().map(|(l, _)| *l).collect();
+        for (l, _) in &mine {
+            if !labels.contains(l) {
+                labels.push(l);
+            }
+        }
+        let mut out = Vec::new();
+        for l in labels {
+            match (get(&theirs, l), get(&mine, l)) {
+                (Some(a), Some(b)) if a != b => out.push(format!("changed {l}: \"{a}\" → \"{b}\"")),
+                (Some(_), None) => out.push(format!("removed {l}")),
+                (None, Some(v)) if v == "yes" => out.push(format!("added {l}")),
+                (None, Some(v)) => out.push(format!("added {l}: \"{v}\"")),
+                _ => {}
+            }
+        }
+        out
     }
 
     pub fn high_risk(&self) -> Vec<HighRisk> {
@@ -197,7 +300,7 @@ impl Schedule {
             Self::At { local, tz } => {
                 let zone: Tz = tz.parse().map_err(|_| RequestError::Field {
                     field: "schedule_tz",
-                    message: format!("`{tz}` is not a time zone; use an IANA name such as Europe/Berlin"),
+                    message: format!("\"{tz}\" is not a time zone; use an IANA name such as Europe/Berlin"),
                 })?;
                 match zone.from_local_datetime(local) {
                     LocalResult::Single(t) => Ok(Some(t.with_timezone(&Utc))),
@@ -231,6 +334,19 @@ pub struct Request {
     /// Run the lockout group at once, before approval ("walked out the door").
     #[serde(default)]
     pub emergency: bool,
+    /// Why this person is offboarded, in the requester's words: recorded in the report.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The ticket this request answers (a PSA or service-desk reference).
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+impl Request {
+    /// A request to run now, with no preset, reason or ticket.
+    pub fn now(tenant: TenantId, user: impl Into<String>, options: Options) -> Self {
+        Request { tenant, user: user.into(), preset: None, options, schedule: Schedule::Now, emergency: false, reason: None, ticket: None }
+    }
 }
 
 /// Why a request was refused, naming the wizard field to fix where there is one.
@@ -269,7 +385,7 @@ impl Request {
         if o.forward_to.is_some() && o.disable_forwarding {
             errors.push(RequestError::Field {
                 field: "forward_to",
-                message: "`forward mail to` and `disable existing forwarding` contradict each other: the new forward replaces the old one, so untick one"
+                message: "\"Forward mail to\" and \"Disable existing forwarding\" contradict each other: the new forward replaces the old one, so untick one"
                     .into(),
             });
         }
@@ -286,18 +402,28 @@ impl Request {
             errors.push(RequestError::Field { field: "delete_user", message: "defer the deletion by at most 90 days".into() });
         }
         if let Some(t) = &o.rename_template {
-            if !t.contains("{{") && t.trim().is_empty() {
+            if t.trim().is_empty() {
                 errors.push(RequestError::Field { field: "rename_template", message: "the new display name is empty".into() });
             }
-            if t.len() > 256 {
-                errors.push(RequestError::Field { field: "rename_template", message: "a display name is at most 256 characters".into() });
+            if let Err(message) = crate::handover::check(t, crate::handover::MAX_NAME_CHARS) {
+                errors.push(RequestError::Field { field: "rename_template", message });
             }
         }
-        if let Some(oof) = &o.out_of_office
-            && oof.internal.trim().is_empty()
-            && oof.external.trim().is_empty()
-        {
-            errors.push(RequestError::Field { field: "out_of_office", message: "write an internal or an external message".into() });
+        if let Some(oof) = &o.out_of_office {
+            if oof.internal.trim().is_empty() && oof.external.trim().is_empty() {
+                errors.push(RequestError::Field { field: "oof_internal", message: "write an internal or an external message".into() });
+            }
+            for (field, text) in [("oof_internal", &oof.internal), ("oof_external", &oof.external)] {
+                if let Err(message) = crate::handover::check(text, crate::handover::MAX_REPLY_CHARS) {
+                    errors.push(RequestError::Field { field, message });
+                }
+            }
+        }
+        for (field, text) in [("reason", &self.reason), ("ticket", &self.ticket)] {
+            let max = if field == "reason" { 1000 } else { 100 };
+            if text.as_ref().is_some_and(|t| t.chars().count() > max) {
+                errors.push(RequestError::Field { field, message: format!("at most {max} characters") });
+            }
         }
         if let Some(access) = &o.mailbox_access
             && access.delegates.is_empty()
@@ -350,6 +476,7 @@ impl Presets {
             remove_mobile_devices: true,
             disable_forwarding: true,
             onedrive_access: vec![Delegate::Manager],
+            transfer_ownership: Some(Delegate::Manager),
             convert_to_shared: true,
             hide_from_gal: true,
             remove_licences: true,
@@ -416,14 +543,7 @@ mod tests {
     }
 
     fn req(options: Options) -> Request {
-        Request {
-            tenant: TenantId::parse("contoso.com").unwrap(),
-            user: "alice@contoso.com".into(),
-            preset: None,
-            options,
-            schedule: Schedule::Now,
-            emergency: false,
-        }
+        Request::now(TenantId::parse("contoso.com").unwrap(), "alice@contoso.com", options)
     }
 
     fn at(y: i32, m: u32, d: u32, h: u32, min: u32, tz: &str) -> Schedule {
@@ -449,7 +569,7 @@ mod tests {
         o.delete_user = Some(DeleteUser { defer_days: 0 });
         let errs = req(o.clone()).validate(now()).unwrap_err();
         let msg = errs[0].to_string();
-        assert!(msg.contains("convert_to_shared") && msg.contains("remove_licences"), "{msg}");
+        assert!(msg.contains("Convert to shared mailbox") && msg.contains("Remove licences"), "{msg}");
         o.delete_user = Some(DeleteUser { defer_days: 30 });
         assert!(req(o).validate(now()).is_ok());
     }
@@ -483,6 +603,29 @@ mod tests {
         let mut r = req(Options { hide_from_gal: true, ..Options::default() });
         r.emergency = true;
         assert_eq!(r.validate(now()).unwrap_err()[0].field(), Some("emergency"));
+    }
+
+    #[test]
+    fn deviations_from_a_preset_are_named() {
+        let preset = Presets::builtin(&PresetName::parse("hostile-exit").unwrap()).unwrap();
+        assert!(preset.deviations_from(&preset).is_empty());
+        let mut mine = preset.clone();
+        mine.cancel_meetings = true;
+        mine.reset_password = false;
+        mine.device_action = Some(DeviceAction::Retire);
+        assert_eq!(
+            mine.deviations_from(&preset),
+            vec!["removed Reset password", "changed Intune devices: \"wipe\" → \"retire\"", "added Cancel meetings the user organises"]
+        );
+    }
+
+    #[test]
+    fn hand_over_texts_are_checked_on_their_fields() {
+        let mut o = Options { out_of_office: Some(OutOfOffice { internal: "{{ \"x\" * 100000000 }}".into(), external: String::new() }), ..Options::default() };
+        o.rename_template = Some("{% for i in range(9) %}x{% endfor %}".into());
+        let errs = req(o).validate(now()).unwrap_err();
+        let fields: Vec<_> = errs.iter().filter_map(|e| e.field()).collect();
+        assert_eq!(fields, vec!["rename_template", "oof_internal"]);
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub enum StepOutcome {
         verified: String,
         #[serde(default)]
         request_ids: Vec<String>,
+        /// What a person must still do by hand (the plan's `manual`): amber.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<String>,
     },
     /// Nothing to do, or not allowed to; `warning` shows it amber.
     Skipped { reason: String, warning: bool },
@@ -127,6 +130,11 @@ pub enum StepOutcome {
 }
 
 impl StepOutcome {
+    /// Done and read back, nothing left to do by hand.
+    pub fn done(verified: impl Into<String>, request_ids: Vec<String>) -> Self {
+        Self::Succeeded { verified: verified.into(), request_ids, left: Vec::new() }
+    }
+
     pub fn state(&self) -> StepState {
         match self {
             Self::Succeeded { .. } => StepState::Succeeded,
@@ -137,7 +145,11 @@ impl StepOutcome {
     }
 
     pub fn is_warning(&self) -> bool {
-        matches!(self, Self::Skipped { warning: true, .. })
+        match self {
+            Self::Skipped { warning, .. } => *warning,
+            Self::Succeeded { left, .. } => !left.is_empty(),
+            _ => false,
+        }
     }
 
     pub fn summary(&self) -> &str {

@@ -26,7 +26,7 @@ pub struct CronJob {
 
 impl CronJob {
     pub fn parse(name: &str, expression: &str) -> Result<Self, String> {
-        let schedule = cron::Schedule::from_str(expression).map_err(|e| format!("schedule `{name}`: `{expression}` is not a cron expression: {e}"))?;
+        let schedule = cron::Schedule::from_str(expression).map_err(|e| format!("schedule \"{name}\": \"{expression}\" is not a cron expression: {e}"))?;
         Ok(Self { name: name.into(), schedule, expression: expression.into() })
     }
 

@@ -38,10 +38,16 @@ pub enum ServiceError {
     Invalid(Vec<RequestError>),
     #[error("{0}")]
     BadInput(#[from] ParseError),
-    #[error("unknown tenant `{0}`; configured tenants: {1}")]
+    #[error("unknown tenant \"{0}\"; configured tenants: {1}")]
     UnknownTenant(String, String),
-    #[error("unknown preset `{0}`")]
-    UnknownPreset(String),
+    /// An object id names no domain: the tenant must be chosen.
+    #[error("choose the tenant: an object id does not say which tenant the user is in (configured: {0})")]
+    TenantNeeded(String),
+    #[error("unknown preset \"{0}\"; this tenant's presets: {1}")]
+    UnknownPreset(String, String),
+    /// The person already has a run that has not ended: show that run instead.
+    #[error("{upn} already has an open offboarding, run {run} ({state}); it was not requested again")]
+    AlreadyOpen { run: RunId, state: RunState, upn: String },
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
     #[error("no run {0}")]
@@ -87,6 +93,30 @@ impl Offboarding {
         &self.access
     }
 
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// Every preset any tenant offers, for the wizard's first page (a tenant's own are
+    /// checked once the tenant is known).
+    pub fn preset_names(&self) -> Vec<crate::domain::PresetName> {
+        let mut all: Vec<_> = self.tenants.iter().flat_map(|t| self.presets.names(&t.id)).collect();
+        all.sort();
+        all.dedup();
+        // The default first, so platforms that preselect the first choice pick it.
+        if let Some(i) = all.iter().position(|p| p.as_str() == crate::chat::DEFAULT_PRESET) {
+            let d = all.remove(i);
+            all.insert(0, d);
+        }
+        all
+    }
+
+    /// The wizard's pages for this installation's tenants and presets.
+    pub fn wizard(&self) -> Vec<crate::chat::Form> {
+        let tenants: Vec<TenantId> = self.tenants.iter().map(|t| t.id.clone()).collect();
+        crate::chat::wizard(&tenants, &self.preset_names())
+    }
+
     /// The tenant named, or the one whose domain the UPN is in.
     pub fn resolve_tenant(&self, named: Option<&str>, user: &str) -> Result<&Tenant, ServiceError> {
         let known = || self.tenants.iter().map(|t| t.id.to_string()).collect::<Vec<_>>().join(", ");
@@ -103,9 +133,10 @@ impl Offboarding {
         {
             return Ok(t);
         }
-        match self.tenants.as_slice() {
-            [only] => Ok(only),
-            _ => Err(ServiceError::UnknownTenant(user.rsplit_once('@').map(|(_, d)| d).unwrap_or(user).into(), known())),
+        match (self.tenants.as_slice(), user.rsplit_once('@')) {
+            ([only], _) => Ok(only),
+            (_, Some((_, domain))) => Err(ServiceError::UnknownTenant(domain.into(), known())),
+            (_, None) => Err(ServiceError::TenantNeeded(known())),
         }
     }
 
@@ -125,21 +156,33 @@ impl Offboarding {
         ServiceError::Refused(refusal)
     }
 
-    /// Discovers the user, builds the plan and records a run awaiting approval.
-    pub async fn request(&self, actor: &Actor, mut req: Request) -> Result<RunRecord, ServiceError> {
+    /// A preset's options for a tenant, or the names it could have been.
+    pub fn preset_options(&self, tenant: &TenantId, name: &crate::domain::PresetName) -> Result<crate::request::Options, ServiceError> {
+        self.presets.get(tenant, name).ok_or_else(|| {
+            let known: Vec<String> = self.presets.names(tenant).iter().map(|n| n.to_string()).collect();
+            ServiceError::UnknownPreset(name.to_string(), known.join(", "))
+        })
+    }
+
+    /// Discovers the user, builds the plan and records a run awaiting approval. The options
+    /// are exactly the request's: a preset names where they started, and the plan records
+    /// every way they depart from it.
+    pub async fn request(&self, actor: &Actor, req: Request) -> Result<RunRecord, ServiceError> {
         let now = self.clock.now();
         let tenant = self.tenant(&req.tenant)?.clone();
         if let Err(r) = policy::check_may_request(&self.access, actor, &tenant.id) {
             return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
-        if let Some(name) = &req.preset
-            && req.options == Default::default()
-        {
-            req.options = self.presets.get(&tenant.id, name).ok_or_else(|| ServiceError::UnknownPreset(name.to_string()))?;
-        }
+        let deviations = match &req.preset {
+            Some(name) => Some(req.options.deviations_from(&self.preset_options(&tenant.id, name)?)),
+            None => None,
+        };
         let user = UserRef::parse(&req.user)?;
         let valid = req.validate(now).map_err(ServiceError::Invalid)?;
         let snapshot = self.discovery.discover(&tenant.id, &user).await?;
+        if let Some(open) = self.store.open_run_for(&tenant.id, snapshot.id.as_str()).await? {
+            return Err(self.already_open(open).await);
+        }
         if let Err(r) = policy::check_request(&self.access, &tenant.policy, actor, &tenant.id, &snapshot) {
             return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
@@ -148,8 +191,13 @@ impl Offboarding {
         {
             return Err(self.refuse(actor, "request.refused", &tenant.id, None, r).await);
         }
-        let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk };
-        let plan = plan::build(&valid, &snapshot, rules);
+        let manager_leaving = match &snapshot.manager {
+            Some(m) => self.store.open_run_for(&tenant.id, m.id.as_str()).await?,
+            None => None,
+        };
+        let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk, manager_leaving };
+        let mut plan = plan::build(&valid, &snapshot, rules);
+        plan.deviations = deviations.unwrap_or_default();
         let plan_hash = plan.hash(tenant.id.as_str(), snapshot.id.as_str());
         let id = RunId::generate();
         let run = NewRun {
@@ -173,9 +221,21 @@ impl Offboarding {
         let audit = NewAudit::new(actor.key(), "run.requested").tenant(&tenant.id).run(&id).detail(json!({
             "requester": actor.name, "plan_hash": plan_hash, "steps": run.plan.steps.len(),
             "emergency": run.emergency, "start_at": valid.start_at.map(|t| t.to_rfc3339()),
+            "preset": run.plan.preset, "deviations": run.plan.deviations,
+            "reason": valid.request.reason, "ticket": valid.request.ticket,
         }));
-        self.store.create_run(&run, now, audit).await?;
+        match self.store.create_run(&run, now, audit).await {
+            Err(StoreError::AlreadyOpen(open)) => return Err(self.already_open(open).await),
+            other => other?,
+        }
         Ok(self.store.run(&id).await?)
+    }
+
+    async fn already_open(&self, open: RunId) -> ServiceError {
+        match self.store.run(&open).await {
+            Ok(r) => ServiceError::AlreadyOpen { run: r.id, state: r.state, upn: r.target_upn },
+            Err(e) => e.into(),
+        }
     }
 
     async fn load(&self, id: &RunId) -> Result<RunRecord, ServiceError> {
@@ -260,7 +320,7 @@ impl Offboarding {
             return Err(self.refuse(actor, "resolve.refused", &run.tenant, Some(id), r).await);
         }
         let outcome = if done {
-            StepOutcome::Succeeded { verified: format!("confirmed by {}: {note}", actor.name), request_ids: vec![] }
+            StepOutcome::done(format!("confirmed by {}: {note}", actor.name), vec![])
         } else {
             StepOutcome::Failed { error: format!("marked failed by {}: {note}", actor.name), request_id: None }
         };

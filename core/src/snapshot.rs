@@ -38,8 +38,14 @@ pub struct UserSnapshot {
     pub devices: Vec<Device>,
     #[serde(default)]
     pub mailbox: Option<Mailbox>,
+    /// The mailbox is hosted on-premises: Exchange Online cannot change it.
+    #[serde(default)]
+    pub mailbox_on_prem: bool,
     #[serde(default)]
     pub onedrive: Option<OneDrive>,
+    /// Groups, distribution lists and Teams the user owns.
+    #[serde(default)]
+    pub owned_groups: Vec<OwnedGroup>,
 }
 
 impl UserSnapshot {
@@ -57,6 +63,37 @@ pub struct Person {
     pub id: ObjectId,
     pub upn: Upn,
     pub display_name: String,
+    /// Whether the account can sign in: a disabled manager cannot take anything over.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A group the user owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedGroup {
+    pub id: String,
+    pub name: String,
+    pub kind: GroupKind,
+    /// A Microsoft 365 group with a team.
+    #[serde(default)]
+    pub team: bool,
+    #[serde(default)]
+    pub on_prem_synced: bool,
+    /// Every owner, the user included: 1 means the user is the only one.
+    pub owners: usize,
+}
+
+impl OwnedGroup {
+    /// "Product Team (team, only owner)".
+    pub fn describe(&self) -> String {
+        let kind = if self.team { "team" } else { self.kind.label() };
+        let sole = if self.owners <= 1 { ", only owner" } else { "" };
+        format!("{} ({kind}{sole})", self.name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +217,12 @@ pub struct Mailbox {
     pub organised_meetings: Vec<Meeting>,
     #[serde(default)]
     pub hidden_from_gal: bool,
+    /// Automatic replies as found: `disabled`, `alwaysEnabled` or `scheduled`.
+    #[serde(default)]
+    pub auto_reply: Option<String>,
+    /// Who else holds FullAccess on this mailbox.
+    #[serde(default)]
+    pub full_access: Vec<String>,
 }
 
 /// Above this size a shared mailbox still needs a licence: licences stay.

@@ -23,7 +23,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("oof/external.txt", OOF_EXTERNAL),
     (
         "chat/run_finished.txt",
-        "{{ run.outcome }}: {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}. {{ run.counts.succeeded }} steps succeeded, {{ run.counts.skipped }} skipped, {{ run.counts.failed }} failed.",
+        "{{ run.outcome }}.{% for a in run.actions %}\n- {{ a }}{% endfor %}\n{{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.counts.succeeded }} succeeded, {{ run.counts.skipped }} skipped, {{ run.counts.failed }} failed.",
     ),
     (
         "chat/approval_requested.txt",
@@ -32,7 +32,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("email/subject.txt", "[Offboard] {{ event.title }}{% if run %}: {{ run.employee }} ({{ run.tenant }}){% endif %}"),
     (
         "email/body.txt",
-        "{{ event.title }}.\n{% if not run %}\nHead of the audit chain: entry {{ checkpoint.seq }}, hash {{ checkpoint.hash }}. Keep this message: it lets anyone detect a later rewrite of the log.\n{% else %}\nEmployee: {{ run.employee }} ({{ run.upn }})\nTenant: {{ run.tenant }}\nRun: {{ run.id }}\nState: {{ run.state_label }}\nRequested by: {{ run.requester }}\n{% for a in run.approvals %}Approved by: {{ a.by }} at {{ a.at }}\n{% endfor %}{% if run.finished %}\n{{ run.outcome }}\n{% for s in run.steps %}- {{ s.mark }} {{ s.title }}: {{ s.detail }}\n{% endfor %}{% if run.effective_by %}\nEffective by {{ run.effective_by }} (access tokens already issued may live up to 90 minutes).\n{% endif %}{% endif %}{% if report_attached %}\nThe signed compliance report is attached. Check it with: offboard verify {{ run.id }}.pdf\n{% endif %}{% endif %}",
+        "{{ event.title }}.\n{% if not run %}\nHead of the audit chain: entry {{ checkpoint.seq }}, hash {{ checkpoint.hash }}. Keep this message: it lets anyone detect a later rewrite of the log.\n{% else %}\nEmployee: {{ run.employee }} ({{ run.upn }})\nTenant: {{ run.tenant }}\nRun: {{ run.id }}\nState: {{ run.state_label }}\nRequested by: {{ run.requester }}\n{% for a in run.approvals %}Approved by: {{ a.by }} at {{ a.at }}\n{% endfor %}{% if run.finished %}\n{{ run.outcome }}\n{% for a in run.actions %}- {{ a }}\n{% endfor %}\n{% for s in run.steps %}- {{ s.mark }} {{ s.title }}: {{ s.detail }}\n{% endfor %}{% if run.effective_by %}\nEffective by {{ run.effective_by }} (access tokens already issued may live up to 90 minutes).\n{% endif %}{% endif %}{% if report_attached %}\nThe signed compliance report is attached. Check it with: offboard verify {{ run.id }}.pdf\n{% endif %}{% endif %}",
     ),
     (
         "webhook/generic.json",
@@ -83,6 +83,8 @@ pub struct RunInfo {
     pub state_label: String,
     pub finished: bool,
     pub outcome: String,
+    /// What a person must do now (a lockout that did not take effect, work left by hand).
+    pub actions: Vec<String>,
     pub requester: String,
     pub approvals: Vec<ApprovalInfo>,
     pub counts: BTreeMap<&'static str, usize>,
@@ -107,8 +109,12 @@ pub struct StepInfo {
 }
 
 impl Notice {
-    pub fn new(event: EventInfo, run: &RunRecord, steps: &[StepRecord], approvals: &[Approval]) -> Self {
+    pub fn new(mut event: EventInfo, run: &RunRecord, steps: &[StepRecord], approvals: &[Approval]) -> Self {
         let r = Report::build(run, steps, approvals, None, run.updated_at);
+        // A lockout that did not take effect is the title, wherever the notice goes.
+        if matches!(r.lockout, crate::report::Lockout::NotEffective(_)) && run.state.is_terminal() {
+            event.title = format!("{}: {}", event.title, r.outcome());
+        }
         let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
         let c = r.counts;
         Notice {
@@ -124,6 +130,7 @@ impl Notice {
                 state_label: run.state.label().into(),
                 finished: run.state.is_terminal() || run.state == crate::run::RunState::NeedsAttention,
                 outcome: r.outcome(),
+                actions: r.actions(),
                 requester: r.requester.clone(),
                 approvals: r.approvals.iter().map(|(by, at)| ApprovalInfo { by: by.clone(), at: fmt(*at) }).collect(),
                 counts: [("succeeded", c.succeeded), ("skipped", c.skipped), ("failed", c.failed), ("attention", c.attention), ("not_run", c.pending)]
@@ -140,7 +147,7 @@ impl Notice {
                     })
                     .collect(),
                 licences_reclaimed: r.licences_reclaimed.clone(),
-                effective_by: r.effective_by.map(fmt),
+                effective_by: r.effective_by().map(fmt),
                 reason: run.reason.clone(),
             }),
             report_attached: false,
@@ -174,6 +181,8 @@ pub struct Templates {
     env: Environment<'static>,
     /// Where each template came from, for error messages.
     origin: BTreeMap<String, String>,
+    /// `oof/*.txt`: hand-over texts with literal placeholders, not templates.
+    handover: BTreeMap<String, String>,
 }
 
 impl Templates {
@@ -182,11 +191,26 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let mut origin = BTreeMap::new();
+        let mut handover = BTreeMap::new();
         let known: Vec<&str> = DEFAULTS.iter().chain(extra).map(|(n, _)| *n).collect();
         let broken = |file: &str, e: minijinja::Error| TemplateError::Broken { file: file.into(), line: e.line(), message: describe(&e) };
+        let mut add = |env: &mut Environment<'static>, name: String, source: String, shown: String| -> Result<(), TemplateError> {
+            if name.starts_with("oof/") {
+                // Said to customers on the leaver's behalf: placeholders only (see handover).
+                crate::handover::check(&source, crate::handover::MAX_REPLY_CHARS).map_err(|message| TemplateError::Broken {
+                    file: shown.clone(),
+                    line: None,
+                    message,
+                })?;
+                handover.insert(name.clone(), source);
+            } else {
+                env.add_template_owned(name.clone(), source).map_err(|e| broken(&shown, e))?;
+            }
+            origin.insert(name, shown);
+            Ok(())
+        };
         for (name, source) in DEFAULTS.iter().chain(extra) {
-            env.add_template(name, source).map_err(|e| broken(&format!("(built-in) {name}"), e))?;
-            origin.insert(name.to_string(), format!("(built-in) {name}"));
+            add(&mut env, name.to_string(), source.to_string(), format!("(built-in) {name}"))?;
         }
         if let Some(dir) = dir {
             for path in files_under(dir)? {
@@ -196,17 +220,14 @@ impl Templates {
                     return Err(TemplateError::Unknown { file: shown, known: known.join(", ") });
                 }
                 let source = std::fs::read_to_string(&path).map_err(|e| TemplateError::Unreadable { dir: shown.clone(), message: e.to_string() })?;
-                env.add_template_owned(name.clone(), source).map_err(|e| broken(&shown, e))?;
-                origin.insert(name, shown);
+                add(&mut env, name, source, shown)?;
             }
         }
-        let t = Templates { env, origin };
+        let t = Templates { env, origin, handover };
         let sample = Notice::sample();
         let checkpoint = Notice::sample_checkpoint();
-        let handover = handover_vars(&crate::testing::rich_user());
         for name in known {
             if name.starts_with("oof/") {
-                t.render(name, &handover)?;
                 continue;
             }
             t.render(name, &sample)?;
@@ -231,9 +252,9 @@ impl Templates {
         Ok(out)
     }
 
-    /// The out-of-office defaults, as sources the planner renders per user.
+    /// The out-of-office defaults the presets offer, filled per user by the planner.
     pub fn out_of_office(&self) -> crate::request::OutOfOffice {
-        let source = |n: &str| self.env.get_template(n).map(|t| t.source().to_string()).unwrap_or_default();
+        let source = |n: &str| self.handover.get(n).cloned().unwrap_or_default();
         crate::request::OutOfOffice { internal: source("oof/internal.txt"), external: source("oof/external.txt") }
     }
 }
@@ -263,29 +284,6 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>, TemplateError> {
     Ok(out)
 }
 
-/// What a hand-over text (out of office) may use: `user.display_name`, `user.upn`,
-/// `displayName`, `manager.name`, `manager.email`, `company`.
-pub fn handover_vars(user: &crate::snapshot::UserSnapshot) -> serde_json::Value {
-    let manager = user.manager.as_ref();
-    serde_json::json!({
-        "user": { "display_name": user.display_name, "upn": user.upn.to_string() },
-        "displayName": user.display_name,
-        "manager": {
-            "name": manager.map(|m| m.display_name.clone()).unwrap_or_else(|| "your contact".into()),
-            "email": manager.map(|m| m.upn.to_string()).unwrap_or_default(),
-        },
-        "company": user.company.clone().unwrap_or_else(|| "the company".into()),
-    })
-}
-
-/// Fills a hand-over text (typed in the wizard or from `oof/*.txt`) for one user. A text
-/// that is not a valid template is used as written: it came from a person, not a file.
-pub fn render_handover(source: &str, vars: &serde_json::Value) -> String {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
-    env.render_str(source, minijinja::value::Serde(vars)).unwrap_or_else(|_| source.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +298,7 @@ mod tests {
         let generic: serde_json::Value = serde_json::from_str(&t.render("webhook/generic.json", &n).unwrap()).unwrap();
         assert_eq!(generic["schema"], "offboard.notification.v1");
         assert_eq!(generic["run"]["employee"], "Zoë Łukasiewicz-Ørsted");
-        assert_eq!(generic["run"]["counts"]["skipped"], 1);
+        assert_eq!(generic["run"]["counts"]["succeeded"], 18);
         insta::assert_snapshot!("email_checkpoint", t.render("email/body.txt", &Notice::sample_checkpoint()).unwrap());
     }
 
@@ -333,9 +331,14 @@ mod tests {
     }
 
     #[test]
-    fn hand_over_texts_fill_in_or_stay_as_written() {
-        let vars = serde_json::json!({ "user": { "display_name": "Zoë" }, "company": "Contoso" });
-        assert_eq!(render_handover("{{ user.display_name }} left {{ company }}.", &vars), "Zoë left Contoso.");
-        assert_eq!(render_handover("50% {{ off", &vars), "50% {{ off");
+    fn out_of_office_overrides_are_placeholder_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("oof")).unwrap();
+        std::fs::write(dir.path().join("oof/internal.txt"), "{{ user.display_name }} has moved on. Ask {{ manager.name }}.").unwrap();
+        let t = Templates::load(Some(dir.path()), &[]).unwrap();
+        assert_eq!(t.out_of_office().internal, "{{ user.display_name }} has moved on. Ask {{ manager.name }}.");
+        std::fs::write(dir.path().join("oof/internal.txt"), "{% for i in range(100000) %}x{% endfor %}").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("oof/internal.txt") && e.contains("only placeholders"), "{e}");
     }
 }

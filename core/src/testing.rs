@@ -54,7 +54,7 @@ impl Directory for InMemoryDirectory {
             .iter()
             .filter(|u| u.display_name.to_lowercase().split(' ').any(|w| w.starts_with(&t)) || u.upn.to_string().starts_with(&t))
             .take(limit)
-            .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone() })
+            .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone(), enabled: u.account_enabled })
             .collect())
     }
 }
@@ -85,7 +85,7 @@ pub fn user_named(n: u32, upn: &str, name: &str) -> UserSnapshot {
         upn: Upn::parse(upn).expect("valid upn"),
         display_name: name.into(),
         job_title: Some("Account Executive".into()),
-        manager: Some(Person { id: oid(900), upn: Upn::parse("morgan@contoso.com").expect("valid"), display_name: "Morgan Manager".into() }),
+        manager: Some(Person { id: oid(900), upn: Upn::parse("morgan@contoso.com").expect("valid"), display_name: "Morgan Manager".into(), enabled: true }),
         account_enabled: true,
         on_prem_synced: false,
         immutable_id: None,
@@ -137,9 +137,32 @@ pub fn user_named(n: u32, upn: &str, name: &str) -> UserSnapshot {
             mobile_devices: vec!["ActiveSync-iPhone".into()],
             organised_meetings: vec![Meeting { id: "evt-1".into(), subject: "Weekly pipeline".into() }],
             hidden_from_gal: false,
+            auto_reply: Some("disabled".into()),
+            full_access: vec![],
         }),
+        mailbox_on_prem: false,
         onedrive: Some(OneDrive { drive_id: "drive-alice".into(), used_bytes: 3_000_000_000 }),
+        owned_groups: vec![
+            OwnedGroup { id: "g-marketing".into(), name: "Marketing".into(), kind: GroupKind::Microsoft365, team: true, on_prem_synced: false, owners: 1 },
+            OwnedGroup {
+                id: "g-dl-sales".into(),
+                name: "sales@contoso.com".into(),
+                kind: GroupKind::Distribution,
+                team: false,
+                on_prem_synced: false,
+                owners: 2,
+            },
+        ],
     }
+}
+
+/// The standard leaver's plan for `rich_user`.
+pub fn standard_plan() -> crate::plan::Plan {
+    let preset = crate::domain::PresetName::parse("standard-leaver").expect("valid");
+    let options = crate::request::Presets::builtin(&preset).expect("builtin");
+    let tenant = TenantId::parse("contoso.com").expect("valid");
+    let req = crate::request::Request::now(tenant, "alice@contoso.com", options).validate(chrono::Utc::now()).expect("valid request");
+    crate::plan::build(&req, &rich_user(), crate::plan::PlanRules::default())
 }
 
 /// A finished run of the standard leaver preset for `rich_user`, as the store returns it:
@@ -149,16 +172,21 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
     use chrono::{Duration, TimeZone, Utc};
 
     use crate::domain::{PresetName, RunId};
-    use crate::request::{Presets, Request, Schedule};
+    use crate::request::{Presets, Request};
     use crate::run::{RunState, StepOutcome, StepState};
 
     let t0 = Utc.with_ymd_and_hms(2026, 11, 20, 16, 0, 0).single().expect("valid time");
     let tenant = TenantId::parse("contoso.com").expect("valid");
     let user = user_named(1, "zoe.lukasiewicz@contoso.com", "Zoë Łukasiewicz-Ørsted");
-    let options = Presets::builtin(&PresetName::parse("standard-leaver").expect("valid")).expect("builtin");
-    let req = Request { tenant: tenant.clone(), user: user.upn.to_string(), preset: None, options, schedule: Schedule::Now, emergency: false }
-        .validate(t0)
-        .expect("valid request");
+    let preset = PresetName::parse("standard-leaver").expect("valid");
+    let options = Presets::builtin(&preset).expect("builtin");
+    let request = Request {
+        preset: Some(preset),
+        reason: Some("Resigned; last day 20 November".into()),
+        ticket: Some("INC-4711".into()),
+        ..Request::now(tenant.clone(), user.upn.to_string(), options)
+    };
+    let req = request.clone().validate(t0).expect("valid request");
     let plan = crate::plan::build(&req, &user, crate::plan::PlanRules::default());
     let plan_hash = plan.hash(tenant.as_str(), user.id.as_str());
     let approved = t0 + Duration::minutes(4);
@@ -171,12 +199,10 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
             let start = at;
             at += Duration::milliseconds(180 + 20 * i as i64);
             let outcome = match &p.skip {
-                Some(reason) => StepOutcome::Skipped { reason: reason.clone(), warning: false },
-                None if p.kind == crate::plan::StepKind::RemoveMobileDevices => {
-                    StepOutcome::Skipped { reason: "the device had already been removed in Exchange".into(), warning: true }
-                }
-                None => StepOutcome::Succeeded { verified: format!("{} read back", p.kind.title()), request_ids: vec![format!("req-{:04}", i + 1)] },
+                Some(reason) => StepOutcome::Skipped { reason: reason.clone(), warning: !p.warnings.is_empty() },
+                None => StepOutcome::done(format!("{} read back", p.kind.title()), vec![format!("req-{:04}", i + 1)]),
             };
+            let outcome = crate::engine::honest(p, outcome);
             crate::store::StepRecord {
                 key: p.key.clone(),
                 state: outcome.state(),
@@ -190,7 +216,8 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
             }
         })
         .collect();
-    let state = if steps.iter().any(|s| s.state == StepState::Skipped) { RunState::CompletedWithWarnings } else { RunState::Completed };
+    let states: Vec<(StepState, bool)> = steps.iter().map(|s| (s.state, s.outcome.as_ref().is_some_and(StepOutcome::is_warning))).collect();
+    let state = crate::run::settle(&states, false).unwrap_or(RunState::Running);
     let run = crate::store::RunRecord {
         id: RunId::parse("ob-7k2m9q4x1p").expect("valid run id"),
         tenant,
@@ -200,7 +227,7 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
         requester: "slack:U0REQUEST".into(),
         requester_name: "Riley Requester".into(),
         state,
-        request: "{}".into(),
+        request: serde_json::to_string(&request).expect("json"),
         snapshot: serde_json::to_string(&user).expect("json"),
         plan,
         plan_hash: plan_hash.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use offboard_core::clock::Clock;
 use offboard_core::domain::{Actor, Role, TenantId};
 use offboard_core::policy::{Access, Principal, RoleBinding, TenantPolicy};
-use offboard_core::request::{Options, Presets, Request, Schedule};
+use offboard_core::request::{Options, Presets, Request};
 use offboard_core::service::{Offboarding, Tenant};
 use offboard_core::store::{RunRecord, Store};
 use offboard_core::testing::{InMemoryDirectory, rich_user, user_named};
@@ -55,7 +55,7 @@ pub fn service(store: Store, clock: Arc<dyn Clock>, users: u32, policy: TenantPo
 }
 
 pub fn request(user: &str, options: Options) -> Request {
-    Request { tenant: tenant_id(), user: user.into(), preset: None, options, schedule: Schedule::Now, emergency: false }
+    Request::now(tenant_id(), user, options)
 }
 
 /// A broad plan with three at-most-once steps (password reset, device retire, meeting
@@ -82,7 +82,7 @@ pub struct AlwaysDone;
 #[async_trait::async_trait]
 impl offboard_core::engine::StepExecutor for AlwaysDone {
     async fn execute(&self, _cx: &offboard_core::engine::StepContext) -> Result<offboard_core::run::StepOutcome, offboard_core::engine::StepError> {
-        Ok(offboard_core::run::StepOutcome::Succeeded { verified: "read back as done".into(), request_ids: vec!["req-1".into()] })
+        Ok(offboard_core::run::StepOutcome::done("read back as done", vec!["req-1".into()]))
     }
 
     async fn reconcile(&self, _cx: &offboard_core::engine::StepContext) -> offboard_core::engine::Reconciled {

@@ -258,16 +258,14 @@ impl StepExecutor for HttpExecutor {
             return Err(StepError::Retryable(format!("status {}", resp.status())));
         }
         let body: serde_json::Value = resp.json().await.map_err(|e| StepError::Retryable(e.to_string()))?;
-        Ok(StepOutcome::Succeeded { verified: format!("applied ({} in the ledger)", body["count"]), request_ids: vec![] })
+        Ok(StepOutcome::done(format!("applied ({} in the ledger)", body["count"]), vec![]))
     }
 
     async fn reconcile(&self, cx: &StepContext) -> Reconciled {
         let url = format!("{}/effect/{}/{}", self.base, cx.run_id, cx.step.key);
         match self.client.get(url).send().await {
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
-                Ok(b) if b["count"].as_u64().unwrap_or(0) > 0 => {
-                    Reconciled::Applied(StepOutcome::Succeeded { verified: "found applied on read-back".into(), request_ids: vec![] })
-                }
+                Ok(b) if b["count"].as_u64().unwrap_or(0) > 0 => Reconciled::Applied(StepOutcome::done("found applied on read-back", vec![])),
                 Ok(_) => Reconciled::NotApplied,
                 Err(e) => Reconciled::Unknown(format!("read-back unreadable: {e}")),
             },

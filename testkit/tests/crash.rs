@@ -67,7 +67,8 @@ async fn check(store: &Store, effects: &EffectServer, runs: &[RunId], case: &str
     let mut once = 0;
     for id in runs {
         let run = store.run(id).await.unwrap();
-        assert_eq!(run.state, RunState::Completed, "{case}: run {id}");
+        // Amber only for the on-premises group a person must leave by hand.
+        assert!(matches!(run.state, RunState::Completed | RunState::CompletedWithWarnings), "{case}: run {id} {:?}", run.state);
         for step in store.steps(id).await.unwrap() {
             let planned = run.plan.step(&step.key).unwrap();
             let n = effects.count(id.as_str(), step.key.as_str());
@@ -265,7 +266,8 @@ async fn two_workers_on_one_postgres_run_each_step_once() {
     b.kill().await.unwrap();
     let mut steps_run = 0;
     for id in &runs {
-        assert_eq!(store.run(id).await.unwrap().state, RunState::Completed, "{id}");
+        let state = store.run(id).await.unwrap().state;
+        assert!(matches!(state, RunState::Completed | RunState::CompletedWithWarnings), "{id}: {state:?}");
         for s in store.steps(id).await.unwrap() {
             let n = effects.count(id.as_str(), s.key.as_str());
             match s.state {

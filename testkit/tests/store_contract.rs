@@ -25,7 +25,7 @@ fn lockout() -> Options {
 }
 
 fn ok() -> StepOutcome {
-    StepOutcome::Succeeded { verified: "read back".into(), request_ids: vec!["req-1".into()] }
+    StepOutcome::done("read back", vec!["req-1".into()])
 }
 
 async fn for_each_backend<F, Fut>(f: F)
@@ -461,4 +461,34 @@ async fn a_released_lease_is_free_at_once() {
         assert!(store.lease_consumer("chat:slack", "b", t0, ttl).await.unwrap(), "{}", db.backend);
         db.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn a_person_has_one_open_run_even_when_two_requests_race() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        // Two front ends on one database, asking at the same moment.
+        let a = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let b = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let (first, second) = (requester(), admin1());
+        let (x, y) = tokio::join!(a.request(&first, request("alice@contoso.com", lockout())), b.request(&second, request("alice@contoso.com", lockout())));
+        let (won, lost) = match (x, y) {
+            (Ok(r), Err(e)) | (Err(e), Ok(r)) => (r, e),
+            other => panic!("{backend}: exactly one request wins: {other:?}"),
+        };
+        match lost {
+            offboard_core::service::ServiceError::AlreadyOpen { run, state, .. } => {
+                assert_eq!(run, won.id, "{backend}");
+                assert_eq!(state, RunState::AwaitingApproval);
+            }
+            e => panic!("{backend}: {e}"),
+        }
+        assert_eq!(store.open_run_for(&tenant_id(), &won.target_id).await.unwrap(), Some(won.id.clone()));
+        // Once it ends, the person may be offboarded again.
+        let audit = NewAudit::new("test", "run.cancelled");
+        store.close_run(&won.id, won.version, RunState::Cancelled, None, c.now(), audit).await.unwrap();
+        assert_eq!(store.open_run_for(&tenant_id(), &won.target_id).await.unwrap(), None);
+        a.request(&requester(), request("alice@contoso.com", lockout())).await.unwrap();
+    })
+    .await;
 }

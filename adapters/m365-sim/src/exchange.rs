@@ -111,6 +111,8 @@ pub static CMDLETS: &[Cmdlet] = &[
         &["Identity", "QueryWindowInDays"],
         true,
     ),
+    c("Get-DistributionGroup", &["Identity", "ResultSize"], &["Identity"], false),
+    c("Set-DistributionGroup", &["Identity", "ManagedBy", "BypassSecurityGroupManagerCheck", "Confirm"], &["Identity"], true),
     c("Get-DistributionGroupMember", &["Identity", "ResultSize"], &["Identity"], false),
     c("Add-DistributionGroupMember", &["Identity", "Member", "BypassSecurityGroupManagerCheck", "Confirm"], &["Identity", "Member"], true),
     c("Remove-DistributionGroupMember", &["Identity", "Member", "BypassSecurityGroupManagerCheck", "Confirm"], &["Identity", "Member"], true),
@@ -651,6 +653,64 @@ pub fn run(w: &mut World, ti: usize, now: Duration, conversion_delay: Duration, 
                     }
                 }
                 ledger.record(now, &tid, "event.cancelled", &id, json!({"subject": subject, "meeting": meeting, "attendees": attendees, "via": "exchange"}));
+            }
+        }
+        "Get-DistributionGroup" => {
+            let key = identity.unwrap_or_default();
+            let gid = t.group_id(&key).filter(|g| t.groups[g].kind.exchange_managed()).ok_or_else(|| ExoError::not_found(&key))?;
+            let g = &t.groups[&gid];
+            rows.push(json!({
+                "Identity": g.name, "Name": g.name, "DisplayName": g.name, "PrimarySmtpAddress": g.mail, "ExternalDirectoryObjectId": g.id,
+                "RecipientTypeDetails": if g.kind.security_enabled() { "MailUniversalSecurityGroup" } else { "MailUniversalDistributionGroup" },
+                "ManagedBy": g.owners.iter().map(|o| t.upn_of(o)).collect::<Vec<_>>(),
+                "IsDirSynced": g.synced,
+            }));
+        }
+        "Set-DistributionGroup" => {
+            let key = identity.unwrap_or_default();
+            let gid = t.group_id(&key).filter(|g| t.groups[g].kind.exchange_managed()).ok_or_else(|| ExoError::not_found(&key))?;
+            if t.groups[&gid].synced {
+                return Err(ExoError::new(
+                    400,
+                    "BadRequest",
+                    "Microsoft.Exchange.Management.Tasks.CannotChangeSyncedObjectException",
+                    format!(
+                        "The action 'Set-DistributionGroup', 'ManagedBy', can't be performed on the object '{}' because the object is being synchronized from your on-premises organization.",
+                        t.groups[&gid].name
+                    ),
+                ));
+            }
+            if let Some(v) = param(p, "ManagedBy") {
+                let (op, who) = match v {
+                    Value::Object(o) => {
+                        (if o.contains_key("remove") { "remove" } else { "add" }, o.get("remove").or(o.get("add")).cloned().unwrap_or(Value::Null))
+                    }
+                    other => ("set", other.clone()),
+                };
+                let who: Vec<String> = match who {
+                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                    Value::String(s) => vec![s],
+                    _ => vec![],
+                };
+                let ids = who.iter().map(|w| recipient_of(t, w)).collect::<Result<Vec<_>, _>>()?;
+                let g = t.groups.get_mut(&gid).expect("group");
+                let mut next = g.owners.clone();
+                match op {
+                    "remove" => ids.iter().for_each(|x| {
+                        next.remove(x);
+                    }),
+                    "add" => next.extend(ids.iter().cloned()),
+                    _ => next = ids.iter().cloned().collect(),
+                }
+                if next.is_empty() {
+                    return Err(ExoError::invalid(format!("The group '{}' must have at least one owner (ManagedBy).", g.name)));
+                }
+                let name = g.name.clone();
+                let before = std::mem::replace(&mut g.owners, next);
+                for x in before.symmetric_difference(&t.groups[&gid].owners) {
+                    let kind = if before.contains(x) { "group.owner_removed" } else { "group.owner_added" };
+                    ledger.record(now, &tid, kind, x, json!({"group": gid, "group_name": name, "via": "exchange"}));
+                }
             }
         }
         "Get-DistributionGroupMember" => {

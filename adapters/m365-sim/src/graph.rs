@@ -26,6 +26,8 @@ const USER_DELETE: &[&str] = &["User.DeleteRestore.All", "User.ReadWrite.All", "
 const MEMBER_READ: &[&str] =
     &["GroupMember.Read.All", "Group.Read.All", "GroupMember.ReadWrite.All", "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
 const MEMBER_WRITE: &[&str] = &["GroupMember.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"];
+/// group-post-owners and group-delete-owners: GroupMember.* does not cover owners.
+const OWNER_WRITE: &[&str] = &["Group.ReadWrite.All", "Directory.ReadWrite.All"];
 const ROLE_READ: &[&str] =
     &["RoleManagement.Read.Directory", "RoleManagement.Read.All", "RoleManagement.ReadWrite.Directory", "Directory.Read.All", "Directory.ReadWrite.All"];
 const ROLE_WRITE: &[&str] = &["RoleManagement.ReadWrite.Directory"];
@@ -75,8 +77,9 @@ pub fn required(op: Op) -> Option<&'static [&'static str]> {
         PatchUser => return None,
         DeleteUser | PurgeDeletedItem | RestoreDeletedItem => USER_DELETE,
         DeletedUsers | GetDeletedItem => USER_READ,
-        MemberOf { .. } | GetGroup | GroupMembers | GroupOwners => MEMBER_READ,
-        AddMember | RemoveMember | RemoveOwner | RemoveMemberWithoutRef => MEMBER_WRITE,
+        MemberOf { .. } | GetGroup | GroupMembers | GroupOwners | OwnedGroups => MEMBER_READ,
+        AddMember | RemoveMember | RemoveMemberWithoutRef => MEMBER_WRITE,
+        AddOwner | RemoveOwner => OWNER_WRITE,
         RevokeSessions => REVOKE,
         AssignLicense => LICENCE_WRITE,
         SubscribedSkus | Organization => ORG_READ,
@@ -135,7 +138,7 @@ pub fn cost(op: Op, ids: &[String], q: &Query, t: &Tenant) -> Cost {
     match op {
         ListUsers => Cost::Identity { ru: adjust(2), write: false },
         MemberOf { transitive, .. } => Cost::Identity { ru: adjust(if transitive { 5 } else { 2 }), write: false },
-        GroupMembers => Cost::Identity { ru: adjust(3), write: false },
+        GroupMembers | OwnedGroups => Cost::Identity { ru: adjust(3), write: false },
         LicenseDetails => Cost::Identity { ru: adjust(2), write: false },
         SubscribedSkus => Cost::Identity { ru: adjust(3), write: false },
         PatchUser
@@ -145,6 +148,7 @@ pub fn cost(op: Op, ids: &[String], q: &Query, t: &Tenant) -> Cost {
         | AddMember
         | RemoveMember
         | RemoveMemberWithoutRef
+        | AddOwner
         | RemoveOwner
         | DeleteRoleAssignment
         | RoleEligibilityRequest
@@ -256,6 +260,7 @@ pub fn group_json(g: &crate::world::Group) -> Value {
         "onPremisesSyncEnabled": if g.synced { Value::Bool(true) } else { Value::Null },
         "isAssignableToRole": g.role_assignable,
         "assignedLicenses": g.licences.iter().map(|s| json!({"skuId": s, "disabledPlans": []})).collect::<Vec<_>>(),
+        "resourceProvisioningOptions": if g.team { vec!["Team"] } else { vec![] },
     })
 }
 
@@ -483,8 +488,14 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
         }
         Op::GetManager => {
             let (id, _) = or_reply!(user_key(t, ids));
-            match t.users[&id].manager.as_deref().and_then(|m| manager_json(t, m)) {
-                Some(m) => Reply::ok(m),
+            match t.users[&id].manager.as_deref().and_then(|m| t.users.get(m)) {
+                // The manager is a user: `$select` picks from all of its properties.
+                Some(m) if q.get("$select").is_some() => {
+                    let mut v = or_reply!(project(&user_json(t, m), q.get("$select"), USER_DEFAULT, USER_TYPE));
+                    v["@odata.type"] = json!("#microsoft.graph.user");
+                    Reply::ok(v)
+                }
+                Some(m) => Reply::ok(manager_json(t, &m.id).expect("the manager exists")),
                 None => not_found("manager"),
             }
         }
@@ -614,18 +625,51 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
                 None => not_found(&gid),
             }
         }
+        Op::AddOwner => {
+            let Some(gid) = t.group_id(&ids[0]) else { return not_found(&ids[0]) };
+            let Some(reference) = body.and_then(|b| b.get("@odata.id")).and_then(Value::as_str) else {
+                return bad_request("Invalid request body: the '@odata.id' reference is missing.");
+            };
+            let key = reference.rsplit('/').next().unwrap_or_default();
+            let Some(uid) = t.user_id(key) else { return not_found(key) };
+            if let Some(r) = owner_write_refusal(t, &gid) {
+                return r;
+            }
+            let g = t.groups.get_mut(&gid).expect("group");
+            if !g.owners.insert(uid.clone()) {
+                return bad_request("One or more added object references already exist for the following modified properties: 'owners'.");
+            }
+            ledger.record(ctx.now, &tid, "group.owner_added", &uid, json!({"group": gid, "group_name": g.name}));
+            Reply::no_content()
+        }
         Op::RemoveOwner => {
             let Some(gid) = t.group_id(&ids[0]) else { return not_found(&ids[0]) };
-            if t.groups[&gid].synced {
-                return synced_refusal();
+            if let Some(r) = owner_write_refusal(t, &gid) {
+                return r;
             }
             let uid = t.user_id(&ids[1]).unwrap_or_else(|| ids[1].clone());
             let g = t.groups.get_mut(&gid).expect("group");
-            if !g.owners.remove(&uid) {
+            if !g.owners.contains(&uid) {
                 return not_found(&gid);
             }
+            // A Microsoft 365 group keeps at least one owner (observed text).
+            if g.kind == GroupKind::M365 && g.owners.len() == 1 {
+                return bad_request("The group must have at least one owner, hence this owner cannot be removed.");
+            }
+            g.owners.remove(&uid);
             ledger.record(ctx.now, &tid, "group.owner_removed", &uid, json!({"group": gid, "group_name": g.name}));
             Reply::no_content()
+        }
+        Op::OwnedGroups => {
+            let (id, _) = or_reply!(user_key(t, ids));
+            let mut items = Vec::new();
+            for g in t.groups.values().filter(|g| g.owners.contains(&id)) {
+                match project(&group_json(g), q.get("$select"), &[], "Microsoft.DirectoryServices.Group") {
+                    Ok(v) => items.push(v),
+                    Err(e) => return e,
+                }
+            }
+            page_or(w, ctx, path, q, items, PageSpec { default_top: 100, max_top: 999, context: "directoryObjects" })
         }
         Op::RoleDefinitions => {
             let items: Vec<Value> =
@@ -939,6 +983,19 @@ fn member_write_refusal(t: &Tenant, ctx: &Ctx, gid: &str) -> Option<Reply> {
     None
 }
 
+/// Owners of synced groups belong to on-premises AD; owners of distribution lists and
+/// mail-enabled security groups are Exchange's `ManagedBy`.
+fn owner_write_refusal(t: &Tenant, gid: &str) -> Option<Reply> {
+    let g = &t.groups[gid];
+    if g.synced {
+        return Some(synced_refusal());
+    }
+    if g.kind.exchange_managed() {
+        return Some(bad_request("Cannot Update a mail-enabled security groups and or distribution list."));
+    }
+    None
+}
+
 fn delete_user(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, id: &str, via: &str) -> Reply {
     let u = &t.users[id];
     if u.synced {
@@ -1199,9 +1256,12 @@ fn invite(t: &mut Tenant, ledger: &mut Ledger, ctx: &Ctx, ids: &[String], body: 
     let mut out = Vec::new();
     for r in recipients {
         let Some(email) = r.get("email").and_then(Value::as_str) else { return Reply::error(400, "invalidRequest", "Each recipient needs an email.") };
-        d.shared_with.push((email.to_string(), roles.clone()));
+        // Inviting someone who already has these roles returns their permission again.
+        if !d.shared_with.iter().any(|(e, rs)| e.eq_ignore_ascii_case(email) && *rs == roles) {
+            d.shared_with.push((email.to_string(), roles.clone()));
+            ledger.record(ctx.now, &t.id, "drive.shared", &owner, json!({"recipient": email, "roles": roles}));
+        }
         out.push(json!({"id": hex::encode(rand::random::<[u8; 8]>()), "roles": roles, "grantedToV2": {"user": {"email": email}}, "grantedTo": {"user": {"email": email}}}));
-        ledger.record(ctx.now, &t.id, "drive.shared", &owner, json!({"recipient": email, "roles": roles}));
     }
     Reply::ok(json!({"value": out}))
 }

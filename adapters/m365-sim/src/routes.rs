@@ -22,7 +22,9 @@ pub enum Op {
     RemoveMember,
     RemoveMemberWithoutRef,
     GroupOwners,
+    AddOwner,
     RemoveOwner,
+    OwnedGroups,
     RoleDefinitions,
     RoleAssignments,
     DeleteRoleAssignment,
@@ -97,7 +99,9 @@ pub static ROUTES: &[Route] = &[
     r("DELETE", "/groups/{id}/members/{id}/$ref", Op::RemoveMember),
     r("DELETE", "/groups/{id}/members/{id}", Op::RemoveMemberWithoutRef),
     r("GET", "/groups/{id}/owners", Op::GroupOwners),
+    r("POST", "/groups/{id}/owners/$ref", Op::AddOwner),
     r("DELETE", "/groups/{id}/owners/{id}/$ref", Op::RemoveOwner),
+    r("GET", "/users/{id}/ownedObjects/microsoft.graph.group", Op::OwnedGroups),
     r("GET", "/roleManagement/directory/roleDefinitions", Op::RoleDefinitions),
     r("GET", "/roleManagement/directory/roleAssignments", Op::RoleAssignments),
     r("DELETE", "/roleManagement/directory/roleAssignments/{id}", Op::DeleteRoleAssignment),
@@ -154,9 +158,12 @@ fn literal_eq(template: &str, wire: &str) -> bool {
 }
 
 /// Matches a path (after `/v1.0`, without query) to a route. Literal segments win over
-/// `{id}`, so `/users/delta` is the delta function and not a user called "delta".
+/// `{id}`, so `/users/delta` is the delta function and not a user called "delta". Each
+/// segment is percent-decoded first, as Graph does: a guest's `#EXT#` arrives as `%23EXT%23`.
 pub fn find(method: &str, path: &str) -> Match {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let decoded: Vec<String> =
+        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let mut best: Option<(usize, &Route, Vec<String>)> = None;
     let mut path_exists = false;
     for route in ROUTES {

@@ -268,6 +268,9 @@ pub struct GroupSpec {
     pub members: Vec<String>,
     #[serde(default)]
     pub owners: Vec<String>,
+    /// A Microsoft 365 group with a team.
+    #[serde(default)]
+    pub team: bool,
 }
 
 fn security() -> String {
@@ -361,6 +364,7 @@ impl GroupSpec {
             licences: vec![],
             members: vec![],
             owners: vec![],
+            team: false,
         }
     }
 }

@@ -701,6 +701,8 @@ fn batch_item(s: &Shared, claims: &Claims, r: &Value) -> Reply {
         return Reply::error(400, "BadRequest", "Batch request URLs are relative to the version, e.g. /users/{id}.");
     }
     let url = url.strip_prefix("/v1.0").unwrap_or(url);
+    // A raw `#` starts a URL's fragment: what follows never reaches the route.
+    let url = url.split('#').next().unwrap_or_default();
     let url = if url.starts_with('/') { url.to_string() } else { format!("/{url}") };
     let (path, query) = url.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((url.clone(), String::new()));
     lock(&s.graph_log).push((method.clone(), path.clone()));

@@ -131,6 +131,8 @@ pub struct Group {
     pub licences: Vec<String>,
     pub members: BTreeSet<String>,
     pub owners: BTreeSet<String>,
+    /// A Microsoft 365 group with a team (`resourceProvisioningOptions: ["Team"]`).
+    pub team: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -743,6 +745,7 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
                 licences: g.licences.iter().map(|p| sku_id(p)).collect::<Result<_, _>>()?,
                 members,
                 owners,
+                team: g.team && kind == GroupKind::M365,
             },
         );
     }

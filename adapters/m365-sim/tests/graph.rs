@@ -324,7 +324,7 @@ async fn paging_select_search_and_errors_follow_graph() {
     assert_eq!(r.body["error"]["innerError"]["request-id"].as_str(), r.header("request-id"));
     assert_eq!(h.get(&tok, "/users/alice.able@contoso.com/nonsense").await.message(), "Resource not found for the segment 'nonsense'.");
     let r = h.get(&tok, "/users/alice.able@contoso.com/memberOf/microsoft.graph.group?$select=id,displayName,groupTypes,mailEnabled,securityEnabled,onPremisesSyncEnabled,membershipRule,isAssignableToRole,assignedLicenses").await;
-    assert_eq!(r.body["value"].as_array().unwrap().len(), 6);
+    assert_eq!(r.body["value"].as_array().unwrap().len(), 7);
     let dave = h.user_id("dave.admin@contoso.com").await;
     let r = h.get(&tok, &format!("/users/{dave}/memberOf")).await;
     assert!(
@@ -436,4 +436,63 @@ async fn mailbox_settings_rules_and_calendar_permissions() {
     let jack = perms.iter().find(|p| p["emailAddress"]["address"] == "jack.delegate@contoso.com").unwrap();
     assert_eq!(h.call(&tok, Method::DELETE, &format!("/users/{alice}/calendar/calendarPermissions/{}", jack["id"].as_str().unwrap()), None).await.status, 204);
     assert_eq!(h.kinds(&alice), vec!["mailbox.auto_reply_set", "mailbox.rule_deleted", "calendar.permission_removed"]);
+}
+
+#[tokio::test]
+async fn guests_and_apostrophes_are_addressed_by_their_percent_encoded_upn() {
+    let h = Harness::new().await;
+    let tok = h.token().await;
+    for (wire, upn) in [
+        ("leo.partner_fabrikam.example%23EXT%23@contoso.onmicrosoft.com", "leo.partner_fabrikam.example#EXT#@contoso.onmicrosoft.com"),
+        ("sean.o%27brien@contoso.com", "sean.o'brien@contoso.com"),
+    ] {
+        let r = h.get(&tok, &format!("/users/{wire}?$select=id,userPrincipalName")).await;
+        assert_eq!(r.status, 200, "{upn}: {:?}", r.body);
+        assert_eq!(r.body["userPrincipalName"], upn);
+        // The same inside a batch.
+        let batch = json!({ "requests": [{ "id": "1", "method": "GET", "url": format!("/users/{wire}/manager") }] });
+        let r = h.call(&tok, Method::POST, "/$batch", Some(batch)).await;
+        let status = r.body["responses"][0]["status"].as_u64().unwrap();
+        assert!(
+            status == 200 || status == 404 && r.body["responses"][0]["body"]["error"]["message"].as_str().unwrap().contains("manager"),
+            "{upn}: {:?}",
+            r.body
+        );
+    }
+    // An unencoded `#` starts the fragment: Graph never sees the rest.
+    let batch = json!({ "requests": [{ "id": "1", "method": "GET", "url": "/users/leo.partner_fabrikam.example#EXT#@contoso.onmicrosoft.com" }] });
+    let r = h.call(&tok, Method::POST, "/$batch", Some(batch)).await;
+    assert_eq!(r.body["responses"][0]["status"], 404, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn ownership_moves_through_graph_for_groups_and_through_exchange_for_distribution_lists() {
+    let h = Harness::new().await;
+    let tok = h.token().await;
+    let oscar = h.user_id("oscar.owner@contoso.com").await;
+    let mary = h.user_id("mary.manager@contoso.com").await;
+    let owned = h.get(&tok, &format!("/users/{oscar}/ownedObjects/microsoft.graph.group?$select=id,displayName,resourceProvisioningOptions")).await;
+    let names: Vec<&str> = owned.body["value"].as_array().unwrap().iter().map(|g| g["displayName"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(owned.body["value"].as_array().unwrap().iter().any(|g| g["resourceProvisioningOptions"] == json!(["Team"])));
+    let team = h.group_id("Product Team").await;
+    // The only owner of a Microsoft 365 group cannot be removed.
+    let r = h.call(&tok, Method::DELETE, &format!("/groups/{team}/owners/{oscar}/$ref"), None).await;
+    assert_eq!((r.status, r.message()), (400, "The group must have at least one owner, hence this owner cannot be removed."));
+    let add = json!({ "@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{mary}") });
+    assert_eq!(h.call(&tok, Method::POST, &format!("/groups/{team}/owners/$ref"), Some(add.clone())).await.status, 204);
+    assert_eq!(h.call(&tok, Method::DELETE, &format!("/groups/{team}/owners/{oscar}/$ref"), None).await.status, 204);
+    // A distribution list's owners are Exchange's ManagedBy.
+    let dl = h.group_id("Product Announcements").await;
+    let r = h.call(&tok, Method::POST, &format!("/groups/{dl}/owners/$ref"), Some(add)).await;
+    assert_eq!((r.status, r.message()), (400, "Cannot Update a mail-enabled security groups and or distribution list."));
+    let exo = h.token_for(CONTOSO, APP, EXCHANGE).await;
+    let managed = |op: &str, who: &str| json!({"Identity": "Product Announcements", "ManagedBy": {"@odata.type": "#Exchange.GenericHashTable", op: who}});
+    let r = h.exo(&exo, CONTOSO, "Set-DistributionGroup", managed("remove", "oscar.owner@contoso.com")).await;
+    assert_eq!(r.status, 400, "a list keeps at least one owner: {:?}", r.body);
+    assert_eq!(h.exo(&exo, CONTOSO, "Set-DistributionGroup", managed("add", "mary.manager@contoso.com")).await.status, 200);
+    assert_eq!(h.exo(&exo, CONTOSO, "Set-DistributionGroup", managed("remove", "oscar.owner@contoso.com")).await.status, 200);
+    let r = h.exo(&exo, CONTOSO, "Get-DistributionGroup", json!({"Identity": "Product Announcements"})).await;
+    assert_eq!(r.body["value"][0]["ManagedBy"], json!(["mary.manager@contoso.com"]), "{:?}", r.body);
+    assert!(h.get(&tok, &format!("/users/{oscar}/ownedObjects/microsoft.graph.group")).await.body["value"].as_array().unwrap().is_empty());
 }

@@ -10,7 +10,7 @@ use chrono::SecondsFormat;
 use offboard_core::domain::{ObjectId, TenantId, Upn};
 use offboard_core::snapshot::{
     AuthMethod, Delegation, Device, Discovery, DiscoveryError, GroupKind, GroupMembership, InboxRule, InheritedFrom, Licence, Mailbox, MailboxType, Meeting,
-    OneDrive, Person, RoleAssignment, RoleState, UserRef, UserSnapshot,
+    OneDrive, OwnedGroup, Person, RoleAssignment, RoleState, UserRef, UserSnapshot,
 };
 use serde_json::{Value, json};
 
@@ -25,6 +25,7 @@ use crate::transport::{Cx, Replay};
 const USER_SELECT: &str =
     "id,userPrincipalName,displayName,jobTitle,accountEnabled,onPremisesSyncEnabled,onPremisesImmutableId,licenseAssignmentStates,lastPasswordChangeDateTime";
 const GROUP_SELECT: &str = "id,displayName,groupTypes,mailEnabled,securityEnabled,onPremisesSyncEnabled,membershipRule,assignedLicenses";
+const OWNED_SELECT: &str = "id,displayName,groupTypes,mailEnabled,securityEnabled,onPremisesSyncEnabled,resourceProvisioningOptions";
 
 fn refused(e: &ApiError) -> DiscoveryError {
     let needs: Vec<String> = DISCOVERY.iter().filter(|n| matches!(n, Need::Graph(_) | Need::Exchange(_))).map(Need::label).collect();
@@ -83,7 +84,9 @@ impl M365 {
         let stamp = |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(SecondsFormat::Secs, true);
         let first = vec![
             Item::get("user", format!("/users/{key}?$select={USER_SELECT}")),
-            Item::get("manager", format!("/users/{key}/manager?$select=id,userPrincipalName,displayName")),
+            Item::get("manager", format!("/users/{key}/manager?$select=id,userPrincipalName,displayName,accountEnabled")),
+            Item::get("owned", format!("/users/{key}/ownedObjects/microsoft.graph.group?$select={OWNED_SELECT}&$top=999")),
+            Item::get("oof", format!("/users/{key}/mailboxSettings")),
             Item::get("groups", format!("/users/{key}/memberOf/microsoft.graph.group?$select={GROUP_SELECT}&$top=999")),
             Item::get("methods", format!("/users/{key}/authentication/methods")),
             Item::get("managed", format!("/users/{key}/managedDevices?$select=id,deviceName,operatingSystem,managementState,azureADDeviceId")),
@@ -111,26 +114,25 @@ impl M365 {
                 other => required(other)?,
             };
             let id = u["id"].as_str().unwrap_or_default().to_string();
-            let roles = self
-                .graph
-                .batch(
-                    cx,
-                    vec![
-                        Item::get(
-                            "active",
-                            format!("/roleManagement/directory/roleAssignments?$filter={}&$expand=roleDefinition", enc(&format!("principalId eq '{id}'"))),
-                        ),
-                        Item::get(
-                            "eligible",
-                            format!(
-                                "/roleManagement/directory/roleEligibilitySchedules?$filter={}&$expand=roleDefinition",
-                                enc(&format!("principalId eq '{id}'"))
-                            ),
-                        ),
-                    ],
-                )
-                .await
-                .map_err(|e| refused(&e))?;
+            let owned: Vec<Value> = match r.get("owned") {
+                Some(Ok(v)) => v["value"].as_array().cloned().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let mut second = vec![
+                Item::get(
+                    "active",
+                    format!("/roleManagement/directory/roleAssignments?$filter={}&$expand=roleDefinition", enc(&format!("principalId eq '{id}'"))),
+                ),
+                Item::get(
+                    "eligible",
+                    format!("/roleManagement/directory/roleEligibilitySchedules?$filter={}&$expand=roleDefinition", enc(&format!("principalId eq '{id}'"))),
+                ),
+            ];
+            // Who else owns each group the user owns: a sole owner's group would be orphaned.
+            for (i, g) in owned.iter().enumerate() {
+                second.push(Item::get(format!("owners{i}"), format!("/groups/{}/owners?$select=id&$top=999", g["id"].as_str().unwrap_or_default())));
+            }
+            let roles = self.graph.batch(cx, second).await.map_err(|e| refused(&e))?;
             Ok::<_, DiscoveryError>((u, r, roles))
         };
         let exchange_side = async {
@@ -242,12 +244,44 @@ impl M365 {
                 id: ObjectId::parse(m["id"].as_str()?).ok()?,
                 upn: Upn::parse(m["userPrincipalName"].as_str()?).ok()?,
                 display_name: m["displayName"].as_str().unwrap_or_default().into(),
+                enabled: m["accountEnabled"].as_bool().unwrap_or(true),
             })
         });
-        let mailbox = exo.map(|mut m| {
-            m.organised_meetings = meetings;
-            m
-        });
+        let owned_groups: Vec<OwnedGroup> = optional(r.remove("owned"))?
+            .and_then(|v| v["value"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let owners = match roles.remove(&format!("owners{i}")) {
+                    Some(Ok(v)) => v["value"].as_array().map_or(1, Vec::len),
+                    // Unknown: counted as the only owner, the case that needs a hand-over.
+                    _ => 1,
+                };
+                OwnedGroup {
+                    id: g["id"].as_str().unwrap_or_default().into(),
+                    name: g["displayName"].as_str().unwrap_or_default().into(),
+                    kind: group_kind(g),
+                    team: strings(&g["resourceProvisioningOptions"]).iter().any(|o| o.eq_ignore_ascii_case("Team")),
+                    on_prem_synced: g["onPremisesSyncEnabled"].as_bool().unwrap_or(false),
+                    owners,
+                }
+            })
+            .collect();
+        // Automatic replies as found, for the report's "before"; not every app may read them.
+        let auto_reply = match r.remove("oof") {
+            Some(Ok(v)) => v["automaticRepliesSetting"]["status"].as_str().map(String::from),
+            _ => None,
+        };
+        let (mailbox, mailbox_on_prem) = match exo {
+            Found::Mailbox(mut m) => {
+                m.organised_meetings = meetings;
+                m.auto_reply = auto_reply;
+                (Some(*m), false)
+            }
+            Found::OnPremises => (None, true),
+            Found::None => (None, false),
+        };
         Ok(UserSnapshot {
             id: ObjectId::parse(u["id"].as_str().unwrap_or_default())
                 .map_err(|e| DiscoveryError::Unavailable(format!("Graph returned an odd user id: {e}")))?,
@@ -266,17 +300,20 @@ impl M365 {
             auth_methods,
             devices,
             mailbox,
+            mailbox_on_prem,
             onedrive,
+            owned_groups,
         })
     }
 
     /// Exchange's view: the mailbox itself, and the user's rights on every other mailbox.
-    async fn exchange_view(&self, cx: Cx<'_>, upn: &str) -> Result<Option<Mailbox>, DiscoveryError> {
+    async fn exchange_view(&self, cx: Cx<'_>, upn: &str) -> Result<Found, DiscoveryError> {
         let own = [
             Command::new("Get-Mailbox", json!({"Identity": upn}), Some(upn)),
             Command::new("Get-MailboxStatistics", json!({"Identity": upn}), Some(upn)),
             Command::new("Get-InboxRule", json!({"Mailbox": upn, "IncludeHidden": true}), Some(upn)),
             Command::new("Get-MobileDevice", json!({"Mailbox": upn}), Some(upn)),
+            Command::new("Get-MailboxPermission", json!({"Identity": upn}), Some(upn)),
         ];
         let all = Command::new("Get-Mailbox", json!({"ResultSize": "Unlimited"}), None);
         let (own, all) = futures_util::future::join(self.exchange.batch(cx, &own), self.exchange.run(cx, &all, Replay::Safe)).await;
@@ -287,17 +324,29 @@ impl M365 {
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(refused(&e)),
         };
-        let Some(mbx) = mbx else { return Ok(None) };
+        let Some(mbx) = mbx else { return Ok(Found::None) };
         let kind = match mbx["RecipientTypeDetails"].as_str().unwrap_or_default() {
             "SharedMailbox" => MailboxType::Shared,
             "UserMailbox" => MailboxType::User,
             // Hosted on-premises: Exchange Online cannot change it.
-            _ => return Ok(None),
+            _ => return Ok(Found::OnPremises),
         };
         let ok = |r: Result<Output, ApiError>| r.map_err(|e| refused(&e));
         let stats = ok(next())?;
         let rules = ok(next())?;
         let mobiles = ok(next())?;
+        let own_permissions = ok(next())?;
+        let full_access: Vec<String> = own_permissions
+            .rows
+            .iter()
+            .filter(|p| {
+                strings(&p["AccessRights"]).iter().any(|a| a.contains("FullAccess"))
+                    && p["IsInherited"].as_bool() != Some(true)
+                    && p["Deny"].as_bool() != Some(true)
+                    && !p["User"].as_str().unwrap_or_default().starts_with("NT AUTHORITY")
+            })
+            .filter_map(|p| p["User"].as_str().map(String::from))
+            .collect();
         let all = ok(all)?;
         let me = upn.to_ascii_lowercase();
         let others: Vec<String> = all
@@ -353,7 +402,7 @@ impl M365 {
         }
         let forwarding =
             [&mbx["ForwardingSmtpAddress"], &mbx["ForwardingAddress"]].iter().find(|v| v.as_str().is_some_and(|s| !s.is_empty())).map(|v| upn_of(v));
-        Ok(Some(Mailbox {
+        Ok(Found::Mailbox(Box::new(Mailbox {
             kind,
             size_bytes: size_bytes(stats.rows.first().and_then(|s| s["TotalItemSize"].as_str()).unwrap_or_default()),
             has_archive: mbx["ArchiveStatus"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("Active")),
@@ -376,8 +425,18 @@ impl M365 {
             mobile_devices: mobiles.rows.iter().filter_map(|d| d["Identity"].as_str().map(String::from)).collect(),
             organised_meetings: vec![],
             hidden_from_gal: mbx["HiddenFromAddressListsEnabled"].as_bool().unwrap_or(false),
-        }))
+            auto_reply: None,
+            full_access,
+        })))
     }
+}
+
+/// What Exchange Online knows of the user's mailbox.
+enum Found {
+    Mailbox(Box<Mailbox>),
+    /// The mailbox is hosted on-premises: Exchange Online cannot change it.
+    OnPremises,
+    None,
 }
 
 #[async_trait]
@@ -398,7 +457,7 @@ impl offboard_core::snapshot::Directory for M365 {
         // `"` and `\` would end the search term early.
         let term: String = text.chars().filter(|c| *c != '"' && *c != '\\').take(64).collect();
         let search = enc(&format!("\"displayName:{term}\" OR \"userPrincipalName:{term}\""));
-        let path = format!("/users?$search={search}&$select=id,displayName,userPrincipalName&$top={}&$count=true", limit.clamp(1, 25));
+        let path = format!("/users?$search={search}&$select=id,displayName,userPrincipalName,accountEnabled&$top={}&$count=true", limit.clamp(1, 25));
         let mut out = self.graph().batch(cx, vec![Item::get("search", path).eventual()]).await.map_err(|e| refused(&e))?;
         let found = required(out.remove("search"))?;
         Ok(found["value"]
@@ -410,6 +469,7 @@ impl offboard_core::snapshot::Directory for M365 {
                     id: ObjectId::parse(u["id"].as_str()?).ok()?,
                     upn: Upn::parse(u["userPrincipalName"].as_str()?).ok()?,
                     display_name: u["displayName"].as_str().unwrap_or_default().to_string(),
+                    enabled: u["accountEnabled"].as_bool().unwrap_or(true),
                 })
             })
             .collect())

@@ -79,6 +79,11 @@ impl Graph {
         if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) }
     }
 
+    /// The `@odata.id` a `$ref` write names an object by.
+    pub fn object_ref(&self, id: &str) -> String {
+        format!("{}/directoryObjects/{id}", self.base)
+    }
+
     fn relative<'p>(&self, url: &'p str) -> &'p str {
         url.strip_prefix(self.base.as_str()).unwrap_or(url)
     }

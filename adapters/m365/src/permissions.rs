@@ -80,6 +80,7 @@ pub fn for_step(kind: StepKind) -> &'static [Need] {
         DeviceAction => &[Need::Graph(&["DeviceManagementManagedDevices.PrivilegedOperations.All", "DeviceManagementManagedDevices.ReadWrite.All"])],
         SetOutOfOffice => &[Need::Graph(&["MailboxSettings.ReadWrite"])],
         GrantOneDriveAccess => &[Need::Graph(&["Files.ReadWrite.All", "Sites.ReadWrite.All"])],
+        TransferOwnership => &[Need::Graph(&["Group.ReadWrite.All", "Directory.ReadWrite.All"]), EXO_APP, EXO_WRITER],
         RenameDisplayName => &[Need::Graph(&["User.ReadUpdate.All", "User.ReadWrite.All", "Directory.ReadWrite.All"])],
         RemoveLicences => &[
             Need::Graph(&["LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"]),

@@ -179,6 +179,7 @@ impl Step<'_> {
             }
             GrantMailboxAccess => self.grant_mailbox_access().await,
             GrantOneDriveAccess => self.grant_onedrive_access().await,
+            TransferOwnership => self.transfer_ownership().await,
             HideFromGal => self.hide_from_gal().await,
             RenameDisplayName => self.rename().await,
             ConvertToShared => self.convert().await,
@@ -191,8 +192,17 @@ impl Step<'_> {
 
     async fn disable_sign_in(&self) -> StepResult {
         match self.patch_user(json!({"accountEnabled": false}), "accountEnabled").await? {
+            // On-premises AD owns the account: the step confirms what was done there.
             Err(e) if e.is_synced_refusal() => {
-                skip_warn("synced from on-premises AD: Entra refused the change; disable the account in AD, or the next sync keeps it enabled")
+                let u = self.get(&format!("/users/{}?$select=accountEnabled,userPrincipalName", self.user)).await?;
+                if u["accountEnabled"] == json!(false) {
+                    ok("sign-in blocked: the account is disabled in on-premises AD and synced (accountEnabled is false)")
+                } else {
+                    Err(fail(format!(
+                        "Entra refused: {} is synced from on-premises AD, so only AD can disable it. The account can still sign in: disable it in AD and let it sync.",
+                        u["userPrincipalName"].as_str().unwrap_or(self.user)
+                    )))
+                }
             }
             Err(e) => Err(self.e(e)),
             Ok(u) if u["accountEnabled"] == json!(false) => ok("sign-in blocked: accountEnabled is false"),
@@ -261,8 +271,14 @@ impl Step<'_> {
             .await
             .map_err(|e| self.e(e))?;
         match r.remove("reset") {
+            // On-premises AD owns the password: confirm a reset made there, or say it was not.
             Some(Err(e)) if e.is_synced_refusal() => {
-                return skip_warn("synced from on-premises AD: reset the password there (app-only writeback is not possible)");
+                return match self.password_changed_at().await? {
+                    Some(at) if Some(&at) != self.changed_before().as_ref() => ok(format!("password changed at {at} in on-premises AD (synced)")),
+                    _ => Err(fail(
+                        "Entra refused: the account is synced from on-premises AD, where its password lives. The old password still works: reset it in AD and let it sync.",
+                    )),
+                };
             }
             Some(Err(e)) => return Err(self.e(e)),
             _ => {}
@@ -659,8 +675,10 @@ impl Step<'_> {
         if !left.is_empty() {
             return Err(not_yet(format!("{} meeting(s) still on the calendar", left.len())));
         }
-        let subjects: Vec<String> = todo.iter().map(|(_, s)| s.clone()).collect();
-        ok(format!("cancelled {} of {planned} planned meeting(s) ({}); attendees were notified", todo.len(), join(&subjects)))
+        // What is true now, not what this attempt sent: after a lost answer, an earlier
+        // attempt cancelled some of them.
+        let subjects: Vec<String> = self.p()["events"].as_array().into_iter().flatten().filter_map(|e| e["subject"].as_str().map(String::from)).collect();
+        ok(format!("all {planned} planned meeting(s) are off the calendar ({}); attendees were notified", join(&subjects)))
     }
 
     async fn device_states(&self) -> Result<Vec<(String, String, Option<String>)>, StepError> {
@@ -789,6 +807,105 @@ impl Step<'_> {
             return Err(not_yet(format!("OneDrive did not grant {missing:?}")));
         }
         ok(format!("edit access to the whole OneDrive for {}", grantees.join(", ")))
+    }
+
+    /// Who owns a group now: Graph's owners, or Exchange's `ManagedBy` for distribution
+    /// lists and mail-enabled security groups.
+    async fn owners(&self, groups: &[(String, String, bool)]) -> Result<Vec<BTreeSet<String>>, StepError> {
+        let items: Vec<Item> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, exo))| !exo)
+            .map(|(i, (id, _, _))| Item::get(format!("o{i}"), format!("/groups/{id}/owners?$select=id,userPrincipalName")))
+            .collect();
+        let mut graph = if items.is_empty() { Default::default() } else { self.m.graph.batch(self.cx, items).await.map_err(|e| self.e(e))? };
+        let reads: Vec<Command> =
+            groups.iter().filter(|(_, _, exo)| *exo).map(|(id, _, _)| Command::new("Get-DistributionGroup", json!({"Identity": id}), None)).collect();
+        let mut exo = self.exo_batch(&reads).await?.into_iter();
+        let mut out = Vec::new();
+        for (i, (_, _, via_exchange)) in groups.iter().enumerate() {
+            let set: BTreeSet<String> = if *via_exchange {
+                let rows = exo.next().unwrap_or_else(|| Err(ApiError::NotSent("read-back".into()))).map_err(|e| self.e(e))?.rows;
+                rows.first().map(|g| strs(&g["ManagedBy"])).unwrap_or_default().into_iter().map(|o| o.to_ascii_lowercase()).collect()
+            } else {
+                let v = graph.remove(&format!("o{i}")).unwrap_or_else(|| Err(ApiError::NotSent("read-back".into()))).map_err(|e| self.e(e))?;
+                list(&v).iter().flat_map(|o| [o["id"].as_str(), o["userPrincipalName"].as_str()]).flatten().map(str::to_ascii_lowercase).collect()
+            };
+            out.push(set);
+        }
+        Ok(out)
+    }
+
+    /// Adds the new owner, then removes the leaver, so no group is ever left without one.
+    async fn transfer_ownership(&self) -> StepResult {
+        let to = self.p()["to"].as_str().map(String::from).ok_or_else(|| fail("no new owner in the plan"))?;
+        let groups: Vec<(String, String, bool)> = self.p()["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| {
+                (
+                    g["id"].as_str().unwrap_or_default().to_string(),
+                    g["name"].as_str().unwrap_or_default().to_string(),
+                    g["via_exchange"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        let new_owner = self.get(&format!("/users/{}?$select=id,userPrincipalName", enc(&to))).await?;
+        let to_id = new_owner["id"].as_str().unwrap_or_default().to_string();
+        let me_upn = self.upn().await?.to_ascii_lowercase();
+        let is = |set: &BTreeSet<String>, id: &str, upn: &str| set.contains(&id.to_ascii_lowercase()) || set.contains(&upn.to_ascii_lowercase());
+        let before = self.owners(&groups).await?;
+        let mut items = Vec::new();
+        let mut cmds = Vec::new();
+        for (i, ((gid, _, via_exchange), owners)) in groups.iter().zip(&before).enumerate() {
+            let add = !is(owners, &to_id, &to);
+            let remove = is(owners, self.user, &me_upn);
+            if *via_exchange {
+                let managed = |op: &str, who: &str| {
+                    Command::new(
+                        "Set-DistributionGroup",
+                        json!({"Identity": gid, "ManagedBy": {"@odata.type": "#Exchange.GenericHashTable", op: who}, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
+                        None,
+                    )
+                };
+                if add {
+                    cmds.push(managed("add", &to));
+                }
+                if remove {
+                    cmds.push(managed("remove", self.user));
+                }
+            } else {
+                if add {
+                    items.push(Item::post(format!("a{i}"), format!("/groups/{gid}/owners/$ref"), json!({"@odata.id": self.m.graph.object_ref(&to_id)})));
+                }
+                if remove {
+                    let del = Item::delete(format!("r{i}"), format!("/groups/{gid}/owners/{}/$ref", self.user));
+                    items.push(if add { del.after(&format!("a{i}")) } else { del });
+                }
+            }
+        }
+        if !items.is_empty() {
+            for (_, r) in self.m.graph.batch(self.cx, items).await.map_err(|e| self.e(e))? {
+                match r {
+                    Err(e) if !(e.is_not_found() || e.says("already exist")) => return Err(self.e(e)),
+                    _ => {}
+                }
+            }
+        }
+        // Exchange applies them in order: the new manager first.
+        for c in &cmds {
+            self.exo(c.clone()).await?;
+        }
+        let after = self.owners(&groups).await?;
+        let wrong: Vec<String> =
+            groups.iter().zip(&after).filter(|(_, o)| !is(o, &to_id, &to) || is(o, self.user, &me_upn)).map(|((_, n, _), _)| n.clone()).collect();
+        if !wrong.is_empty() {
+            return Err(not_yet(format!("ownership has not moved yet for {}", wrong.join(", "))));
+        }
+        let names: Vec<String> = groups.iter().map(|(_, n, exo)| if *exo { format!("{n} (via Exchange)") } else { n.clone() }).collect();
+        ok(format!("{to} now owns {} and the leaver owns none of them; Teams may take up to 2 hours to show the new owner", join(&names)))
     }
 
     async fn hide_from_gal(&self) -> StepResult {
@@ -927,7 +1044,8 @@ impl Step<'_> {
         for (_, name, exo) in &groups {
             parts.push(format!("left licensing group {name}{}", if *exo { " (via Exchange)" } else { "" }));
         }
-        ok(format!("{}; {} licence(s) reclaimed", parts.join("; "), direct.len() + inherited.len()))
+        let skus: BTreeSet<&String> = direct.iter().map(|(id, _)| id).chain(inherited.iter().map(|(id, _, _)| id)).collect();
+        ok(format!("{}; {} licence(s) reclaimed", parts.join("; "), skus.len()))
     }
 
     async fn clear_immutable_id(&self) -> StepResult {
@@ -957,20 +1075,20 @@ impl Step<'_> {
     async fn reconcile(&self) -> Result<Reconciled, StepError> {
         Ok(match self.kind {
             StepKind::ResetPassword => match self.password_changed_at().await? {
-                Some(at) if Some(&at) != self.changed_before().as_ref() => Reconciled::Applied(StepOutcome::Succeeded {
-                    verified: format!("password replaced at {at} (confirmed by read-back after an interruption)"),
-                    request_ids: self.cx.trace.request_ids(),
-                }),
+                Some(at) if Some(&at) != self.changed_before().as_ref() => Reconciled::Applied(StepOutcome::done(
+                    format!("password replaced at {at} (confirmed by read-back after an interruption)"),
+                    self.cx.trace.request_ids(),
+                )),
                 _ if self.changed_before().is_some() => Reconciled::NotApplied,
                 // Without the time before, a change cannot be told from no change.
                 _ => Reconciled::Unknown("the password's last change time was not known before the reset".into()),
             },
             StepKind::CancelMeetings => {
                 if self.meetings_left().await?.is_empty() {
-                    Reconciled::Applied(StepOutcome::Succeeded {
-                        verified: "every planned meeting is off the calendar (confirmed by read-back after an interruption)".into(),
-                        request_ids: self.cx.trace.request_ids(),
-                    })
+                    Reconciled::Applied(StepOutcome::done(
+                        "every planned meeting is off the calendar (confirmed by read-back after an interruption)",
+                        self.cx.trace.request_ids(),
+                    ))
                 } else {
                     // The ones still there were provably not cancelled; cancelled ones are gone.
                     Reconciled::NotApplied
@@ -979,10 +1097,10 @@ impl Step<'_> {
             StepKind::DeviceAction => {
                 let states = self.device_states().await?;
                 if states.iter().all(|(_, _, s)| self.acted_on(s)) {
-                    Reconciled::Applied(StepOutcome::Succeeded {
-                        verified: "Intune shows the action pending on every device (confirmed by read-back after an interruption)".into(),
-                        request_ids: self.cx.trace.request_ids(),
-                    })
+                    Reconciled::Applied(StepOutcome::done(
+                        "Intune shows the action pending on every device (confirmed by read-back after an interruption)",
+                        self.cx.trace.request_ids(),
+                    ))
                 } else {
                     Reconciled::NotApplied
                 }
@@ -1000,7 +1118,7 @@ impl StepExecutor for M365 {
         let step = Step { m: self, cx: Cx { tenant, trace: &trace }, sc, kind: sc.step.kind, user: &sc.target_id };
         let done = step.run().await?;
         Ok(match done {
-            Done::Verified(verified) => StepOutcome::Succeeded { verified, request_ids: trace.request_ids() },
+            Done::Verified(verified) => StepOutcome::done(verified, trace.request_ids()),
             Done::Skipped { reason, warning } => StepOutcome::Skipped { reason, warning },
         })
     }

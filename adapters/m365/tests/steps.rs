@@ -48,7 +48,7 @@ async fn lockout_blocks_revokes_resets_and_strips_methods() {
 }
 
 #[tokio::test]
-async fn a_synced_user_is_skipped_with_a_warning_where_ad_owns_the_account() {
+async fn a_synced_user_keeps_access_until_ad_acts_and_the_steps_say_so() {
     let w = World::new().await;
     let bob = w.discover("bob.synced@contoso.com").await;
     let o = only(|o| {
@@ -57,14 +57,23 @@ async fn a_synced_user_is_skipped_with_a_warning_where_ad_owns_the_account() {
         o.clear_immutable_id = true;
         o.rename_template = Some("ZZ {{ displayName }}".into());
     });
-    for k in [StepKind::DisableSignIn, StepKind::ResetPassword, StepKind::RenameDisplayName] {
+    // A lockout Entra refuses is a failure that says the person can still sign in.
+    for (k, still) in [(StepKind::DisableSignIn, "can still sign in"), (StepKind::ResetPassword, "old password still works")] {
         match w.step(&bob, o.clone(), k).await {
-            Ok(StepOutcome::Skipped { reason, warning: true }) => assert!(reason.contains("on-premises AD"), "{k:?}: {reason}"),
+            Err(StepError::Permanent { message, .. }) => assert!(message.contains("on-premises AD") && message.contains(still), "{k:?}: {message}"),
             other => panic!("{k:?}: {other:?}"),
         }
     }
-    assert!(skipped(w.step(&bob, o, StepKind::ClearImmutableId).await).contains("synced"));
+    match w.step(&bob, o.clone(), StepKind::RenameDisplayName).await {
+        Ok(StepOutcome::Skipped { reason, warning: true }) => assert!(reason.contains("on-premises AD"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(skipped(w.step(&bob, o.clone(), StepKind::ClearImmutableId).await).contains("synced"));
     w.sim_user("bob.synced@contoso.com", |t, id| assert!(t.users[id].account_enabled && t.users[id].immutable_id.is_some()));
+    // Once AD has disabled the account and synced, the step confirms it.
+    let id = w.user_id("bob.synced@contoso.com");
+    w.sim.tenant_mut(CONTOSO, |t| t.users.get_mut(&id).unwrap().account_enabled = false).unwrap();
+    assert!(succeeded(w.step(&bob, o, StepKind::DisableSignIn).await).contains("disabled in on-premises AD"));
 }
 
 #[tokio::test]
@@ -90,7 +99,7 @@ async fn groups_are_left_through_graph_or_exchange_and_dynamic_or_synced_ones_st
     let o = only(|o| o.remove_groups = true);
     let plan = w.plan(&alice, o.clone());
     let preview = &plan.steps[0].preview;
-    assert!(preview.contains("All Staff (dynamic membership)") && preview.contains("HQ Staff (AD) (synced from on-premises AD)"), "{preview}");
+    assert!(preview.contains("All Staff (dynamic membership: its rule decides)") && preview.contains("HQ Staff (AD) (synced from on-premises AD"), "{preview}");
     let v = succeeded(w.step(&alice, o.clone(), StepKind::RemoveGroups).await);
     assert!(v.contains("Sales DL (via Exchange)") && v.contains("Finance Approvers (via Exchange)"), "{v}");
     w.sim_user(ALICE, |t, id| {
@@ -178,7 +187,7 @@ async fn meetings_are_cancelled_once_and_devices_retired_once() {
         o.device_action = Some(DeviceAction::Retire);
     });
     let v = succeeded(w.step(&alice, o.clone(), StepKind::CancelMeetings).await);
-    assert!(v.contains("cancelled 2 of 2"), "{v}");
+    assert!(v.contains("all 2 planned meeting(s) are off the calendar"), "{v}");
     succeeded(w.step(&alice, o.clone(), StepKind::DeviceAction).await);
     let id = w.user_id(ALICE);
     assert_eq!(w.sim.count("event.cancelled", &id), 2);
@@ -364,4 +373,110 @@ async fn a_reply_lost_after_the_change_is_read_back_not_resent() {
     w.sim.set_faults(FaultRates { drop_after_apply: 0.5, seed: 3, ..FaultRates::default() });
     let out = until_done(&w, &w.context(&alice, &plan, StepKind::DisableSignIn)).await;
     assert!(matches!(out, StepOutcome::Succeeded { .. }), "{out:?}");
+}
+
+/// The user's whole footprint in the tenant, minus what a repeated lockout legitimately
+/// moves (the session cut-off and the password's change time).
+fn footprint(w: &World, upn: &str) -> serde_json::Value {
+    w.sim_user(upn, |t, id| {
+        let mut user = serde_json::to_value(&t.users[id]).unwrap();
+        user.as_object_mut().unwrap().remove("sessions_valid_from");
+        user.as_object_mut().unwrap().remove("password_changed");
+        let groups: Vec<(String, bool, bool)> = t.groups.values().map(|g| (g.name.clone(), g.members.contains(id), g.owners.contains(id))).collect();
+        let others: Vec<serde_json::Value> = t
+            .mailboxes
+            .iter()
+            .filter(|(owner, _)| owner.as_str() != id)
+            .map(|(owner, m)| {
+                serde_json::json!([
+                    owner,
+                    m.full_access.contains(id),
+                    m.send_as.contains(id),
+                    m.send_on_behalf.contains(id),
+                    m.calendar_permissions.iter().filter(|p| p.user.as_deref() == Some(id)).count()
+                ])
+            })
+            .collect();
+        let devices: Vec<(String, &str)> = t.managed.values().filter(|d| d.user == id).map(|d| (d.name.clone(), d.state)).collect();
+        let mut others = others;
+        others.sort_by_key(|v| v.to_string());
+        serde_json::json!({
+            "user": user, "mailbox": t.mailboxes.get(id), "drive": t.drives.get(id), "groups": groups, "others": others, "devices": devices,
+            "roles": t.roles.iter().filter(|r| r.principal == id).count(), "licences": t.licence_states(id),
+        })
+    })
+}
+
+#[tokio::test]
+async fn every_step_run_again_on_its_own_result_changes_nothing() {
+    let w = World::new().await;
+    let mut o = offboard_core::request::Presets::builtin(&offboard_core::domain::PresetName::parse("standard-leaver").unwrap()).unwrap();
+    o.remove_mailbox_permissions = true;
+    o.remove_calendar_permissions = true;
+    o.cancel_meetings = true;
+    o.clear_immutable_id = true;
+    o.rename_template = Some("ZZ {{ displayName }}".into());
+    for pass in 1..=2 {
+        // Each pass discovers and plans afresh, as a second request would.
+        let alice = w.discover(ALICE).await;
+        let plan = w.plan(&alice, o.clone());
+        let before = footprint(&w, ALICE);
+        for s in &plan.steps {
+            match w.step(&alice, o.clone(), s.kind).await {
+                Ok(StepOutcome::Succeeded { .. } | StepOutcome::Skipped { .. }) => {}
+                other => panic!("pass {pass}: {:?} {other:?}", s.kind),
+            }
+        }
+        if pass == 2 {
+            assert_eq!(footprint(&w, ALICE), before, "the second pass changed the tenant");
+        }
+    }
+    w.sim_user(ALICE, |t, id| assert_eq!(t.users[id].display_name, "ZZ Alice Able", "renamed once, not twice"));
+}
+
+#[tokio::test]
+async fn licences_are_counted_by_sku_however_many_ways_they_are_held() {
+    let w = World::new().await;
+    // SPE_E3 held directly and through two licensing groups; VISIOCLIENT directly.
+    let carol = w.user_id("carol.group@contoso.com");
+    w.sim
+        .tenant_mut(CONTOSO, |t| {
+            let e3 = t.sku_by_part("SPE_E3").unwrap().id.clone();
+            t.users.get_mut(&carol).unwrap().direct_licences.push(e3.clone());
+            let mut second = t.groups.values().find(|g| g.name == "Licensed Users E3").unwrap().clone();
+            second.id = "7f0e0a52-0000-4000-8000-00000000e3e3".into();
+            second.name = "Licensed Users E3 (Finance)".into();
+            second.members = [carol.clone()].into();
+            t.groups.insert(second.id.clone(), second);
+        })
+        .unwrap();
+    let snapshot = w.discover("carol.group@contoso.com").await;
+    assert_eq!(snapshot.licences.len(), 4, "four assignment paths");
+    let o = only(|o| {
+        o.convert_to_shared = true;
+        o.remove_licences = true;
+    });
+    succeeded(w.step(&snapshot, o.clone(), StepKind::ConvertToShared).await);
+    succeeded(w.step(&snapshot, o.clone(), StepKind::VerifyShared).await);
+    let v = succeeded(w.step(&snapshot, o, StepKind::RemoveLicences).await);
+    assert!(v.ends_with("2 licence(s) reclaimed"), "two SKUs, not four paths: {v}");
+}
+
+#[tokio::test]
+async fn cancelled_meetings_are_counted_by_what_is_true_after_a_lost_answer() {
+    let w = World::new().await;
+    let alice = w.discover(ALICE).await;
+    assert_eq!(alice.mailbox.as_ref().unwrap().organised_meetings.len(), 2);
+    let id = w.user_id(ALICE);
+    // An earlier attempt cancelled the first meeting, and its answer was lost.
+    w.sim
+        .tenant_mut(CONTOSO, |t| {
+            let first = &alice.mailbox.as_ref().unwrap().organised_meetings[0].id;
+            let e = t.mailboxes.get_mut(&id).unwrap().events.iter_mut().find(|e| &e.id == first).unwrap();
+            e.cancelled = true;
+            e.deleted = true;
+        })
+        .unwrap();
+    let v = succeeded(w.step(&alice, only(|o| o.cancel_meetings = true), StepKind::CancelMeetings).await);
+    assert!(v.starts_with("all 2 planned meeting(s) are off the calendar"), "{v}");
 }

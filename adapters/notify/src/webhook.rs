@@ -64,7 +64,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "webhook/slack.json",
         concat!(
             headline!(),
-            r#"{"text": {{ headline | tojson }}, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*" ~ headline ~ "*" ~ ("\n" ~ run.outcome if run and run.finished else "")) | tojson }}}}]}"#
+            r#"{"text": {{ headline | tojson }}, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*" ~ headline ~ "*" ~ ("\n" ~ run.outcome ~ ("\n• " ~ (run.actions | join("\n• ")) if run.actions else "") if run and run.finished else "")) | tojson }}}}]}"#
         ),
     ),
     (
@@ -73,7 +73,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
             headline!(),
             r#"{"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": ["#,
             r#"{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": {{ event.title | tojson }}}"#,
-            r#"{% if run %}, {"type": "FactSet", "facts": [{"title": "Employee", "value": {{ (run.employee ~ " (" ~ run.upn ~ ")") | tojson }}}, {"title": "Tenant", "value": {{ run.tenant | tojson }}}, {"title": "State", "value": {{ run.state_label | tojson }}}, {"title": "Run", "value": {{ run.id | tojson }}}]}"#,
+            r#"{% if run %}, {"type": "FactSet", "facts": [{"title": "Employee", "value": {{ (run.employee ~ " (" ~ run.upn ~ ")") | tojson }}}, {"title": "Tenant", "value": {{ run.tenant | tojson }}}, {"title": "State", "value": {{ run.state_label | tojson }}}, {"title": "Run", "value": {{ run.id | tojson }}}]}{% if run.finished %}, {"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": {{ run.outcome | tojson }}}{% for a in run.actions %}, {"type": "TextBlock", "wrap": true, "text": {{ a | tojson }}}{% endfor %}{% endif %}"#,
             r#"{% else %}, {"type": "TextBlock", "wrap": true, "text": {{ headline | tojson }}}{% endif %}]}}]}"#
         ),
     ),
@@ -81,7 +81,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "webhook/discord.json",
         concat!(
             headline!(),
-            r#"{"content": {{ headline | tojson }}, "allowed_mentions": {"parse": []}{% if run %}, "embeds": [{"title": {{ event.title | tojson }}, "description": {{ run.outcome | tojson }}, "fields": [{"name": "Employee", "value": {{ run.upn | tojson }}, "inline": true}, {"name": "Tenant", "value": {{ run.tenant | tojson }}, "inline": true}, {"name": "Run", "value": {{ run.id | tojson }}, "inline": true}]}]{% endif %}}"#
+            r#"{"content": {{ headline | tojson }}, "allowed_mentions": {"parse": []}{% if run %}, "embeds": [{"title": {{ event.title | tojson }}, "description": {{ (run.outcome ~ ("\n- " ~ (run.actions | join("\n- ")) if run.actions else "")) | tojson }}, "fields": [{"name": "Employee", "value": {{ run.upn | tojson }}, "inline": true}, {"name": "Tenant", "value": {{ run.tenant | tojson }}, "inline": true}, {"name": "Run", "value": {{ run.id | tojson }}, "inline": true}]}]{% endif %}}"#
         ),
     ),
     (

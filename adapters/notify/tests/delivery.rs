@@ -239,3 +239,46 @@ async fn the_finished_run_is_mailed_with_the_signed_report() {
     assert!(last.detail.contains("550"), "{}", last.detail);
     db.cleanup().await;
 }
+
+/// Every step succeeds but "Disable sign-in", which Entra refuses.
+struct RefusesDisable;
+
+#[async_trait::async_trait]
+impl offboard_core::engine::StepExecutor for RefusesDisable {
+    async fn execute(&self, cx: &offboard_core::engine::StepContext) -> Result<offboard_core::run::StepOutcome, offboard_core::engine::StepError> {
+        if cx.step.kind == offboard_core::plan::StepKind::DisableSignIn {
+            return Err(offboard_core::engine::StepError::Permanent {
+                message: "Entra refused: the account is synced from on-premises AD. Disable it in AD.".into(),
+                request_id: None,
+            });
+        }
+        offboard_core::engine::StepExecutor::execute(&AlwaysDone, cx).await
+    }
+
+    async fn reconcile(&self, _cx: &offboard_core::engine::StepContext) -> offboard_core::engine::Reconciled {
+        offboard_core::engine::Reconciled::NotApplied
+    }
+}
+
+#[tokio::test]
+async fn a_lockout_that_did_not_take_effect_heads_every_notification() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+    let svc = service(store.clone(), clock(), 3, policy);
+    let run = approved_run(&svc, "alice@contoso.com", Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() }).await;
+    offboard_core::engine::Worker::new(store.clone(), Arc::new(RefusesDisable), clock(), Default::default()).drain().await.unwrap();
+    assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Failed);
+    for format in [Format::Generic, Format::Slack, Format::Teams, Format::Discord] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rx = receiver_on(listener, 200).await;
+        let mut target = webhook_target(addr, format);
+        target.name = format!("hook-{format:?}");
+        Notifier::new(store.clone(), vec![target], None, None, clock()).unwrap().drain().await.unwrap();
+        let body = rx.requests.lock().unwrap()[0].1.clone();
+        assert!(body.contains("NOT LOCKED OUT: Alice Example can still sign in"), "{format:?}: {body}");
+        assert!(body.contains("Disable it in AD"), "{format:?} says what to do: {body}");
+    }
+    db.cleanup().await;
+}

@@ -25,7 +25,7 @@ const TOP: f32 = HEIGHT - 56.0;
 const BOTTOM: f32 = 60.0;
 const BODY: f32 = 9.5;
 const LEADING: f32 = 1.32;
-const FIELD_INDENT: f32 = 96.0;
+const FIELD_INDENT: f32 = 112.0;
 const STEP_INDENT: f32 = 16.0;
 
 fn font() -> &'static ParsedFont {
@@ -155,7 +155,7 @@ fn layout(report: &Report, seal: &Seal) -> Layout {
     let mut blocks = report.blocks();
     blocks.push(Block::Heading("Signature".into()));
     blocks.push(Block::Para(format!(
-        "This file is signed with Ed25519. Signing key fingerprint {}; public key {}. Check it offline with `offboard verify <this file>`: any change to the file, however small, makes the check fail.",
+        "This file is signed with Ed25519. Signing key fingerprint {}; public key {}. Check it offline with: offboard verify <this file>. Any change to the file, however small, makes the check fail.",
         seal.key.fingerprint(),
         seal.key
     )));

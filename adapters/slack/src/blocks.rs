@@ -70,17 +70,39 @@ pub fn modal(form: &Form, prefill: &Values) -> Json {
                     }
                     e
                 }
-                FieldKind::Select(choices) => json!({
-                    "type": "static_select",
-                    "action_id": f.id,
-                    "placeholder": plain("Choose", 150),
-                    "options": choices.iter().map(|c| json!({ "text": plain(c.label, 75), "value": c.value })).collect::<Vec<_>>(),
-                }),
-                FieldKind::Checkboxes(choices) => json!({
-                    "type": "checkboxes",
-                    "action_id": f.id,
-                    "options": choices.iter().take(10).map(|c| json!({ "text": plain(c.label, 75), "value": c.value })).collect::<Vec<_>>(),
-                }),
+                FieldKind::Select(choices) => {
+                    let option = |c: &offboard_core::chat::Choice| json!({ "text": plain(&c.label, 75), "value": c.value });
+                    let mut e = json!({
+                        "type": "static_select",
+                        "action_id": f.id,
+                        "placeholder": plain("Choose", 150),
+                        "options": choices.iter().map(option).collect::<Vec<_>>(),
+                    });
+                    let picked = match initial {
+                        Some(Value::Chosen(v)) => v.first(),
+                        _ => None,
+                    };
+                    if let Some(c) = picked.and_then(|p| choices.iter().find(|c| &c.value == p)) {
+                        e["initial_option"] = option(c);
+                    }
+                    e
+                }
+                FieldKind::Checkboxes(choices) => {
+                    let option = |c: &offboard_core::chat::Choice| json!({ "text": plain(&c.label, 75), "value": c.value });
+                    let mut e = json!({
+                        "type": "checkboxes",
+                        "action_id": f.id,
+                        "options": choices.iter().take(10).map(option).collect::<Vec<_>>(),
+                    });
+                    if let Some(Value::Chosen(v)) = initial {
+                        let on: Vec<Json> = choices.iter().take(10).filter(|c| v.contains(&c.value)).map(option).collect();
+                        // Slack refuses an empty initial_options.
+                        if !on.is_empty() {
+                            e["initial_options"] = json!(on);
+                        }
+                    }
+                    e
+                }
             };
             let mut b = json!({ "type": "input", "block_id": f.id, "optional": !f.required, "label": plain(f.label, 2000), "element": element });
             if let Some(h) = f.hint {
@@ -194,11 +216,27 @@ pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
     if let Some(at) = p.start_at {
         who.push_str(&format!("\nScheduled for {}", time(at)));
     }
-    let mut blocks = vec![
-        json!({ "type": "header", "text": plain(&format!("Offboard {}", p.target_name), 150) }),
-        json!({ "type": "section", "text": mrkdwn(&who) }),
-        json!({ "type": "divider" }),
-    ];
+    if let Some(r) = &p.reason {
+        who.push_str(&format!("\nReason, in the requester's words: {}", esc(r)));
+    }
+    if let Some(t) = &p.ticket {
+        who.push_str(&format!("\nTicket: {}", esc(t)));
+    }
+    match &p.preset {
+        Some(name) if p.deviations.is_empty() => who.push_str(&format!("\nPreset *{}*, unchanged", esc(name))),
+        Some(name) => who.push_str(&format!("\nPreset *{}*, changed: {}", esc(name), esc(&p.deviations.join("; ")))),
+        None => who.push_str("\nNo preset: every option chosen by hand"),
+    }
+    if !p.high_risk.is_empty() {
+        who.push_str(&format!("\n:rotating_light: Two approvers: {}", esc(&p.high_risk.join("; "))));
+    }
+    let mut blocks =
+        vec![json!({ "type": "header", "text": plain(&format!("Offboard {}", p.target_name), 150) }), json!({ "type": "section", "text": mrkdwn(&who) })];
+    if !p.notes.is_empty() {
+        let notes: Vec<String> = p.notes.iter().map(|n| format!(":warning: {}", esc(n))).collect();
+        blocks.extend(sections(&notes));
+    }
+    blocks.push(json!({ "type": "divider" }));
     let lines: Vec<String> = p
         .lines
         .iter()
@@ -314,16 +352,19 @@ pub fn list(runs: &[RunRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use offboard_core::chat::wizard;
-    use offboard_core::domain::TenantId;
+    use offboard_core::chat::{Draft, wizard};
+    use offboard_core::domain::{PresetName, TenantId};
+    use offboard_core::request::Presets;
     use offboard_core::testing::finished_run;
 
     #[test]
     fn wizard_pages_render() {
         let tenants = vec![TenantId::parse("contoso.com").unwrap(), TenantId::parse("fabrikam.com").unwrap()];
-        let mut prefill = Values::new();
-        prefill.insert("user".into(), Value::Text("alice@contoso.com".into()));
-        let pages: Vec<Json> = wizard(&tenants, &[]).iter().map(|f| modal(f, &prefill)).collect();
+        let presets: Vec<PresetName> = ["standard-leaver", "hostile-exit"].iter().map(|p| PresetName::parse(p).unwrap()).collect();
+        // Each page as the standard-leaver preset fills it.
+        let draft =
+            Draft { user: "alice@contoso.com".into(), preset: Some(presets[0].clone()), options: Presets::builtin(&presets[0]).unwrap(), ..Draft::default() };
+        let pages: Vec<Json> = wizard(&tenants, &presets).iter().map(|f| modal(f, &draft.values(f.page))).collect();
         insta::assert_json_snapshot!("wizard", pages);
         insta::assert_json_snapshot!("notice", notice_modal("Offboard", "Looking up *alice@contoso.com* and building the plan…"));
         insta::assert_json_snapshot!("reject", reject_modal("ob-7k2m9q4x1p"));

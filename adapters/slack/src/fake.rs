@@ -467,6 +467,26 @@ impl Driver {
     }
 
     /// A `view_submission` of the open view `view_id` with the given state values.
+    /// A modal's `state.values` as Slack sends them when the person changes nothing: each
+    /// input's initial value, then `changes` (block id → element state) on top.
+    pub fn shown(view: &Json, changes: Json) -> Json {
+        let mut values = serde_json::Map::new();
+        for b in view["blocks"].as_array().into_iter().flatten().filter(|b| b["type"] == "input") {
+            let (block, e) = (b["block_id"].as_str().unwrap_or_default(), &b["element"]);
+            let action = e["action_id"].as_str().unwrap_or_default();
+            let state = match e["type"].as_str().unwrap_or_default() {
+                "plain_text_input" => json!({ "type": "plain_text_input", "value": e["initial_value"] }),
+                "checkboxes" => json!({ "type": "checkboxes", "selected_options": e.get("initial_options").cloned().unwrap_or(json!([])) }),
+                kind => json!({ "type": kind, "selected_option": e["initial_option"] }),
+            };
+            values.insert(block.to_string(), json!({ action: state }));
+        }
+        for (block, state) in changes.as_object().into_iter().flatten() {
+            values.insert(block.clone(), state.clone());
+        }
+        Json::Object(values)
+    }
+
     pub fn submit(user: &str, view_id: &str, view: &Json, values: Json) -> Json {
         json!({
             "type": "view_submission",

@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value as Json, json};
 
-use offboard_core::chat::{ButtonValue, Command, Draft, Value, Values, wizard};
+use offboard_core::chat::{ButtonValue, Command, Draft, Value};
 use offboard_core::clock::Clock;
 use offboard_core::domain::{Actor, RunId};
 use offboard_core::secret::Secret;
-use offboard_core::service::Offboarding;
+use offboard_core::service::{Offboarding, ServiceError};
 use offboard_core::snapshot::Directory;
 
 use crate::api::SlackApi;
@@ -181,51 +181,21 @@ impl SlackApp {
         };
         Actor { platform: "slack".into(), id: id.into(), name: if name.is_empty() { id.into() } else { name.into() }, groups }
     }
-
-    fn domains(&self) -> Vec<String> {
-        self.svc.tenants().iter().flat_map(|t| t.domains.clone()).collect()
-    }
 }
 
-/// The wizard's answers so far, carried in the modal's `private_metadata` so that any
+/// The wizard's answers so far travel in the modal's `private_metadata`, so that any
 /// process may receive the next page (Slack keeps at most 3000 characters there; longer
 /// drafts stay in this process's memory).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Carried {
-    tenant: Option<String>,
-    user: String,
-    preset: Option<String>,
-    schedule: Option<(chrono::NaiveDateTime, String)>,
-    options: offboard_core::request::Options,
-    emergency: bool,
-}
-
 const METADATA_MAX: usize = 3000;
 
 fn carry(page: usize, d: &Draft) -> Option<String> {
-    let c = Carried {
-        tenant: d.tenant.clone(),
-        user: d.user.clone(),
-        preset: d.preset.as_ref().map(|p| p.to_string()),
-        schedule: d.schedule.clone(),
-        options: d.options.clone(),
-        emergency: d.emergency,
-    };
-    let meta = format!("page:{page}:{}", serde_json::to_string(&c).ok()?);
+    let meta = format!("page:{page}:{}", serde_json::to_string(d).ok()?);
     (meta.len() <= METADATA_MAX).then_some(meta)
 }
 
 fn carried(meta: &str) -> Option<Draft> {
     let json = meta.strip_prefix("page:")?.split_once(':')?.1;
-    let c: Carried = serde_json::from_str(json).ok()?;
-    Some(Draft {
-        tenant: c.tenant,
-        user: c.user,
-        preset: c.preset.and_then(|p| offboard_core::domain::PresetName::parse(&p).ok()),
-        schedule: c.schedule,
-        options: c.options,
-        emergency: c.emergency,
-    })
+    serde_json::from_str(json).ok()
 }
 
 fn ephemeral(text: impl Into<String>) -> Response {
@@ -253,15 +223,14 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
         Command::Offboard { user, preset } => {
             // The trigger id expires about 3 s after it was issued: open the modal first,
             // before anything slow.
-            let mut prefill = Values::new();
+            let mut prefill = Draft::default().values(0);
             if let Some(u) = user {
                 prefill.insert("user".into(), Value::Text(u));
             }
             if let Some(p) = preset {
-                prefill.insert("preset".into(), Value::Text(p));
+                prefill.insert("preset".into(), Value::Chosen(vec![p]));
             }
-            let tenants: Vec<_> = app.svc.tenants().iter().map(|t| t.id.clone()).collect();
-            let page = blocks::modal(&wizard(&tenants, &[])[0], &prefill);
+            let page = blocks::modal(&app.svc.wizard()[0], &prefill);
             let api = app.api.clone();
             tokio::spawn(async move {
                 if let Err(e) = api.open_view(&trigger, page).await {
@@ -363,8 +332,7 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
         Some(blocks::WIZARD) => {
             let Some(page) = view["private_metadata"].as_str().and_then(blocks::page_of) else { return ok() };
             let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("").to_string();
-            let tenants: Vec<_> = app.svc.tenants().iter().map(|t| t.id.clone()).collect();
-            let pages = wizard(&tenants, &[]);
+            let pages = app.svc.wizard();
             let meta = view["private_metadata"].as_str().unwrap_or("");
             let mut draft = if page == 0 {
                 Draft::default()
@@ -374,11 +342,12 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
                     None => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (the service restarted). Please type /offboard again.") })).into_response(),
                 }
             };
-            if let Err(errs) = draft.apply(page, &values, &app.domains()) {
+            if let Err(errs) = draft.apply(page, &values, &app.svc) {
                 return errors(errs.into_iter().map(|e| (e.field, e.message)));
             }
             if page + 1 < pages.len() {
-                let mut next = blocks::modal(&pages[page + 1], &Values::new());
+                // The next page shows what the preset or earlier answers chose.
+                let mut next = blocks::modal(&pages[page + 1], &draft.values(page + 1));
                 match carry(page + 1, &draft) {
                     Some(m) => next["private_metadata"] = json!(m),
                     None => {
@@ -388,12 +357,8 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
                 return axum::Json(json!({ "response_action": "update", "view": next })).into_response();
             }
             app.drafts.lock().expect("drafts").remove(&root);
-            let tenant = match app.svc.resolve_tenant(draft.tenant.as_deref(), &draft.user) {
-                Ok(t) => t.id.clone(),
-                Err(e) => {
-                    return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", &format!("Not requested: {e}")) }))
-                        .into_response();
-                }
+            let Some(tenant) = draft.tenant.as_deref().and_then(|t| offboard_core::domain::TenantId::parse(t).ok()) else {
+                return errors([("reason".to_string(), "the tenant is not known: start again with /offboard".to_string())]);
             };
             let view_id = view["id"].as_str().unwrap_or("").to_string();
             let user = draft.user.clone();
@@ -403,6 +368,12 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
                     Ok(run) => {
                         format!("The plan for *{}* is posted in <#{}> for approval. Run `{}`.", blocks::esc(&run.target_name), app2.approvals_channel, run.id)
                     }
+                    Err(ServiceError::AlreadyOpen { run, state, upn }) => format!(
+                        "*{}* already has an open offboarding: run `{run}` ({}), in <#{}>. It was not requested again; `/offboard status {run}` shows its steps.",
+                        blocks::esc(&upn),
+                        state.label(),
+                        app2.approvals_channel
+                    ),
                     Err(e) => format!("Not requested: {}", blocks::esc(&e.to_string())),
                 };
                 if let Err(e) = app2.api.update_view(&view_id, blocks::notice_modal("Offboard", &text)).await {
@@ -451,13 +422,8 @@ mod tests {
 
     #[test]
     fn a_draft_travels_in_the_modal_and_comes_back_whole() {
-        let mut d = Draft::default();
-        let mut v = Values::new();
-        v.insert("user".into(), Value::Text("alice@contoso.com".into()));
-        v.insert("preset".into(), Value::Text("hostile-exit".into()));
-        v.insert("schedule_at".into(), Value::Text("2030-01-02 09:00".into()));
-        v.insert("schedule_tz".into(), Value::Text("Europe/Berlin".into()));
-        d.apply(0, &v, &[]).unwrap();
+        let mut d = Draft { user: "alice@contoso.com".into(), tenant: Some("contoso.com".into()), ..Draft::default() };
+        d.preset = Some(offboard_core::domain::PresetName::parse("hostile-exit").unwrap());
         d.options.out_of_office = Some(offboard_core::request::OutOfOffice { internal: "Zoë has left".into(), external: String::new() });
         let meta = carry(1, &d).unwrap();
         assert_eq!(blocks::page_of(&meta), Some(1));

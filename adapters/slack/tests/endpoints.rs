@@ -68,7 +68,7 @@ async fn subcommands_answer_ephemerally() {
     let viewer = reply(w.command("UVIEW", &format!("cancel {}", run.id)).await).await;
     assert!(viewer["text"].as_str().unwrap().starts_with("Not cancelled"), "{viewer}");
     let junk = reply(w.command("UREQ", "frobnicate").await).await;
-    assert!(junk["text"].as_str().unwrap().contains("try `help`"));
+    assert!(junk["text"].as_str().unwrap().contains("try \"help\""));
     let bad_id = reply(w.command("UREQ", "status ob-nope").await).await;
     assert!(bad_id["text"].as_str().unwrap().contains("run ids look like"), "{bad_id}");
 }

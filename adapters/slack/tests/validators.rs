@@ -82,6 +82,7 @@ fn every_payload_passes_slack_sdk_and_the_manifest_passes_its_schema() {
         id: offboard_core::domain::ObjectId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
         upn: offboard_core::domain::Upn::parse("zoe@contoso.com").unwrap(),
         display_name: "Zoë Łukasiewicz-Ørsted, Head of Very Long Titles and Other Things That Overflow".into(),
+        enabled: true,
     }];
     let options = blocks::people_options(&people);
     assert!(options["options"][0]["text"]["text"].as_str().unwrap().chars().count() <= 75);

@@ -11,7 +11,7 @@ use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::domain::{RunId, TenantId, Upn};
 use offboard_core::engine::{RetryPolicy, StepExecutor, Worker, WorkerConfig};
 use offboard_core::policy::{AdminTargets, TenantPolicy};
-use offboard_core::request::{Options, OutOfOffice, Presets, Request, Schedule};
+use offboard_core::request::{Options, OutOfOffice, Presets, Request};
 use offboard_core::service::Offboarding;
 use offboard_core::snapshot::{Discovery, DiscoveryError, UserRef, UserSnapshot};
 use offboard_core::store::Store;
@@ -102,8 +102,7 @@ impl Fleet {
 
     /// Requests and discovers, awaiting approval.
     pub async fn request(&self, domain: &str, i: u32, options: &Options) -> offboard_core::store::RunRecord {
-        let req =
-            Request { tenant: self.tenant(domain), user: upn(i, domain), preset: None, options: options.clone(), schedule: Schedule::Now, emergency: false };
+        let req = Request::now(self.tenant(domain), upn(i, domain), options.clone());
         self.svc.request(&requester(), req).await.expect("request")
     }
 

@@ -36,6 +36,9 @@ pub enum StoreError {
     LeaseLost { ours: i64, current: i64 },
     #[error("no run {0}")]
     NotFound(String),
+    /// The person already has a run that has not ended: answer with it.
+    #[error("run {0} for this person has not ended")]
+    AlreadyOpen(RunId),
     /// The database could not be reached or refused the statement: retry later.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -254,6 +257,11 @@ impl Store {
 
     pub async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>> {
         dispatch!(self.approvals(id))
+    }
+
+    /// The run for this person that has not ended, if there is one.
+    pub async fn open_run_for(&self, tenant: &TenantId, target_id: &str) -> Result<Option<RunId>> {
+        dispatch!(self.open_run_for(tenant, target_id))
     }
 
     pub async fn list_runs(&self, tenant: Option<&TenantId>, limit: i64) -> Result<Vec<RunRecord>> {

@@ -98,6 +98,12 @@ macro_rules! backend {
                 let now_ms = to_ms(now);
                 let plan = serde_json::to_string(&run.plan).map_err(corrupt)?;
                 let mut tx = begin(pool).await?;
+                // Serialises run creation (and the audit append below) across processes, so
+                // two requests for one person cannot both find no open run.
+                sqlx::query($audit_lock).execute(&mut *tx).await?;
+                if let Some(open) = open_run(&mut *tx, run.tenant.as_str(), &run.target_id).await? {
+                    return Err(StoreError::AlreadyOpen(open));
+                }
                 sqlx::query(
                     "INSERT INTO runs (id, tenant, target_upn, target_id, target_name, requester, requester_name, state, request, snapshot, plan, plan_hash, \
                      approvals_needed, expires_at, escalate_at, start_at, created_at, updated_at) \
@@ -182,6 +188,24 @@ macro_rules! backend {
             pub async fn get_run(pool: &Pool<Db>, id: &RunId) -> Result<RunRecord> {
                 let row = sqlx::query("SELECT * FROM runs WHERE id = $1").bind(id.as_str()).fetch_optional(pool).await?;
                 decode_run(&row.ok_or_else(|| StoreError::NotFound(id.to_string()))?)
+            }
+
+            async fn open_run<'e>(ex: impl sqlx::Executor<'e, Database = Db>, tenant: &str, target_id: &str) -> Result<Option<RunId>> {
+                let row = sqlx::query(
+                    "SELECT id FROM runs WHERE tenant = $1 AND target_id = $2 \
+                     AND state NOT IN ('completed', 'completed_with_warnings', 'failed', 'cancelled', 'rejected', 'expired') \
+                     ORDER BY created_at LIMIT 1",
+                )
+                .bind(tenant)
+                .bind(target_id)
+                .fetch_optional(ex)
+                .await?;
+                row.map(|r| RunId::parse(&r.try_get::<String, _>("id")?).map_err(corrupt)).transpose()
+            }
+
+            /// The run for this person that has not ended, if there is one.
+            pub async fn open_run_for(pool: &Pool<Db>, tenant: &TenantId, target_id: &str) -> Result<Option<RunId>> {
+                open_run(pool, tenant.as_str(), target_id).await
             }
 
             pub async fn list_runs(pool: &Pool<Db>, tenant: Option<&TenantId>, limit: i64) -> Result<Vec<RunRecord>> {

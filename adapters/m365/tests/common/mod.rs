@@ -9,7 +9,7 @@ use offboard_core::clock::Clock;
 use offboard_core::domain::{RunId, TenantId, Upn};
 use offboard_core::engine::{StepContext, StepError, StepExecutor};
 use offboard_core::plan::{self, Plan, PlanRules, StepKind};
-use offboard_core::request::{Options, Request, Schedule};
+use offboard_core::request::{Options, Request};
 use offboard_core::run::StepOutcome;
 use offboard_core::snapshot::{UserRef, UserSnapshot};
 use offboard_m365::pacing::Limits;
@@ -85,7 +85,7 @@ impl World {
     }
 
     pub fn plan(&self, user: &UserSnapshot, options: Options) -> Plan {
-        let req = Request { tenant: Self::tenant(), user: user.upn.to_string(), preset: None, options, schedule: Schedule::Now, emergency: false };
+        let req = Request::now(Self::tenant(), user.upn.to_string(), options);
         plan::build(&req.validate(Utc::now()).expect("valid request"), user, PlanRules::default())
     }
 
@@ -116,7 +116,7 @@ impl World {
 
 pub fn succeeded(r: Result<StepOutcome, StepError>) -> String {
     match r {
-        Ok(StepOutcome::Succeeded { verified, request_ids }) => {
+        Ok(StepOutcome::Succeeded { verified, request_ids, .. }) => {
             assert!(!request_ids.is_empty(), "a succeeded step carries Microsoft's request ids");
             verified
         }

@@ -116,3 +116,119 @@ pub fn chosen(values: &[&str]) -> Json {
 pub fn selected(v: &str) -> Json {
     json!({ "type": "static_select", "selected_option": { "value": v } })
 }
+
+/// The relay, a worker and a report signer, running until the test ends; returns the key
+/// reports are signed with.
+pub fn start_engine(w: &World, reports_dir: &std::path::Path) -> offboard_report::PublicKey {
+    use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
+    let key = offboard_report::ReportKey::generate();
+    let public = key.public();
+    let reports = Arc::new(offboard_report::RunReports { evidence: Arc::new(offboard_report::Evidence::new(key, reports_dir)), store: w.store.clone() });
+    let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
+    let surface = Arc::new(offboard_slack::surface::SlackSurface::new(w.api.clone(), APPROVALS));
+    let relay = offboard_core::relay::Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone());
+    tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
+    let config = WorkerConfig {
+        poll: Duration::from_millis(20),
+        retry: RetryPolicy { initial: Duration::from_millis(50), ..RetryPolicy::default() },
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(w.store.clone(), w.m365.clone(), w.clock.clone(), config);
+    tokio::spawn(async move { worker.run_until_stopped(std::future::pending::<()>()).await });
+    public
+}
+
+/// What the wizard answered once its last page was submitted.
+pub enum Requested {
+    /// The plan was posted: the approval message, with the run id.
+    Posted(offboard_slack::fake::Message, offboard_core::domain::RunId),
+    /// The wizard's closing words instead (no such user, a run already open).
+    Answered(String),
+}
+
+impl World {
+    /// `/offboard USER` by `who`, every page submitted as shown except `changes[page]`.
+    /// Field errors fail the test, with the page and the errors.
+    pub async fn request(&self, who: &str, user: &str, changes: &[(usize, Json)]) -> Requested {
+        let before = self.slack.views().len();
+        let r = self.command(who, user).await;
+        assert_eq!(r.status(), 200);
+        self.until(3, "the wizard to open", || self.slack.views().len() > before).await;
+        let (view_id, _) = self.slack.views().remove(before);
+        for page in 0..5 {
+            let view = self.slack.view(&view_id).unwrap();
+            let change = changes.iter().find(|(p, _)| *p == page).map(|(_, c)| c.clone()).unwrap_or(json!({}));
+            let body: Json = self.interact(Driver::submit(who, &view_id, &view, Driver::shown(&view, change))).await.json().await.unwrap();
+            assert_ne!(body["response_action"], "errors", "page {page}: {body}");
+            self.slack.put_view(&view_id, body["view"].clone());
+        }
+        let done = |v: &Json| {
+            let t = v["blocks"][0]["text"]["text"].as_str().unwrap_or("").to_string();
+            (!t.contains("Looking up")).then_some(t)
+        };
+        self.until(20, "the wizard to answer", || self.slack.view(&view_id).as_ref().and_then(done).is_some()).await;
+        let said = done(&self.slack.view(&view_id).unwrap()).unwrap();
+        if !said.contains("posted in") {
+            return Requested::Answered(said);
+        }
+        let run = said.split('`').nth(1).map(|r| offboard_core::domain::RunId::parse(r).unwrap()).expect("the run id");
+        self.until(10, "the approval message", || self.approval_message(&run).is_some()).await;
+        Requested::Posted(self.approval_message(&run).unwrap(), run)
+    }
+
+    /// The top-level message in the approvals channel for this run.
+    pub fn approval_message(&self, run: &offboard_core::domain::RunId) -> Option<offboard_slack::fake::Message> {
+        self.slack.messages().into_iter().find(|m| m.channel == APPROVALS && m.thread_ts.is_none() && m.blocks.to_string().contains(run.as_str()))
+    }
+
+    /// `who` clicks Approve on the run's message; `None` when it counted, else the refusal.
+    pub async fn approve(&self, who: &str, run: &offboard_core::domain::RunId) -> Option<String> {
+        let m = self.approval_message(run).unwrap();
+        let value = m.blocks.as_array().unwrap().iter().find(|b| b["type"] == "actions").unwrap()["elements"][0]["value"].as_str().unwrap().to_string();
+        let before = self.slack.ephemeral().len();
+        let approvals = self.store.approvals(run).await.unwrap().len();
+        let r = self.interact(World::click(who, &self.slack.issue_trigger(), &m.ts, "approve", &value)).await;
+        assert_eq!(r.status(), 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some((_, _, t)) = self.slack.ephemeral().into_iter().skip(before).find(|(_, u, _)| u == who) {
+                return Some(t);
+            }
+            if self.store.approvals(run).await.unwrap().len() > approvals {
+                return None;
+            }
+            assert!(std::time::Instant::now() < deadline, "no answer to {who}'s click");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the run to end and its closing message; returns the thread's replies.
+    pub async fn finished(&self, run: &offboard_core::domain::RunId) -> Vec<offboard_slack::fake::Message> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let state = self.store.run(run).await.unwrap().state;
+            if (state.is_terminal() || state == offboard_core::run::RunState::NeedsAttention)
+                && self.store.message(run, "slack:T0FAKE", "closing").await.unwrap().is_some()
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "run {run} did not finish: {state:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let ts = self.approval_message(run).unwrap().ts;
+        self.slack.messages().into_iter().filter(|m| m.thread_ts.as_deref() == Some(ts.as_str())).collect()
+    }
+
+    /// The run's signed report, as uploaded into its thread, as text (pdftotext).
+    pub async fn report_text(&self, run: &offboard_core::domain::RunId) -> String {
+        let name = format!("{run}.pdf");
+        self.until(20, "the report in the thread", || self.slack.files().iter().any(|f| f.name == name && f.shared_to.is_some())).await;
+        let file = self.slack.files().into_iter().find(|f| f.name == name).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(&name);
+        std::fs::write(&path, &file.bytes).unwrap();
+        let out = std::process::Command::new("pdftotext").args(["-layout"]).arg(&path).arg("-").output().expect("pdftotext (poppler-utils)");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
