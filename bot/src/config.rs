@@ -19,8 +19,9 @@ use offboard_notify::{Channel, Format, Smtp, SmtpTls, Target, Webhook};
 pub enum ConfigError {
     #[error("cannot read the configuration {path}: {message}")]
     Read { path: String, message: String },
-    #[error("the configuration {path} is not valid TOML: {message}")]
-    Syntax { path: String, message: String },
+    /// Where, not what: the line may hold a secret, so it is never echoed.
+    #[error("the configuration {path} is not valid TOML at line {line}, column {column}: {message}")]
+    Syntax { path: String, line: usize, column: usize, message: String },
     /// Fix the named key.
     #[error("configuration key `{key}`: {message}")]
     Key { key: String, message: String },
@@ -82,6 +83,8 @@ pub struct Config {
     pub roles: Vec<RoleEntry>,
     #[serde(default)]
     pub slack: Option<SlackEntry>,
+    #[serde(default)]
+    pub http: Http,
     #[serde(default)]
     pub workers: Workers,
     #[serde(default)]
@@ -205,6 +208,55 @@ pub struct SlackEntry {
     pub api_url: String,
 }
 
+/// How `offboard serve` bounds its HTTP listeners.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// `/metrics` and `/readyz`, for operators: loopback unless said otherwise.
+    #[serde(default = "default_ops_listen")]
+    pub ops_listen: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_ops_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_max_connections() -> usize {
+    crate::http::Limits::default().max_connections
+}
+fn default_header_timeout() -> u64 {
+    crate::http::Limits::default().header_timeout.as_secs()
+}
+fn default_request_timeout() -> u64 {
+    crate::http::Limits::default().request_timeout.as_secs()
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            ops_listen: default_ops_listen(),
+            max_connections: default_max_connections(),
+            header_timeout_secs: default_header_timeout(),
+            request_timeout_secs: default_request_timeout(),
+        }
+    }
+}
+
+impl Http {
+    pub fn limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workers {
@@ -269,7 +321,12 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
     let mut table: toml::Table = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read { path: shown.clone(), message: e.to_string() })?;
-            toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: shown.clone(), message: e.to_string().trim().to_string() })?
+            toml::from_str(&text).map_err(|e| {
+                let at = e.span().map_or(0, |s| s.start).min(text.len());
+                let line = text[..at].matches('\n').count() + 1;
+                let column = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+                ConfigError::Syntax { path: shown.clone(), line, column, message: e.message().trim().to_string() }
+            })?
         }
         None => toml::Table::new(),
     };
@@ -309,6 +366,14 @@ fn set(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String
 
 impl Config {
     fn check(&self) -> Result<(), ConfigError> {
+        if self.http.max_connections == 0 {
+            return Err(key_error("http.max_connections", "at least 1"));
+        }
+        for (k, v) in [("http.header_timeout_secs", self.http.header_timeout_secs), ("http.request_timeout_secs", self.http.request_timeout_secs)] {
+            if !(1..=300).contains(&v) {
+                return Err(key_error(k, format!("{v} is not between 1 and 300 seconds")));
+            }
+        }
         if let Some(c) = &self.microsoft.cloud
             && !["global", "us_government", "china"].contains(&c.as_str())
         {
@@ -518,7 +583,12 @@ impl Config {
 
     /// One line per part, for `offboard config check`; no secret appears.
     pub fn summary(&self) -> String {
-        let mut s = format!("configuration valid\n  database   {}\n  listen     {}\n", crate::redact(&self.database_url), self.listen);
+        let mut s = format!(
+            "configuration valid\n  database   {}\n  listen     {} (operators: {})\n",
+            crate::redact(&self.database_url),
+            self.listen,
+            self.http.ops_listen
+        );
         for t in &self.tenants {
             let how = if t.client_secret.is_some() { "client secret" } else { "certificate" };
             s.push_str(&format!("  tenant     {} (directory {}, app {}, {how})\n", t.key, t.directory_id, t.client_id));
@@ -547,6 +617,16 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_typo_on_a_secret_line_names_the_place_not_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offboard.toml");
+        std::fs::write(&path, "database_url = \"sqlite::memory:\"\n[[tenants]]\nkey = \"contoso.com\"\nclient_secret = \"Sup3r~secret-value\n").unwrap();
+        let e = super::load(Some(&path), Vec::<(String, String)>::new()).unwrap_err().to_string();
+        assert!(!e.contains("Sup3r"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -132,7 +132,8 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let sim_cfg = SimConfig { conversion_delay: Duration::from_millis(300), ..SimConfig::default() };
     let simulated = offboard_m365::simulated::start(&Scenario::contoso(), sim_cfg, clock.clone(), settings(), policy).await.map_err(anyhow::Error::msg)?;
     let url = format!("sqlite://{}", args.dir.join("demo.db").display());
-    let store = Store::connect(&url).await.context("opening the demo database")?;
+    let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
+    let store = Store::connect(&url).await.context("opening the demo database")?.with_audit_key(key.audit_key());
     let svc = Arc::new(Offboarding::new(store.clone(), simulated.m365.clone(), clock.clone(), access(), simulated.tenants.clone(), Presets::default()));
 
     // The local Slack's bot token, fresh for each demo.
@@ -147,7 +148,6 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let router = app.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
     let public = key.public();
     let reports_dir = args.dir.join("reports");
     let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, &reports_dir)), store: store.clone() });
@@ -313,13 +313,13 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
         }
         for m in thread.iter().skip(1 + replies) {
             replies += 1;
-            p.say(&format!("thread reply: {}", m.text))?;
+            p.say(&format!("thread reply:\n{}", to_terminal(&m.blocks)))?;
         }
         let state = store.run(&run_id).await?.state;
         // The relay remembers its closing message once it is in the thread.
         if (state.is_terminal() || state == RunState::NeedsAttention) && store.message(&run_id, "slack:demo", "closing").await?.is_some() {
             for m in thread.iter().skip(1 + replies) {
-                p.say(&format!("thread reply: {}", m.text))?;
+                p.say(&format!("thread reply:\n{}", to_terminal(&m.blocks)))?;
             }
             break;
         }

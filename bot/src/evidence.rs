@@ -148,17 +148,19 @@ pub async fn export(
 
 /// Verifies an exported JSONL file offline: every entry's hash, and the links between
 /// consecutive entries (a filtered export has gaps, which are reported as such).
-pub fn verify_export(file: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+pub fn verify_export(file: &Path, signing_key: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let key = if signing_key.exists() { Some(ReportKey::load(signing_key)?.audit_key()) } else { None };
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let e: AuditEntry = serde_json::from_str(line).with_context(|| format!("{} line {}: not an exported audit entry", file.display(), i + 1))?;
         entries.push(e);
     }
-    match offboard_core::audit::verify(&entries, &[]) {
+    match offboard_core::audit::verify(&entries, &[], key.as_ref()) {
         Ok(v) => {
-            let head = v.head.map(|h| format!("{}:{}", h.seq, h.hash)).unwrap_or_else(|| "empty".into());
+            let head = v.head.as_ref().map(|h| format!("{}:{}", h.seq, h.hash)).unwrap_or_else(|| "empty".into());
             writeln!(out, "export intact: {} entries, head {head}", v.entries)?;
+            writeln!(out, "guarantee: {}", v.guarantee())?;
             Ok(ExitCode::SUCCESS)
         }
         Err(t) => {

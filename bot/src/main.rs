@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod doctor;
 mod evidence;
+mod http;
 mod ops;
 mod serve;
 
@@ -65,8 +66,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Request an offboarding as the CLI operator (`cli:$USER`); it is posted for approval
-    /// like any other.
+    /// Request an offboarding as the CLI operator (`cli:` and your operating system user
+    /// name); it is posted for approval like any other.
     Request(ops::RequestArgs),
     /// Check everything the service depends on, one line per finding; exit 1 on errors.
     Doctor,
@@ -93,8 +94,9 @@ enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
-    /// Run the service: the chat endpoints, /healthz, /readyz and /metrics, with workers,
-    /// scheduler, chat relay and notifier (flags leave parts to other processes).
+    /// Run the service: the chat endpoints (and /healthz) on --listen, /healthz, /readyz and
+    /// /metrics on --ops-listen, with workers, scheduler, chat relay and notifier (flags
+    /// leave parts to other processes).
     Serve(serve::ServeArgs),
     /// The whole product on this machine, no configuration, no network: a simulated tenant,
     /// a local Slack, a scripted requester and approver, live updates and a verified report.
@@ -199,8 +201,14 @@ fn evidence_paths(cli: &Cli) -> (PathBuf, PathBuf) {
     (key, dir)
 }
 
-async fn open(url: &str) -> anyhow::Result<Store> {
-    Store::connect(url).await.with_context(|| format!("opening the database {}", redact(url)))
+/// The database, sealing and checking the audit chain with the key derived from the
+/// signing key when that key exists (it is never created here).
+async fn open(url: &str, signing_key: &std::path::Path) -> anyhow::Result<Store> {
+    let store = Store::connect(url).await.with_context(|| format!("opening the database {}", redact(url)))?;
+    Ok(match signing_key.exists() {
+        true => store.with_audit_key(offboard_report::ReportKey::load(signing_key)?.audit_key()),
+        false => store,
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -241,10 +249,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Templates { command: TemplatesCommand::Check { dir } } => return evidence::templates_check(dir.as_deref(), &mut out),
-        Command::Audit { command: AuditCommand::Verify { file: Some(file), .. } } => return evidence::verify_export(file, &mut out),
+        Command::Audit { command: AuditCommand::Verify { file: Some(file), .. } } => return evidence::verify_export(file, &evidence_paths(&cli).0, &mut out),
         Command::Verify { file, trust } => {
             let store = match &cli.database_url {
-                Some(url) => Some(open(url).await?),
+                Some(url) => Some(open(url, &evidence_paths(&cli).0).await?),
                 None => None,
             };
             return evidence::verify(file, &evidence_paths(&cli).0, trust, store.as_ref(), &mut out).await;
@@ -256,7 +264,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let configured =
         cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists())).and_then(|p| config::load(Some(&p), std::env::vars()).ok());
     let url = cli.database_url.clone().or_else(|| configured.map(|c| c.database_url)).unwrap_or_else(|| DEFAULT_DATABASE.into());
-    let store = open(&url).await?;
+    if matches!(cli.command, Command::Report { .. }) {
+        // Reports are signed, and their runs' entries checked, with this key.
+        offboard_report::ReportKey::load_or_create(&key)?;
+    }
+    let store = open(&url, &key).await?;
     match cli.command {
         Command::Migrate => println!("migrations applied ({})", store.backend()),
         Command::Runs { command: RunsCommand::List { limit } } => {
@@ -289,8 +301,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command: AuditCommand::Verify { anchor, .. } } => match store.verify_audit(&anchor).await? {
             Ok(v) => {
-                let head = v.head.map(|h| format!("{}:{}", h.seq, h.hash)).unwrap_or_else(|| "empty".into());
+                let head = v.head.as_ref().map(|h| format!("{}:{}", h.seq, h.hash)).unwrap_or_else(|| "empty".into());
                 println!("audit log intact: {} entries, head {head}", v.entries);
+                println!("guarantee: {}", v.guarantee());
             }
             Err(t) => {
                 eprintln!("audit log TAMPERED: {t}");
@@ -332,6 +345,9 @@ fn init_logs(json: bool, level: Option<&str>) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The database, the reports, the keys and the drafts are for this account alone: files
+    // this process creates are 0600, directories 0700.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {
         init_logs(false, None);

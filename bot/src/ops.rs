@@ -35,9 +35,15 @@ pub struct RequestArgs {
     ticket: Option<String>,
 }
 
-fn operator() -> Actor {
-    let name = std::env::var("OFFBOARD_OPERATOR").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "operator".into());
-    Actor { platform: "cli".into(), id: name.clone(), name, groups: vec![] }
+/// The operating system's account running this command: the kernel's user id, not an
+/// environment variable anyone can set.
+pub fn operator() -> anyhow::Result<Actor> {
+    let uid = nix::unistd::getuid();
+    let name = match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => format!("uid{uid}"),
+    };
+    Ok(Actor { platform: "cli".into(), id: name.clone(), name, groups: vec![] })
 }
 
 pub async fn request(cfg: &Config, args: &RequestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
@@ -59,7 +65,7 @@ pub async fn request(cfg: &Config, args: &RequestArgs, out: &mut impl Write) -> 
         ticket: args.ticket.clone(),
         ..Request::now(tenant, args.user.clone(), options)
     };
-    let run = w.svc.request(&operator(), req).await?;
+    let run = w.svc.request(&operator()?, req).await?;
     let p = PlanPreview::from_run(&run, &[]);
     writeln!(out, "run {} for {} ({}) in {}: awaiting {} approval(s)", run.id, p.target_name, p.target_upn, p.tenant, p.approvals_needed)?;
     for l in &p.lines {
@@ -76,7 +82,8 @@ pub async fn request(cfg: &Config, args: &RequestArgs, out: &mut impl Write) -> 
 pub async fn act(cfg: &Config, id: &str, cancel: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let w = wire(cfg).await?;
     let id = RunId::parse(id)?;
-    let result = if cancel { w.svc.cancel(&operator(), &id).await } else { w.svc.run_now(&operator(), &id).await };
+    let who = operator()?;
+    let result = if cancel { w.svc.cancel(&who, &id).await } else { w.svc.run_now(&who, &id).await };
     w.store.close().await;
     match result {
         Ok(()) => {

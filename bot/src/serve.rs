@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Listen here instead of the configured address.
     #[arg(long)]
     listen: Option<String>,
+    /// Serve /metrics and /readyz here instead of the configured operator address.
+    #[arg(long)]
+    ops_listen: Option<String>,
 }
 
 #[derive(Clone)]
@@ -54,7 +57,12 @@ struct Health {
     started: Instant,
     slack: Option<Arc<offboard_slack::server::SlackApp>>,
     steps: Arc<StepDurations>,
+    ready: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, String)>>>,
 }
+
+/// How long a readiness answer is reused: probes every few seconds must not each ask
+/// Entra for a token for every customer.
+const READY_TTL: Duration = Duration::from_secs(15);
 
 const STEP_BUCKETS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
@@ -115,14 +123,31 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the database answers and every tenant's Graph token can be obtained.
+/// Ready when the database answers and every tenant's Graph token can be obtained. The
+/// answer names no customer (tenants by number; the log says which) and is reused for
+/// [`READY_TTL`]; concurrent probes wait for one check.
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
-    if let Err(e) = h.store.ping().await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
+    let mut cached = h.ready.lock().await;
+    if let Some((at, status, text)) = cached.as_ref()
+        && at.elapsed() < READY_TTL
+    {
+        return (*status, text.clone());
     }
-    for t in h.m365.tenants().all() {
+    let (status, text) = readiness(&h).await;
+    *cached = Some((Instant::now(), status, text.clone()));
+    (status, text)
+}
+
+async fn readiness(h: &Health) -> (StatusCode, String) {
+    if let Err(e) = h.store.ping().await {
+        tracing::warn!(error = %e, "not ready: the database");
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the database does not answer".into());
+    }
+    let tenants: Vec<_> = h.m365.tenants().all().collect();
+    for (i, t) in tenants.iter().enumerate() {
         if let Err(e) = h.m365.tokens().token(t, Resource::Graph).await {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("tenant {}: {e}", t.key));
+            tracing::warn!(tenant = %t.key, error = %e, "not ready: Microsoft sign-in");
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: Microsoft sign-in failed for tenant {} of {}", i + 1, tenants.len()));
         }
     }
     (StatusCode::OK, "ready".to_string())
@@ -187,6 +212,8 @@ async fn signal() {
 /// The parts every command that acts on runs needs, built from the configuration.
 pub struct Wired {
     pub store: Store,
+    /// Signs reports; the audit chain is sealed with the key derived from it.
+    pub signing: ReportKey,
     pub clock: Arc<dyn Clock>,
     pub templates: Arc<Templates>,
     pub m365: Arc<M365>,
@@ -195,22 +222,25 @@ pub struct Wired {
 
 pub async fn wire(cfg: &Config) -> anyhow::Result<Wired> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Store::connect(&cfg.database_url).await.with_context(|| format!("opening the database {}", crate::redact(&cfg.database_url)))?;
+    let (signing, created) = ReportKey::load_or_create(&cfg.signing_key)?;
+    if created {
+        tracing::info!(path = %cfg.signing_key.display(), fingerprint = %signing.public().fingerprint(), "created the report signing key");
+    }
+    let store = Store::connect(&cfg.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", crate::redact(&cfg.database_url)))?
+        .with_audit_key(signing.audit_key());
     let templates = Arc::new(Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES)?);
     let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), cfg.m365_settings()));
     let presets = cfg.presets(templates.out_of_office());
     let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets));
-    Ok(Wired { store, clock, templates, m365, svc })
+    Ok(Wired { store, signing, clock, templates, m365, svc })
 }
 
 pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let Wired { store, clock, templates, m365, svc } = wire(&cfg).await?;
-    let (key, created) = ReportKey::load_or_create(&cfg.signing_key)?;
-    if created {
-        tracing::info!(path = %cfg.signing_key.display(), fingerprint = %key.public().fingerprint(), "created the report signing key");
-    }
-    let evidence = Arc::new(Evidence::new(key, &cfg.reports_dir));
+    let Wired { store, signing, clock, templates, m365, svc } = wire(&cfg).await?;
+    let evidence = Arc::new(Evidence::new(signing, &cfg.reports_dir));
 
     let (stop, stopped) = watch::channel(false);
     let shutdown = move || {
@@ -244,8 +274,9 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
         }
     }
-    let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone() };
-    let router = router.merge(Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health));
+    let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone(), ready: Default::default() };
+    let router = router.route("/healthz", get(healthz));
+    let ops = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health);
     let targets = cfg.notify_targets();
     if !targets.is_empty() && !args.no_relay {
         let notifier = Notifier::new(store.clone(), targets, cfg.template_dir.as_deref(), Some(evidence.clone()), clock.clone())?;
@@ -279,10 +310,14 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
 
     let listen = args.listen.clone().unwrap_or_else(|| cfg.listen.clone());
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving");
-    println!("offboard: serving on http://{}", listener.local_addr()?);
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown());
-    let server = tokio::spawn(async move { server.await });
+    let ops_listen = args.ops_listen.clone().unwrap_or_else(|| cfg.http.ops_listen.clone());
+    let ops_listener = tokio::net::TcpListener::bind(&ops_listen).await.with_context(|| format!("listening on {ops_listen} (http.ops_listen)"))?;
+    tracing::info!(address = %listener.local_addr()?, operators = %ops_listener.local_addr()?, "serving");
+    println!("offboard: serving on http://{} (operators: http://{})", listener.local_addr()?, ops_listener.local_addr()?);
+    let limits = cfg.http.limits();
+    let public = crate::http::serve(listener, router, limits, shutdown());
+    let operators = crate::http::serve(ops_listener, ops, limits, shutdown());
+    let server = tokio::spawn(async move { tokio::join!(public, operators) });
     signal().await;
     tracing::info!("stopping: finishing steps in flight");
     let _ = stop.send(true);

@@ -42,7 +42,7 @@ fn the_interactive_demo_takes_commands_and_clicks_from_the_keyboard() {
     let out = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
-    for needle in ["only you see: */offboard* opens the wizard", "Not approved: your role (viewer)", "*Rejected*: wrong person"] {
+    for needle in ["only you see: */offboard* opens the wizard", "Not approved: your role (viewer)", "⛔ Rejected: wrong person"] {
         assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
     }
 }

@@ -169,3 +169,108 @@ fn templates_check_names_the_broken_file_and_line() {
     let said = stdout(&out);
     assert!(said.contains("webhook/slack.json line 2: syntax error"), "{said}");
 }
+
+#[test]
+fn templates_check_stops_an_endless_template_within_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("chat")).unwrap();
+    let endless = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+    std::fs::write(dir.path().join("chat/run_finished.txt"), endless).unwrap();
+    let started = std::time::Instant::now();
+    let out = offboard(&["templates", "check", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("chat/run_finished.txt") && stdout(&out).contains("out of fuel"), "{}", stdout(&out));
+    // Fuel, not the clock, stops it: the check ends long before the loop could.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+/// Someone with write access to the database, but not the signing key, changes who asked
+/// and who approved: in the rows, then in the audit log with the chain recomputed.
+#[tokio::test]
+async fn forged_rows_and_a_rewritten_log_do_not_make_a_valid_report() {
+    use offboard_core::audit::Hashed;
+    use offboard_core::store::Db;
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("signing.key");
+    let (key, _) = offboard_report::ReportKey::load_or_create(&key_path).unwrap();
+    let store = db.store().await.with_audit_key(key.audit_key());
+    let run = finished_run(&store, "alice@contoso.com", Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() }).await;
+    let Db::Sqlite(pool) = store.db() else { unreachable!() };
+    let exec = |sql: String| {
+        let pool = pool.clone();
+        async move { sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap() }
+    };
+    let (key_arg, url) = (key_path.display().to_string(), db.url.clone());
+    let report = |name: &str| {
+        let reports = dir.path().join(name).display().to_string();
+        offboard(&["report", run.id.as_str(), "--database-url", &url, "--signing-key", &key_arg, "--reports-dir", &reports])
+    };
+    let text = |pdf: &str| String::from_utf8(Command::new("pdftotext").args([pdf, "-"]).output().unwrap().stdout).unwrap();
+
+    // 1. The rows say a Chief Security Officer asked and approved.
+    exec(format!("UPDATE runs SET requester = 'slack:UCSO', requester_name = 'Chief Security Officer' WHERE id = '{}'", run.id)).await;
+    exec(format!("UPDATE approvals SET approver = 'slack:UCSO', approver_name = 'Chief Security Officer' WHERE run_id = '{}'", run.id)).await;
+    let made = report("first");
+    assert!(made.status.success(), "{}", stdout(&made));
+    let first = stdout(&made).trim().to_string();
+    let said = text(&first);
+    assert!(!said.contains("Chief Security Officer"), "the report names the people the audit chain recorded:\n{said}");
+    assert!(said.contains("UREQ name (slack:UREQ)") && said.contains("UADM1 name (slack:UADM1)"), "{said}");
+
+    // 2. The audit entry itself is rewritten, and every later hash recomputed, without the key.
+    exec("DROP TRIGGER audit_no_update".into()).await;
+    let entries = store.audit_entries(0, 10_000).await.unwrap();
+    let forged_at = entries.iter().position(|e| e.action == "run.approved").unwrap();
+    let mut prev = entries[forged_at].prev_hash.clone();
+    for (i, e) in entries.iter().enumerate().skip(forged_at) {
+        let detail = if i == forged_at { e.detail.replace("UADM1 name", "Chief Security Officer") } else { e.detail.clone() };
+        let hash = Hashed {
+            prev_hash: &prev,
+            seq: e.seq,
+            at_ms: e.at_ms,
+            tenant: e.tenant.as_deref(),
+            actor: &e.actor,
+            action: &e.action,
+            run_id: e.run_id.as_deref(),
+            detail: &detail,
+        }
+        .hash(None);
+        sqlx::query("UPDATE audit SET detail = $1, prev_hash = $2, hash = $3, keyed = 0 WHERE seq = $4")
+            .bind(&detail)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(e.seq)
+            .execute(pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    let verified = offboard(&["audit", "verify", "--database-url", &url, "--signing-key", &key_arg]);
+    assert_eq!(verified.status.code(), Some(1), "{}", stdout(&verified));
+    assert!(stdout(&verified).contains(&format!("entry {}", entries[forged_at].seq)), "{}", stdout(&verified));
+    let refused = report("second");
+    assert!(!refused.status.success(), "no report is signed over a rewritten log: {}", stdout(&refused));
+    assert!(stdout(&refused).contains("the audit log was changed"), "{}", stdout(&refused));
+    let checked = offboard(&["verify", &first, "--database-url", &url, "--signing-key", &key_arg]);
+    assert_eq!(checked.status.code(), Some(1), "{}", stdout(&checked));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_database_and_reports_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new().await;
+    let db = s.path("fresh.db");
+    let url = format!("sqlite://{}", db.display());
+    let made = offboard(&["migrate", "--database-url", &url]);
+    assert!(made.status.success(), "{}", stdout(&made));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600, "the database file");
+    let made = s.with(&["report", &s.run, "--database-url", &s.db.url]);
+    assert!(made.status.success(), "{}", stdout(&made));
+    let pdf = PathBuf::from(stdout(&made).trim());
+    assert_eq!(mode(&pdf), 0o600, "the report");
+    assert_eq!(mode(pdf.parent().unwrap()), 0o700, "the reports directory");
+    assert_eq!(mode(Path::new(&s.key())), 0o600, "the signing key");
+}

@@ -17,29 +17,41 @@ fn offboard(config: &std::path::Path, operator: &str, args: &[&str]) -> (Option<
     (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
 }
 
+/// The account this test runs as, as the operating system names it.
+fn me() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_operator_requests_and_cancels_under_its_own_name() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sim = offboard_m365::simulated::start(&Scenario::contoso(), SimConfig::default(), clock, Settings::default(), Default::default()).await.unwrap();
     let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
-    let config = common::write_config(dir.path(), &sim, &db.url, "\n[[roles]]\nplatform = \"cli\"\nuser = \"dana\"\nrole = \"admin\"\n");
-
-    let (code, said) = offboard(&config, "dana", &["request", "alice.able@contoso.com", "--preset", "hostile-exit"]);
+    let me = me();
+    let config = common::write_config(dir.path(), &sim, &db.url, &format!("\n[[roles]]\nplatform = \"cli\"\nuser = \"{me}\"\nrole = \"admin\"\n"));
+    // The environment cannot choose who the operator is.
+    let (code, said) = offboard(&config, "chief-security-officer", &["request", "alice.able@contoso.com", "--preset", "hostile-exit", "--reason", "Left"]);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("Disable sign-in") && said.contains("awaiting"), "{said}");
     let id = RunId::parse(said.split_whitespace().nth(1).unwrap()).unwrap();
 
-    let (code, said) = offboard(&config, "mallory", &["runs", "cancel", id.as_str()]);
-    assert_eq!(code, Some(1), "an operator with no role is refused: {said}");
+    // An account with no role is refused, whatever the environment claims.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let no_role = common::write_config(&other, &sim, &db.url, "\n[[roles]]\nplatform = \"cli\"\nuser = \"dana\"\nrole = \"admin\"\n");
+    let (code, said) = offboard(&no_role, "dana", &["runs", "cancel", id.as_str()]);
+    assert_eq!(code, Some(1), "the environment does not make anyone dana: {said}");
     let (code, said) = offboard(&config, "dana", &["runs", "cancel", id.as_str()]);
     assert_eq!(code, Some(0), "{said}");
 
     let store = db.store().await;
     assert_eq!(store.run(&id).await.unwrap().state, RunState::Cancelled);
     let audit = store.audit_entries(0, 1000).await.unwrap();
-    assert!(audit.iter().any(|e| e.action == "run.requested" && e.actor == "cli:dana"));
-    assert!(audit.iter().any(|e| e.actor == "cli:mallory" && e.action.ends_with("refused")), "the refusal is audited");
+    let actor = format!("cli:{me}");
+    assert!(audit.iter().any(|e| e.action == "run.requested" && e.actor == actor), "{audit:?}");
+    assert!(!audit.iter().any(|e| e.actor == "cli:chief-security-officer" || e.actor == "cli:dana"));
+    assert!(audit.iter().any(|e| e.actor == actor && e.action.ends_with("refused")), "the refusal is audited");
     let (code, said) = offboard(&config, "dana", &["request", "nobody@contoso.com"]);
     assert_ne!(code, Some(0));
     assert!(said.contains("no user nobody@contoso.com"), "{said}");

@@ -31,8 +31,8 @@ fn start(config: &std::path::Path) -> (Child, String) {
         .expect("start offboard serve");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("offboard: serving on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
-    (child, url)
+    let (_, ops) = common::serving(&line);
+    (child, ops)
 }
 
 fn terminate(child: &mut Child) -> Duration {
@@ -123,4 +123,79 @@ fn a_broken_config_gives_one_message_naming_the_key() {
     let out =
         Command::new(env!("CARGO_BIN_EXE_offboard")).args(["config", "check"]).env("OFFBOARD__TENANTS", "[]").arg("--config").arg(&config).output().unwrap();
     assert!(out.status.success(), "an environment override replaces the file's value: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Opens `n` connections that send half a request head and then nothing.
+async fn half_sent(addr: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /slack/commands HTTP/1.1\r\nHost: offboard\r\nContent-Length: 10\r\n").await.unwrap();
+        held.push(s);
+    }
+    held
+}
+
+/// Whether the server closed the connection: a read ends with EOF or a reset.
+async fn closed(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    matches!(tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)) | Ok(Ok(_)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_cannot_hold_the_server_open() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sim = offboard_m365::simulated::start(&Scenario::contoso(), SimConfig::default(), clock, Settings::default(), TenantPolicy::default()).await.unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let slack = "[slack]\nsigning_secret = \"slow-client-secret\"\nbot_token = \"xoxb-slow\"\napprovals_channel = \"C0APPROVALS\"\napi_url = \"http://127.0.0.1:9/api\"\n";
+    let config = write_config(dir.path(), &sim, &db.url, slack);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("OFFBOARD_LOG", "warn")
+        .env("OFFBOARD__HTTP__MAX_CONNECTIONS", "400")
+        .env("OFFBOARD__HTTP__HEADER_TIMEOUT_SECS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let (public, ops) = common::serving(&line);
+    let addr = public.trim_start_matches("http://").to_string();
+    let driver = offboard_slack::fake::Driver::new(public.clone(), offboard_core::secret::Secret::new("slow-client-secret"));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+
+    // 300 half-sent requests: health checks and a signed command still answer at once.
+    let mut held = half_sent(&addr, 300).await;
+    let t = Instant::now();
+    assert_eq!(http.get(format!("{ops}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{public}/healthz")).send().await.unwrap().status(), 200);
+    let r = driver.command("UNOBODY", "help", "trigger-slow-1").await.unwrap();
+    assert_eq!(r.status(), 200);
+    println!("answers with 300 half-sent requests open: {:?}", t.elapsed());
+    // The head never finished: the server closes each after the header timeout.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let mut open = 0;
+    for s in held.iter_mut().take(50) {
+        if !closed(s).await {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 0, "half-sent requests are closed after the header timeout");
+    drop(held);
+
+    // More than the limit: the extra connections are closed at once, the operators'
+    // listener is untouched, and the public one answers again once the slow ones expire.
+    let held = half_sent(&addr, 450).await;
+    assert_eq!(http.get(format!("{ops}/readyz")).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let r = driver.command("UNOBODY", "help", "trigger-slow-2").await.unwrap();
+    assert_eq!(r.status(), 200);
+    drop(held);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.wait();
+    db.cleanup().await;
 }

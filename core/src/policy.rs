@@ -102,6 +102,8 @@ pub enum Refusal {
     RoleTooLow { have: Role, need: Role, action: &'static str },
     #[error("you requested this offboarding, so someone else must approve it")]
     SelfApproval,
+    #[error("too many searches in a minute; wait a moment and type again")]
+    TooManySearches,
     #[error("you already approved this plan; a second, different approver is needed")]
     AlreadyApproved,
     #[error("this approval expired at {0} UTC; request the offboarding again")]

@@ -281,7 +281,7 @@ impl Relay {
             let steps = self.store.steps(run).await?;
             let approvals = self.store.approvals(run).await?;
             let info = EventInfo { name: "run.finished".into(), title: rec.state.label().into(), at: self.clock.now().to_rfc3339(), seq: 0 };
-            let text = match self.templates.render("chat/run_finished.txt", &Notice::new(info, &rec, &steps, &approvals)) {
+            let text = match self.templates.render_off_runtime("chat/run_finished.txt", Notice::new(info, &rec, &steps, &approvals)).await {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(run = %run, error = %e, "chat/run_finished.txt failed; using the plain outcome");

@@ -510,6 +510,13 @@ impl Presets {
         self
     }
 
+    /// The out-of-office texts an operator vetted: the template directory's, or the shipped.
+    pub fn default_out_of_office(&self) -> OutOfOffice {
+        self.out_of_office
+            .clone()
+            .unwrap_or_else(|| OutOfOffice { internal: crate::templates::OOF_INTERNAL.into(), external: crate::templates::OOF_EXTERNAL.into() })
+    }
+
     /// A tenant's own preset wins over a built-in one of the same name.
     pub fn get(&self, tenant: &TenantId, name: &PresetName) -> Option<Options> {
         if let Some(own) = self.by_tenant.get(tenant).and_then(|m| m.get(name)) {

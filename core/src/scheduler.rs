@@ -90,6 +90,8 @@ impl Scheduler {
             }
         }
         tick.escalated = self.store.escalate_due(now).await?.len();
+        // Deliveries and wizard drafts past their time are forgotten.
+        self.store.purge_expired(now).await?;
         for due in self.store.due_schedules(now).await? {
             let Some(job) = self.jobs.iter().find(|j| j.name == due.name) else { continue };
             // Occurrences missed while nothing ran collapse into one.

@@ -50,7 +50,7 @@ pub enum ServiceError {
     AlreadyOpen { run: RunId, state: RunState, upn: String },
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
-    #[error("no run {0}")]
+    #[error("no run {0} that you may see")]
     NotFound(RunId),
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -70,11 +70,17 @@ pub struct Offboarding {
     access: Access,
     tenants: Vec<Tenant>,
     presets: Presets,
+    /// When each person last searched the directory, for the rate limit.
+    searches: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<chrono::DateTime<chrono::Utc>>>>,
 }
+
+/// Directory searches one person may make per minute: a typeahead sends one per pause in
+/// typing, and each costs the customer tenant's Graph budget.
+pub const SEARCHES_PER_MINUTE: usize = 30;
 
 impl Offboarding {
     pub fn new(store: Store, discovery: Arc<dyn Discovery>, clock: Arc<dyn Clock>, access: Access, tenants: Vec<Tenant>, presets: Presets) -> Self {
-        Self { store, discovery, clock, access, tenants, presets }
+        Self { store, discovery, clock, access, tenants, presets, searches: Default::default() }
     }
 
     pub fn store(&self) -> &Store {
@@ -156,6 +162,48 @@ impl Offboarding {
         ServiceError::Refused(refusal)
     }
 
+    /// Whether the actor may request in some tenant: decided from the configuration alone.
+    pub fn may_request_somewhere(&self, actor: &Actor) -> bool {
+        self.tenants.iter().any(|t| policy::check_may_request(&self.access, actor, &t.id).is_ok())
+    }
+
+    /// Refuses (and audits) someone who may request in no tenant, before any wizard opens.
+    pub async fn check_may_request_somewhere(&self, actor: &Actor) -> Result<(), ServiceError> {
+        if self.may_request_somewhere(actor) {
+            return Ok(());
+        }
+        let tenant = self.tenants.first().map(|t| t.id.clone()).unwrap_or_else(|| TenantId::parse("unknown.invalid").expect("valid"));
+        Err(self.refuse(actor, "request.refused", &tenant, None, Refusal::NoRole(tenant.clone())).await)
+    }
+
+    /// The wizard's people search: only in the tenants the actor may request in, and at
+    /// most [`SEARCHES_PER_MINUTE`] a minute per person.
+    pub async fn search_people(
+        &self,
+        actor: &Actor,
+        directory: &dyn crate::snapshot::Directory,
+        text: &str,
+    ) -> Result<Vec<crate::snapshot::Person>, ServiceError> {
+        let tenants: Vec<&Tenant> = self.tenants.iter().filter(|t| policy::check_may_request(&self.access, actor, &t.id).is_ok()).collect();
+        if tenants.is_empty() {
+            self.check_may_request_somewhere(actor).await?;
+        }
+        let now = self.clock.now();
+        {
+            let mut all = self.searches.lock().expect("searches lock");
+            let mine = all.entry(actor.key()).or_default();
+            while mine.front().is_some_and(|t| now - *t > Duration::minutes(1)) {
+                mine.pop_front();
+            }
+            if mine.len() >= SEARCHES_PER_MINUTE {
+                return Err(ServiceError::Refused(Refusal::TooManySearches));
+            }
+            mine.push_back(now);
+        }
+        let searches = tenants.iter().map(|t| directory.search(&t.id, text, 20));
+        Ok(futures_util::future::join_all(searches).await.into_iter().filter_map(Result::ok).flatten().collect())
+    }
+
     /// A preset's options for a tenant, or the names it could have been.
     pub fn preset_options(&self, tenant: &TenantId, name: &crate::domain::PresetName) -> Result<crate::request::Options, ServiceError> {
         self.presets.get(tenant, name).ok_or_else(|| {
@@ -198,6 +246,13 @@ impl Offboarding {
         let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk, manager_leaving };
         let mut plan = plan::build(&valid, &snapshot, rules);
         plan.deviations = deviations.unwrap_or_default();
+        plan.high_risk_reasons.extend(self.said_outside(&valid.request));
+        if valid.request.emergency && plan.needs_two_approvers() {
+            plan.notes.push(
+                "Emergency: sign-in is blocked and sessions revoked now; the password reset, the MFA removal and everything else wait for two approvals."
+                    .into(),
+            );
+        }
         let plan_hash = plan.hash(tenant.id.as_str(), snapshot.id.as_str());
         let id = RunId::generate();
         let run = NewRun {
@@ -229,6 +284,29 @@ impl Offboarding {
             other => other?,
         }
         Ok(self.store.run(&id).await?)
+    }
+
+    /// What this request says outside the organisation on the leaver's behalf that nobody
+    /// vetted beforehand: each makes the plan need two approvers.
+    fn said_outside(&self, req: &Request) -> Vec<String> {
+        let o = &req.options;
+        let mut out = Vec::new();
+        if let Some(f) = &o.forward_to
+            && let crate::request::ForwardTarget::External(to) = &f.target
+        {
+            out.push(format!("every new mail is forwarded outside the organisation, to {to}"));
+        }
+        if let Some(oof) = &o.out_of_office {
+            let vetted = match &req.preset {
+                Some(p) => self.presets.get(&req.tenant, p).and_then(|o| o.out_of_office).map(|t| t.external),
+                None => None,
+            }
+            .unwrap_or_else(|| self.presets.default_out_of_office().external);
+            if !oof.external.trim().is_empty() && oof.external.trim() != vetted.trim() {
+                out.push("the external out-of-office reply was written for this request, and every outside sender reads it".into());
+            }
+        }
+        out
     }
 
     async fn already_open(&self, open: RunId) -> ServiceError {
@@ -324,16 +402,31 @@ impl Offboarding {
         } else {
             StepOutcome::Failed { error: format!("marked failed by {}: {note}", actor.name), request_id: None }
         };
-        let audit = NewAudit::new(actor.key(), "step.resolved").tenant(&run.tenant).run(id).detail(json!({ "step": key, "done": done, "note": note }));
+        let audit = NewAudit::new(actor.key(), "step.resolved")
+            .tenant(&run.tenant)
+            .run(id)
+            .detail(json!({ "step": key, "done": done, "note": note, "outcome": outcome }));
         if !self.store.resolve_step(id, key, &outcome, self.clock.now(), audit).await? {
             return Err(ServiceError::BadInput(ParseError { what: "step", input: key.to_string(), why: "it does not need attention".into() }));
         }
         Ok(())
     }
 
+    /// One run for someone who may see it. Everyone else gets the same answer whether or
+    /// not the run exists, so nothing is learnt about other customers; the refusal is audited.
     pub async fn status(&self, actor: &Actor, id: &RunId) -> Result<(RunRecord, Vec<StepRecord>, Vec<Approval>), ServiceError> {
-        let run = self.load(id).await?;
-        policy::check_view(&self.access, actor, &run.tenant)?;
+        let run = match self.store.run(id).await {
+            Ok(run) if policy::check_view(&self.access, actor, &run.tenant).is_ok() => run,
+            Ok(run) => {
+                let a = NewAudit::new(actor.key(), "status.refused").tenant(&run.tenant).run(id).detail(json!({ "actor_name": actor.name }));
+                if let Err(e) = self.store.audit_refusal(a, None, self.clock.now()).await {
+                    tracing::error!(error = %e, "Could not audit a refusal");
+                }
+                return Err(ServiceError::NotFound(id.clone()));
+            }
+            Err(StoreError::NotFound(_)) => return Err(ServiceError::NotFound(id.clone())),
+            Err(e) => return Err(e.into()),
+        };
         let steps = self.store.steps(id).await?;
         let approvals = self.store.approvals(id).await?;
         Ok((run, steps, approvals))

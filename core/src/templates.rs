@@ -40,6 +40,14 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How much work one render may do: far above what a real notice needs, far below a loop
+/// that would hold a core for seconds.
+pub const FUEL: u64 = 500_000;
+/// The most a render may produce; a payload larger than this is a broken template.
+pub const MAX_OUTPUT: usize = 256 * 1024;
+/// How long a render may take off the async runtime before it counts as failed.
+pub const RENDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// Fix the named file: it does not parse or does not render.
@@ -124,15 +132,15 @@ impl Notice {
             run: Some(RunInfo {
                 id: r.run_id.clone(),
                 tenant: r.tenant.clone(),
-                employee: r.employee.clone(),
-                upn: r.upn.clone(),
+                employee: one_line(&r.employee),
+                upn: one_line(&r.upn),
                 state: run.state.as_str().into(),
                 state_label: run.state.label().into(),
                 finished: run.state.is_terminal() || run.state == crate::run::RunState::NeedsAttention,
-                outcome: r.outcome(),
-                actions: r.actions(),
-                requester: r.requester.clone(),
-                approvals: r.approvals.iter().map(|(by, at)| ApprovalInfo { by: by.clone(), at: fmt(*at) }).collect(),
+                outcome: one_line(&r.outcome()),
+                actions: r.actions().iter().map(|a| one_line(a)).collect(),
+                requester: one_line(&r.requester),
+                approvals: r.approvals.iter().map(|(by, at)| ApprovalInfo { by: one_line(by), at: fmt(*at) }).collect(),
                 counts: [("succeeded", c.succeeded), ("skipped", c.skipped), ("failed", c.failed), ("attention", c.attention), ("not_run", c.pending)]
                     .into_iter()
                     .collect(),
@@ -143,12 +151,12 @@ impl Notice {
                         title: s.title.into(),
                         state: s.state.as_str().into(),
                         mark: crate::report::state_mark(s.state).into(),
-                        detail: s.detail.clone(),
+                        detail: one_line(&s.detail),
                     })
                     .collect(),
                 licences_reclaimed: r.licences_reclaimed.clone(),
                 effective_by: r.effective_by().map(fmt),
-                reason: run.reason.clone(),
+                reason: run.reason.as_deref().map(one_line),
             }),
             report_attached: false,
         }
@@ -190,6 +198,9 @@ impl Templates {
     pub fn load(dir: Option<&Path>, extra: &[(&'static str, &'static str)]) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        env.add_filter("slack_text", slack_text);
+        env.add_filter("md_text", md_text);
         let mut origin = BTreeMap::new();
         let mut handover = BTreeMap::new();
         let known: Vec<&str> = DEFAULTS.iter().chain(extra).map(|(n, _)| *n).collect();
@@ -239,11 +250,18 @@ impl Templates {
         Ok(t)
     }
 
-    /// Renders a template; JSON templates must produce valid JSON.
+    /// Renders a template within its fuel and output limits; JSON templates must produce
+    /// valid JSON. In async code use [`Templates::render_off_runtime`].
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, TemplateError> {
         let file = self.origin.get(name).cloned().unwrap_or_else(|| name.to_string());
         let tpl = self.env.get_template(name).map_err(|e| TemplateError::Broken { file: file.clone(), line: None, message: describe(&e) })?;
-        let out = tpl.render(minijinja::value::Serde(ctx)).map_err(|e| TemplateError::Broken { file: file.clone(), line: e.line(), message: describe(&e) })?;
+        let mut out = Capped(Vec::new());
+        tpl.render_captured_to(minijinja::value::Serde(ctx), &mut out).map_err(|e| TemplateError::Broken {
+            file: file.clone(),
+            line: e.line(),
+            message: if out.0.len() > MAX_OUTPUT { format!("renders more than {} KiB", MAX_OUTPUT / 1024) } else { describe(&e) },
+        })?;
+        let out = String::from_utf8(out.0).map_err(|_| TemplateError::Broken { file: file.clone(), line: None, message: "renders invalid UTF-8".into() })?;
         if name.ends_with(".json")
             && let Err(e) = serde_json::from_str::<serde_json::Value>(&out)
         {
@@ -252,11 +270,64 @@ impl Templates {
         Ok(out)
     }
 
+    /// [`Templates::render`] on a blocking thread with a deadline, so an operator's template
+    /// never stalls the tasks that answer chat platforms and health checks.
+    pub async fn render_off_runtime<C: Serialize + Send + 'static>(self: &std::sync::Arc<Self>, name: &str, ctx: C) -> Result<String, TemplateError> {
+        let (me, owned) = (self.clone(), name.to_string());
+        let job = tokio::task::spawn_blocking(move || me.render(&owned, &ctx));
+        match tokio::time::timeout(RENDER_TIMEOUT, job).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(TemplateError::Broken { file: name.into(), line: None, message: format!("the render stopped: {e}") }),
+            Err(_) => Err(TemplateError::Broken { file: name.into(), line: None, message: format!("took longer than {} s", RENDER_TIMEOUT.as_secs()) }),
+        }
+    }
+
     /// The out-of-office defaults the presets offer, filled per user by the planner.
     pub fn out_of_office(&self) -> crate::request::OutOfOffice {
         let source = |n: &str| self.handover.get(n).cloned().unwrap_or_default();
         crate::request::OutOfOffice { internal: source("oof/internal.txt"), external: source("oof/external.txt") }
     }
+}
+
+/// A writer that refuses to grow past [`MAX_OUTPUT`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            self.0.resize(MAX_OUTPUT + 1, 0);
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A value from a person or the directory, inert in Slack mrkdwn: no mentions, links or
+/// extra lines.
+pub fn slack_text(v: String) -> String {
+    one_line(&v).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The same for Markdown (Teams, Discord): every formatting character escaped.
+pub fn md_text(v: String) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in one_line(&v).chars() {
+        if "\\`*_~[]<>#".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Line breaks and other control characters become spaces, so a value never starts a line.
+pub fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -328,6 +399,29 @@ mod tests {
         std::fs::write(dir.path().join("webhook/generic.json"), "{\"run\": {{ run.id }}").unwrap();
         let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
         assert!(e.contains("webhook/generic.json line 1: renders to invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn an_endless_template_runs_out_of_fuel_and_a_huge_one_hits_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("email")).unwrap();
+        std::fs::write(dir.path().join("email/subject.txt"), "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
+        let started = std::time::Instant::now();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("email/subject.txt") && e.contains("out of fuel"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        std::fs::write(dir.path().join("email/subject.txt"), "{{ \"x\" * 100000000 }}").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("out of fuel") || e.contains("renders more than 256 KiB"), "{e}");
+        std::fs::write(dir.path().join("email/subject.txt"), "{% for i in range(60) %}{{ \"x\" * 5000 }}{% endfor %}").unwrap();
+        let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
+        assert!(e.contains("renders more than 256 KiB"), "{e}");
+    }
+
+    #[test]
+    fn values_from_people_are_inert() {
+        assert_eq!(slack_text("<!channel> *Approved*\n• fake".into()), "&lt;!channel&gt; *Approved* • fake");
+        assert_eq!(md_text("[click](http://x) *bold*\nline".into()), "\\[click\\](http://x) \\*bold\\* line");
     }
 
     #[test]

@@ -290,6 +290,9 @@ pub struct FillerSpec {
     /// Give each filler user one Intune-managed laptop and an authenticator.
     #[serde(default)]
     pub devices: bool,
+    /// UPN of every filler user's manager, a user of the scenario.
+    #[serde(default)]
+    pub manager: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +329,15 @@ impl Scenario {
         let tenants = (0..tenants)
             .map(|t| {
                 let name = format!("bench{t:03}");
+                // Typical leavers have a manager, whom their out-of-office reply names.
+                let lead = UserSpec {
+                    upn: format!("lead@{name}.example"),
+                    name: "Team Lead".into(),
+                    title: Some("Team Lead".into()),
+                    enabled: true,
+                    licences: vec!["SPE_E3".into()],
+                    ..Default::default()
+                };
                 TenantSpec {
                     id: None,
                     name: name.clone(),
@@ -338,14 +350,15 @@ impl Scenario {
                         units: users + 100,
                     }],
                     apps: vec![],
-                    users: vec![],
-                    groups: groups.clone(),
                     filler: Some(FillerSpec {
                         count: users,
                         licence: Some("SPE_E3".into()),
                         groups: groups.iter().map(|g| g.name.clone()).collect(),
                         devices: true,
+                        manager: Some(lead.upn.clone()),
                     }),
+                    users: vec![lead],
+                    groups: groups.clone(),
                 }
             })
             .collect();

@@ -638,6 +638,7 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
                 } else {
                     vec![]
                 },
+                manager: f.manager.clone(),
                 ..Default::default()
             });
             filler_groups.push(upn);

@@ -80,10 +80,14 @@ fn the_generator_builds_large_tenants() {
     let w = offboard_m365_sim::world::World::build(&s, &clock).unwrap();
     assert_eq!(w.tenants.len(), 3);
     for t in &w.tenants {
-        assert_eq!(t.users.len(), 600);
+        // 600 leavers and the lead who manages them.
+        assert_eq!(t.users.len(), 601);
         assert_eq!(t.tier(), offboard_m365_sim::world::Tier::L);
         assert_eq!(t.managed.len(), 1200);
         assert_eq!(t.groups.len(), 15);
-        assert_eq!(t.mailboxes.len(), 600);
+        assert_eq!(t.mailboxes.len(), 601);
+        let lead = t.user_id("lead@bench000.example").or_else(|| t.users.values().find(|u| u.upn.starts_with("lead@")).map(|u| u.id.clone())).unwrap();
+        let leaver = t.users.values().find(|u| u.upn.starts_with("user00001@")).unwrap();
+        assert_eq!(leaver.manager.as_deref(), Some(lead.as_str()));
     }
 }

@@ -30,11 +30,16 @@ pub use webhook::{Format, Webhook};
 
 /// The events a target may subscribe to.
 pub const EVENTS: &[&str] =
-    &["run.requested", "run.approved", "run.rejected", "run.escalated", "run.finished", "run.cancelled", "run.expired", "audit.checkpoint"];
+    &["run.requested", "run.emergency", "run.approved", "run.rejected", "run.escalated", "run.finished", "run.cancelled", "run.expired", "audit.checkpoint"];
+
+/// Events every target receives, whatever it subscribed to: a lockout run before anyone
+/// approved it is for everyone watching to know.
+pub const ALWAYS: &[&str] = &["run.emergency"];
 
 /// The notification an outbox event becomes, if any, with its title.
 pub fn classify(kind: &EventKind) -> Option<(&'static str, String)> {
     Some(match kind {
+        EventKind::RunRequested { emergency: true } => ("run.emergency", "Emergency lockout started before approval".into()),
         EventKind::RunRequested { .. } => ("run.requested", "Offboarding requested".into()),
         EventKind::RunApproved => ("run.approved", "Offboarding approved".into()),
         EventKind::RunRejected { .. } => ("run.rejected", "Offboarding rejected".into()),
@@ -73,7 +78,7 @@ pub struct Target {
 
 impl Target {
     fn wants(&self, event: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|e| e == event)
+        self.events.is_empty() || ALWAYS.contains(&event) || self.events.iter().any(|e| e == event)
     }
 }
 
@@ -257,11 +262,15 @@ impl Notifier {
 
         // A template that fails on this event is a failed delivery, not a stopped notifier.
         let payload = match &t.channel {
-            Channel::Webhook(w) => self.templates.render(w.format.template(), &notice).map(Payload::Webhook),
-            Channel::Email(_) => self
-                .templates
-                .render("email/subject.txt", &notice)
-                .and_then(|subject| Ok(Payload::Email { subject: subject.trim().to_string(), body: self.templates.render("email/body.txt", &notice)? })),
+            Channel::Webhook(w) => self.templates.render_off_runtime(w.format.template(), notice.clone()).await.map(Payload::Webhook),
+            Channel::Email(_) => match self.templates.render_off_runtime("email/subject.txt", notice.clone()).await {
+                Ok(subject) => self
+                    .templates
+                    .render_off_runtime("email/body.txt", notice.clone())
+                    .await
+                    .map(|body| Payload::Email { subject: subject.trim().to_string(), body }),
+                Err(e) => Err(e),
+            },
         };
         let payload = match payload {
             Ok(p) => p,

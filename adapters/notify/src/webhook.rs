@@ -54,7 +54,7 @@ impl Format {
 /// Sets `headline`: one line that names the event and its subject.
 macro_rules! headline {
     () => {
-        r#"{% if run %}{% set headline = event.title ~ ": " ~ run.employee ~ " (" ~ run.upn ~ ") in " ~ run.tenant ~ ", " ~ run.state_label %}{% else %}{% set headline = event.title ~ ": entry " ~ checkpoint.seq ~ ", hash " ~ checkpoint.hash %}{% endif %}"#
+        r#"{% if run %}{% set headline = event.title ~ ": " ~ run.employee ~ " (" ~ run.upn ~ ") in " ~ run.tenant ~ ", " ~ run.state_label %}{% else %}{% set headline = event.title ~ ": entry " ~ checkpoint.seq ~ ", hash " ~ checkpoint.hash %}{% endif %}{% set slack_headline = headline | slack_text %}{% set md_headline = headline | md_text %}"#
     };
 }
 
@@ -64,7 +64,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "webhook/slack.json",
         concat!(
             headline!(),
-            r#"{"text": {{ headline | tojson }}, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*" ~ headline ~ "*" ~ ("\n" ~ run.outcome ~ ("\n• " ~ (run.actions | join("\n• ")) if run.actions else "") if run and run.finished else "")) | tojson }}}}]}"#
+            r#"{"text": {{ slack_headline | tojson }}, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "verbatim": true, "text": {{ ("*" ~ slack_headline ~ "*" ~ ("\n" ~ (run.outcome | slack_text) ~ ("\n• " ~ (run.actions | map("slack_text") | join("\n• ")) if run.actions else "") if run and run.finished else "")) | tojson }}}}]}"#
         ),
     ),
     (
@@ -72,16 +72,16 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         concat!(
             headline!(),
             r#"{"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": ["#,
-            r#"{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": {{ event.title | tojson }}}"#,
-            r#"{% if run %}, {"type": "FactSet", "facts": [{"title": "Employee", "value": {{ (run.employee ~ " (" ~ run.upn ~ ")") | tojson }}}, {"title": "Tenant", "value": {{ run.tenant | tojson }}}, {"title": "State", "value": {{ run.state_label | tojson }}}, {"title": "Run", "value": {{ run.id | tojson }}}]}{% if run.finished %}, {"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": {{ run.outcome | tojson }}}{% for a in run.actions %}, {"type": "TextBlock", "wrap": true, "text": {{ a | tojson }}}{% endfor %}{% endif %}"#,
-            r#"{% else %}, {"type": "TextBlock", "wrap": true, "text": {{ headline | tojson }}}{% endif %}]}}]}"#
+            r#"{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": {{ event.title | md_text | tojson }}}"#,
+            r#"{% if run %}, {"type": "FactSet", "facts": [{"title": "Employee", "value": {{ (run.employee ~ " (" ~ run.upn ~ ")") | md_text | tojson }}}, {"title": "Tenant", "value": {{ run.tenant | tojson }}}, {"title": "State", "value": {{ run.state_label | tojson }}}, {"title": "Run", "value": {{ run.id | tojson }}}]}{% if run.finished %}, {"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": {{ run.outcome | md_text | tojson }}}{% for a in run.actions %}, {"type": "TextBlock", "wrap": true, "text": {{ a | md_text | tojson }}}{% endfor %}{% endif %}"#,
+            r#"{% else %}, {"type": "TextBlock", "wrap": true, "text": {{ md_headline | tojson }}}{% endif %}]}}]}"#
         ),
     ),
     (
         "webhook/discord.json",
         concat!(
             headline!(),
-            r#"{"content": {{ headline | tojson }}, "allowed_mentions": {"parse": []}{% if run %}, "embeds": [{"title": {{ event.title | tojson }}, "description": {{ (run.outcome ~ ("\n- " ~ (run.actions | join("\n- ")) if run.actions else "")) | tojson }}, "fields": [{"name": "Employee", "value": {{ run.upn | tojson }}, "inline": true}, {"name": "Tenant", "value": {{ run.tenant | tojson }}, "inline": true}, {"name": "Run", "value": {{ run.id | tojson }}, "inline": true}]}]{% endif %}}"#
+            r#"{"content": {{ md_headline | tojson }}, "allowed_mentions": {"parse": []}{% if run %}, "embeds": [{"title": {{ event.title | md_text | tojson }}, "description": {{ ((run.outcome | md_text) ~ ("\n- " ~ (run.actions | map("md_text") | join("\n- ")) if run.actions else "")) | tojson }}, "fields": [{"name": "Employee", "value": {{ run.upn | md_text | tojson }}, "inline": true}, {"name": "Tenant", "value": {{ run.tenant | tojson }}, "inline": true}, {"name": "Run", "value": {{ run.id | tojson }}, "inline": true}]}]{% endif %}}"#
         ),
     ),
     (

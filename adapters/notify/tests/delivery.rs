@@ -282,3 +282,45 @@ async fn a_lockout_that_did_not_take_effect_heads_every_notification() {
     }
     db.cleanup().await;
 }
+
+/// One admin asks for an emergency lockout of a plan that needs two approvers: only
+/// sign-in is blocked and sessions revoked before approval, and every target hears of it,
+/// whatever events it subscribed to.
+#[tokio::test]
+async fn an_emergency_lockout_of_a_high_risk_plan_blocks_only_and_alerts_every_target() {
+    use offboard_core::plan::StepKind;
+    use offboard_core::run::StepState;
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+    let svc = service(store.clone(), clock(), 3, policy);
+    let options = Options {
+        disable_sign_in: true,
+        revoke_sessions: true,
+        reset_password: true,
+        remove_mfa: true,
+        device_action: Some(offboard_core::request::DeviceAction::Wipe),
+        ..Options::default()
+    };
+    let mut request = offboard_testkit::fixtures::request("alice@contoso.com", options);
+    request.emergency = true;
+    let run = svc.request(&offboard_testkit::fixtures::admin1(), request).await.unwrap();
+    assert_eq!(run.approvals_needed, 2);
+    offboard_core::engine::Worker::new(store.clone(), Arc::new(AlwaysDone), clock(), Default::default()).drain().await.unwrap();
+    let ran: Vec<StepKind> =
+        store.steps(&run.id).await.unwrap().iter().filter(|s| s.state == StepState::Succeeded).filter_map(|s| StepKind::from_key(&s.key)).collect();
+    assert_eq!(ran, vec![StepKind::DisableSignIn, StepKind::RevokeSessions], "nothing else before two approvals");
+    assert!(run.plan.notes.iter().any(|n| n.starts_with("Emergency: sign-in is blocked")), "{:?}", run.plan.notes);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rx = receiver_on(listener, 200).await;
+    let target = webhook_target(addr, Format::Generic);
+    assert_eq!(target.events, vec!["run.finished".to_string()], "subscribed to finished runs only");
+    Notifier::new(store.clone(), vec![target], None, None, clock()).unwrap().drain().await.unwrap();
+    let got = rx.requests.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0["x-offboard-event"], "run.emergency");
+    assert!(got[0].1.contains("Emergency lockout started before approval"), "{}", got[0].1);
+    db.cleanup().await;
+}

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use offboard_core::audit::NewAudit;
 use offboard_core::domain::RunId;
-use offboard_core::report::Report;
+use offboard_core::report::{Attested, Report};
 use offboard_core::store::{Store, StoreError};
 
 use crate::ReportKey;
@@ -21,6 +21,9 @@ pub enum EvidenceError {
     Write { path: String, message: String },
     #[error("the report could not be signed: {0}")]
     Sign(String),
+    /// Someone changed the audit log: no report is signed over it.
+    #[error("the audit log was changed: entry {0} of this run does not carry the audit key's seal, so no report is signed")]
+    Tampered(i64),
 }
 
 /// Where reports go and the key that signs them.
@@ -43,14 +46,16 @@ impl Evidence {
         self.dir.join(format!("{id}.pdf"))
     }
 
-    /// The report's content as it stands: the chain head is recorded as a checkpoint, so the
-    /// report names a head that witnesses outside the database also received.
-    pub async fn report(store: &Store, id: &RunId, now: DateTime<Utc>) -> Result<Report, StoreError> {
+    /// The report's content as the audit chain attests it (who asked, who approved, how
+    /// each step ended), not as the run's rows say. The chain head is recorded as a
+    /// checkpoint, so the report names a head that witnesses outside the database also
+    /// received.
+    pub async fn report(store: &Store, id: &RunId, now: DateTime<Utc>) -> Result<Report, EvidenceError> {
         let run = store.run(id).await?;
         let steps = store.steps(id).await?;
-        let approvals = store.approvals(id).await?;
+        let entries = store.attested_entries(id).await?.map_err(EvidenceError::Tampered)?;
         let head = store.checkpoint(now).await?;
-        Ok(Report::build(&run, &steps, &approvals, head, now))
+        Ok(Report::build_attested(&run, &steps, &Attested::from_entries(&entries), head, now))
     }
 
     /// The signed PDF of a run, made on first request and read from disk after that, so

@@ -43,6 +43,12 @@ impl ReportKey {
         Self(SigningKey::from_bytes(&seed))
     }
 
+    /// The key that seals the audit chain, derived from this one: whoever holds the signing
+    /// key (outside the database) holds it.
+    pub fn audit_key(&self) -> offboard_core::audit::AuditKey {
+        offboard_core::audit::AuditKey::derive(self.0.as_bytes())
+    }
+
     pub fn generate() -> Self {
         Self::from_seed(rand::random())
     }

@@ -26,7 +26,7 @@ fn plain(s: &str, max: usize) -> Json {
 }
 
 fn mrkdwn(s: &str) -> Json {
-    json!({ "type": "mrkdwn", "text": cut(s, SECTION_MAX) })
+    json!({ "type": "mrkdwn", "text": cut(s, SECTION_MAX), "verbatim": true })
 }
 
 /// Escapes text for mrkdwn (`&`, `<`, `>`), so user data cannot form links or mentions.
@@ -183,13 +183,14 @@ pub fn people_options(people: &[Person]) -> Json {
     json!({ "options": options })
 }
 
-/// Groups lines into sections that fit Slack's section limit.
+/// Groups lines into plain-text sections that fit Slack's section limit. Plain text shows
+/// what it says: no mention, link or formatting in a value can act.
 fn sections(lines: &[String]) -> Vec<Json> {
     let mut out = Vec::new();
     let mut current = String::new();
     for l in lines {
         if !current.is_empty() && current.len() + l.len() + 1 > SECTION_MAX {
-            out.push(json!({ "type": "section", "text": mrkdwn(&current) }));
+            out.push(json!({ "type": "section", "text": inert(&current) }));
             current.clear();
         }
         if !current.is_empty() {
@@ -198,42 +199,68 @@ fn sections(lines: &[String]) -> Vec<Json> {
         current.push_str(&cut(l, SECTION_MAX));
     }
     if !current.is_empty() {
-        out.push(json!({ "type": "section", "text": mrkdwn(&current) }));
+        out.push(json!({ "type": "section", "text": inert(&current) }));
     }
     out
 }
 
+/// Text that may carry what people typed or the directory holds: plain, emoji allowed.
+fn inert(s: &str) -> Json {
+    json!({ "type": "plain_text", "text": cut(s, SECTION_MAX), "emoji": true })
+}
+
+/// A value from a person or the directory, on one line, so it cannot add lines of its own.
+fn value(s: &str) -> String {
+    offboard_core::templates::one_line(s)
+}
+
+/// Label and value pairs as section fields: the labels ours (mrkdwn), the values plain text.
+fn facts(pairs: &[(&str, String)]) -> Vec<Json> {
+    pairs
+        .chunks(5)
+        .map(|chunk| {
+            let fields: Vec<Json> =
+                chunk.iter().flat_map(|(k, v)| [json!({ "type": "mrkdwn", "text": format!("*{k}*"), "verbatim": true }), inert(&cut(v, 1900))]).collect();
+            json!({ "type": "section", "fields": fields })
+        })
+        .collect()
+}
+
 /// The approval message: who asked, the target, the plan, and the decision buttons while a
-/// decision is open; afterwards, who decided and when.
+/// decision is open; afterwards, who decided and when. Everything a person typed or the
+/// directory holds is plain text, on its own lines, labelled as whose it is.
 pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
-    let fallback = format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester);
-    let mut who = format!("*{}* ({})", esc(&p.target_name), esc(&p.target_upn));
+    let fallback = esc(&value(&format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester)));
+    let mut who: Vec<(&str, String)> = vec![("Employee", value(&format!("{} ({})", p.target_name, p.target_upn)))];
     if let Some(t) = &p.target_title {
-        who.push_str(&format!(" · {}", esc(t)));
+        who.push(("Job title", value(t)));
     }
-    who.push_str(&format!("\nManager: {}", p.manager.as_deref().map(esc).unwrap_or_else(|| "none recorded".into())));
-    who.push_str(&format!("\nTenant {} · requested by {} · run `{}`", esc(p.tenant.as_str()), esc(&p.requester), p.run_id));
-    if let Some(at) = p.start_at {
-        who.push_str(&format!("\nScheduled for {}", time(at)));
-    }
-    if let Some(r) = &p.reason {
-        who.push_str(&format!("\nReason, in the requester's words: {}", esc(r)));
-    }
+    who.push(("Manager", p.manager.as_deref().map(value).unwrap_or_else(|| "none recorded".into())));
+    who.push(("Tenant", p.tenant.to_string()));
+    who.push(("Requested by", value(&p.requester)));
+    who.push(("Reason (requester's words)", p.reason.as_deref().map(value).unwrap_or_else(|| "none given".into())));
     if let Some(t) = &p.ticket {
-        who.push_str(&format!("\nTicket: {}", esc(t)));
+        who.push(("Ticket (requester's words)", value(t)));
     }
-    match &p.preset {
-        Some(name) if p.deviations.is_empty() => who.push_str(&format!("\nPreset *{}*, unchanged", esc(name))),
-        Some(name) => who.push_str(&format!("\nPreset *{}*, changed: {}", esc(name), esc(&p.deviations.join("; ")))),
-        None => who.push_str("\nNo preset: every option chosen by hand"),
+    who.push((
+        "Preset",
+        match &p.preset {
+            Some(name) if p.deviations.is_empty() => format!("{name}, unchanged"),
+            Some(name) => format!("{name}, changed: {}", value(&p.deviations.join("; "))),
+            None => "none: every option chosen by hand".into(),
+        },
+    ));
+    if let Some(at) = p.start_at {
+        who.push(("Scheduled for", time(at)));
     }
     if !p.high_risk.is_empty() {
-        who.push_str(&format!("\n:rotating_light: Two approvers: {}", esc(&p.high_risk.join("; "))));
+        who.push(("Two approvers", value(&p.high_risk.join("; "))));
     }
-    let mut blocks =
-        vec![json!({ "type": "header", "text": plain(&format!("Offboard {}", p.target_name), 150) }), json!({ "type": "section", "text": mrkdwn(&who) })];
+    who.push(("Run", p.run_id.to_string()));
+    let mut blocks = vec![json!({ "type": "header", "text": plain(&value(&format!("Offboard {}", p.target_name)), 150) })];
+    blocks.extend(facts(&who));
     if !p.notes.is_empty() {
-        let notes: Vec<String> = p.notes.iter().map(|n| format!(":warning: {}", esc(n))).collect();
+        let notes: Vec<String> = p.notes.iter().map(|n| format!(":warning: {}", value(n))).collect();
         blocks.extend(sections(&notes));
     }
     blocks.push(json!({ "type": "divider" }));
@@ -242,27 +269,29 @@ pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
         .iter()
         .map(|l| {
             let mut s = match &l.skip {
-                Some(reason) => format!("~{}~ skipped: {}", esc(l.title), esc(reason)),
-                None => format!("*{}*: {}", esc(l.title), esc(&l.text)),
+                Some(reason) => format!("• {}: skipped, {}", l.title, value(reason)),
+                None => format!("• {}: {}", l.title, value(&l.text)),
             };
             if l.high_risk {
-                s = format!(":rotating_light: {s} _(high risk)_");
+                s = format!("{s} :rotating_light: high risk");
             }
             for w in &l.warnings {
-                s.push_str(&format!("\n    :warning: {}", esc(w)));
+                s.push_str(&format!("\n      :warning: {}", value(w)));
             }
-            format!("• {s}")
+            s
         })
         .collect();
     blocks.extend(sections(&lines));
     let have = if p.approvals.is_empty() {
         String::new()
     } else {
-        format!(" · approved by {}", p.approvals.iter().map(|(n, at)| format!("{} at {}", esc(n), time(*at))).collect::<Vec<_>>().join(", "))
+        format!(" · approved by {}", p.approvals.iter().map(|(n, at)| format!("{} at {}", value(n), time(*at))).collect::<Vec<_>>().join(", "))
     };
+    let open = p.state == RunState::AwaitingApproval;
+    let expiry = if open { format!(" · expires {}", time(p.expires_at)) } else { String::new() };
     blocks.push(json!({
         "type": "context",
-        "elements": [mrkdwn(&format!("Needs {} approval{}{have} · plan `{}` · expires {}", p.approvals_needed, if p.approvals_needed == 1 { "" } else { "s" }, p.plan_hash.short(), time(p.expires_at)))],
+        "elements": [inert(&format!("Needs {} approval{}{have} · plan {}{expiry}", p.approvals_needed, if p.approvals_needed == 1 { "" } else { "s" }, p.plan_hash.short()))],
     }));
     match p.state {
         RunState::AwaitingApproval => blocks.push(json!({
@@ -275,14 +304,14 @@ pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
         })),
         state => {
             let note = match (state, &p.decided_note) {
-                (RunState::Rejected, Some(reason)) => format!(":no_entry: *Rejected*: {}", esc(reason)),
-                (RunState::Rejected, None) => ":no_entry: *Rejected*".into(),
-                (RunState::Expired, _) => ":hourglass: *Expired* without a decision".into(),
-                (RunState::Cancelled, _) => ":heavy_multiplication_x: *Cancelled*".into(),
-                (RunState::Scheduled, _) => ":calendar: *Approved*, scheduled".into(),
-                _ => format!(":white_check_mark: *Approved* · now {}", state.label()),
+                (RunState::Rejected, Some(reason)) => format!(":no_entry: Rejected: {}", value(reason)),
+                (RunState::Rejected, None) => ":no_entry: Rejected".into(),
+                (RunState::Expired, _) => ":hourglass: Expired without a decision".into(),
+                (RunState::Cancelled, _) => ":heavy_multiplication_x: Cancelled".into(),
+                (RunState::Scheduled, _) => ":calendar: Approved, scheduled".into(),
+                _ => format!(":white_check_mark: Approved · now {}", state.label()),
             };
-            blocks.push(json!({ "type": "section", "text": mrkdwn(&note) }));
+            blocks.push(json!({ "type": "section", "text": inert(&note) }));
         }
     }
     (fallback, blocks)
@@ -302,27 +331,34 @@ pub fn badge(b: Badge) -> &'static str {
 
 /// The pipeline message in the run's thread.
 pub fn status(v: &RunView) -> (String, Vec<Json>) {
-    let fallback = format!("Offboarding {}: {}", v.target_upn, v.state.label());
-    let head = format!("*Offboarding {}* · {} · run `{}`", esc(&v.target_upn), v.state.label(), v.run_id);
+    let fallback = esc(&value(&format!("Offboarding {}: {}", v.target_upn, v.state.label())));
+    let head = value(&format!("Offboarding {} · {} · run {}", v.target_upn, v.state.label(), v.run_id));
     let lines: Vec<String> = v
         .lines
         .iter()
         .map(|l| {
-            let mut s = format!("{} {}", badge(l.badge), esc(l.title));
+            let mut s = format!("{} {}", badge(l.badge), l.title);
             if let Some(ms) = l.duration_ms {
                 s.push_str(&format!(" ({:.1} s)", ms as f64 / 1000.0));
             }
             if let Some(d) = &l.detail
                 && matches!(l.badge, Badge::Skipped | Badge::Failed | Badge::Attention)
             {
-                s.push_str(&format!(": {}", esc(&cut(d, 200))));
+                s.push_str(&format!(": {}", cut(&value(d), 200)));
             }
             s
         })
         .collect();
-    let mut blocks = vec![json!({ "type": "section", "text": mrkdwn(&head) })];
+    let mut blocks = vec![json!({ "type": "section", "text": inert(&head) })];
     blocks.extend(sections(&lines));
     (fallback, blocks)
+}
+
+/// A reply in a run's thread (a failure, the closing message): plain text, with an
+/// escaped fallback for notifications.
+pub fn reply(text: &str) -> (String, Vec<Json>) {
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    (esc(&cut(&value(text), 3000)), sections(&lines))
 }
 
 pub fn help() -> String {
@@ -395,6 +431,46 @@ mod tests {
         assert_eq!(v["user"], Value::Chosen(vec!["alice@contoso.com".into()]));
         assert_eq!(v["lockout"], Value::Chosen(vec!["disable_sign_in".into(), "revoke_sessions".into()]));
         assert!(!v.contains_key("preset"));
+    }
+
+    /// Every text object of a message, with its type.
+    fn texts(v: &Json, out: &mut Vec<(String, String)>) {
+        match v {
+            Json::Object(o) => {
+                if let (Some(Json::String(t)), Some(Json::String(kind))) = (o.get("text"), o.get("type")) {
+                    out.push((kind.clone(), t.clone()));
+                }
+                o.values().for_each(|x| texts(x, out));
+            }
+            Json::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn forged_lines_mentions_and_links_stay_inert() {
+        let (mut run, _, _) = finished_run();
+        run.state = RunState::AwaitingApproval;
+        run.target_name = "<!channel> Eve\n• Disable sign-in: skipped".into();
+        run.requester_name = "Mallory\nApproved by Chief Security Officer".into();
+        let mut request: serde_json::Value = serde_json::from_str(&run.request).unwrap();
+        request["reason"] =
+            json!("Left.\n• Reset password: skipped\nApproved by *Chief Security Officer* https://evil.example/login <https://evil.example|Slack login>");
+        run.request = request.to_string();
+        let (fallback, blocks) = preview(&PlanPreview::from_run(&run, &[]));
+        insta::assert_json_snapshot!("preview_forged", blocks);
+        let mut all = Vec::new();
+        texts(&Json::Array(blocks), &mut all);
+        for (kind, t) in &all {
+            if kind == "mrkdwn" {
+                assert!(!t.contains("<!") && !t.contains("<http") && !t.contains("Chief Security"), "person text in mrkdwn: {t}");
+            }
+            for line in t.lines() {
+                assert!(!line.trim_start().starts_with("• Reset password: skipped") && !line.starts_with("Approved by"), "a forged line: {line:?}");
+            }
+        }
+        assert!(all.iter().any(|(k, t)| k == "plain_text" && t.contains("Approved by *Chief Security Officer* https://evil.example/login")), "shown, inert");
+        assert!(!fallback.contains('<') && !fallback.contains('\n'), "{fallback}");
     }
 
     #[test]

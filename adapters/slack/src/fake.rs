@@ -533,6 +533,10 @@ pub fn to_terminal(blocks: &Json) -> String {
     for b in blocks.as_array().into_iter().flatten() {
         match b["type"].as_str() {
             Some("header") => out.push(format!("== {} ==", text(&b["text"]))),
+            Some("section") if b["fields"].is_array() => {
+                let fields: Vec<String> = b["fields"].as_array().into_iter().flatten().map(text).collect();
+                out.extend(fields.chunks(2).map(|pair| format!("{}: {}", pair[0].trim_matches('*'), pair.get(1).map(String::as_str).unwrap_or(""))));
+            }
             Some("section") => out.push(text(&b["text"])),
             Some("context") => out.push(b["elements"].as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(" ")),
             Some("actions") => {

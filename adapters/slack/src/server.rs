@@ -24,7 +24,7 @@ use offboard_core::snapshot::Directory;
 
 use crate::api::SlackApi;
 use crate::blocks;
-use crate::signature::Verifier;
+use crate::signature::{Refused, Verifier};
 
 /// How long a user search may take before the picker gets what was found.
 const SEARCH_BUDGET: Duration = Duration::from_millis(2500);
@@ -42,10 +42,6 @@ pub struct SlackApp {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     approvals_channel: String,
-    /// Wizard answers too long for the modal's metadata, by the modal's root view id.
-    drafts: Mutex<HashMap<String, Draft>>,
-    /// Trigger ids already acted on, so a retried delivery does nothing twice.
-    handled: Mutex<HashMap<String, i64>>,
     groups: Mutex<Option<GroupCache>>,
     pub ack: AckLatency,
 }
@@ -90,6 +86,12 @@ impl AckLatency {
     }
 }
 
+/// Signatures are remembered as long as their timestamps are accepted.
+const REPLAY_WINDOW: chrono::Duration = chrono::Duration::seconds(crate::signature::WINDOW_SECS + 60);
+
+/// How long a wizard's answers wait for the next page.
+const DRAFT_TTL: chrono::Duration = chrono::Duration::hours(2);
+
 /// How long the user groups read from Slack are trusted.
 const GROUPS_TTL: Duration = Duration::from_secs(300);
 
@@ -109,8 +111,6 @@ impl SlackApp {
             verifier: Verifier::new(signing_secret),
             clock,
             approvals_channel: approvals_channel.into(),
-            drafts: Mutex::new(HashMap::new()),
-            handled: Mutex::new(HashMap::new()),
             groups: Mutex::new(None),
             ack: AckLatency::default(),
         })
@@ -134,23 +134,33 @@ impl SlackApp {
             }))
     }
 
-    /// The refusal to send, if the request is not Slack's.
-    fn refusal(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    /// The refusal to send, if the request is not Slack's or was seen before (by any
+    /// process: the signature's key goes into the shared delivery table).
+    async fn refusal(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let e = self.verifier.verify(h("x-slack-request-timestamp"), h("x-slack-signature"), body, self.clock.now()).err()?;
-        tracing::warn!(reason = %e, "refused a Slack request");
-        Some((StatusCode::UNAUTHORIZED, e.to_string()).into_response())
+        let now = self.clock.now();
+        let refused = match self.verifier.verify(h("x-slack-request-timestamp"), h("x-slack-signature"), body, now) {
+            Err(e) => e,
+            Ok(signed) => match self.svc.store().first_delivery("slack-signature", &signed.0, now, REPLAY_WINDOW).await {
+                Ok(true) => return None,
+                Ok(false) => Refused::Replayed,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a Slack delivery");
+                    return Some((StatusCode::SERVICE_UNAVAILABLE, "try again").into_response());
+                }
+            },
+        };
+        tracing::warn!(reason = %refused, "refused a Slack request");
+        Some((StatusCode::UNAUTHORIZED, refused.to_string()).into_response())
     }
 
-    /// `false` when this trigger was acted on already (a retried delivery).
-    fn first_time(&self, trigger: &str) -> bool {
+    /// `false` when this trigger was acted on already (a retried delivery), here or in
+    /// another process.
+    async fn first_time(&self, trigger: &str) -> bool {
         if trigger.is_empty() {
             return true;
         }
-        let now = self.clock.now().timestamp();
-        let mut h = self.handled.lock().expect("handled lock");
-        h.retain(|_, at| now - *at < 600);
-        h.insert(trigger.to_string(), now).is_none()
+        self.svc.store().first_delivery("slack-trigger", trigger, self.clock.now(), chrono::Duration::minutes(10)).await.unwrap_or(true)
     }
 
     /// The actor with the Slack user groups they belong to, for group role bindings. If
@@ -183,21 +193,6 @@ impl SlackApp {
     }
 }
 
-/// The wizard's answers so far travel in the modal's `private_metadata`, so that any
-/// process may receive the next page (Slack keeps at most 3000 characters there; longer
-/// drafts stay in this process's memory).
-const METADATA_MAX: usize = 3000;
-
-fn carry(page: usize, d: &Draft) -> Option<String> {
-    let meta = format!("page:{page}:{}", serde_json::to_string(d).ok()?);
-    (meta.len() <= METADATA_MAX).then_some(meta)
-}
-
-fn carried(meta: &str) -> Option<Draft> {
-    let json = meta.strip_prefix("page:")?.split_once(':')?.1;
-    serde_json::from_str(json).ok()
-}
-
 fn ephemeral(text: impl Into<String>) -> Response {
     axum::Json(json!({ "response_type": "ephemeral", "text": text.into() })).into_response()
 }
@@ -207,7 +202,7 @@ fn ok() -> Response {
 }
 
 async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = app.refusal(&headers, &body) {
+    if let Some(r) = app.refusal(&headers, &body).await {
         return r;
     }
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
@@ -216,10 +211,19 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let who = app.actor(get("user_id"), get("user_name")).await;
     let trigger = get("trigger_id").to_string();
-    if !app.first_time(&trigger) {
+    if !app.first_time(&trigger).await {
         return ok();
     }
     match Command::parse(get("text")) {
+        Command::Offboard { .. } if !app.svc.may_request_somewhere(&who) => {
+            // Refused before any wizard opens or any directory is searched; audited off the
+            // request path.
+            let (svc, who) = (app.svc.clone(), who.clone());
+            tokio::spawn(async move {
+                let _ = svc.check_may_request_somewhere(&who).await;
+            });
+            ephemeral("You have no role that may request offboardings. Ask an owner of Offboard to grant one.")
+        }
         Command::Offboard { user, preset } => {
             // The trigger id expires about 3 s after it was issued: open the modal first,
             // before anything slow.
@@ -242,25 +246,25 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
         Command::Help => ephemeral(blocks::help()),
         Command::List => match app.svc.list(&who, 15).await {
             Ok(runs) => ephemeral(blocks::list(&runs)),
-            Err(e) => ephemeral(format!("You cannot list runs: {e}")),
+            Err(e) => ephemeral(format!("You cannot list runs: {}", blocks::esc(&e.to_string()))),
         },
         Command::Status(id) => match app.svc.status(&who, &id).await {
             Ok((run, steps, _)) => {
                 let view = offboard_core::chat::RunView::from_run(&run, &steps);
                 let lines: Vec<String> = view.lines.iter().map(|l| format!("{} {}", blocks::badge(l.badge), l.title)).collect();
-                ephemeral(format!("`{}` {}: {}\n{}", run.id, run.target_upn, run.state.label(), lines.join("\n")))
+                ephemeral(format!("`{}` {}: {}\n{}", run.id, blocks::esc(&run.target_upn), run.state.label(), lines.join("\n")))
             }
             Err(e) => ephemeral(e.to_string()),
         },
         Command::Cancel(id) => match app.svc.cancel(&who, &id).await {
             Ok(()) => ephemeral(format!("Run `{id}` is cancelled; steps already done stay done.")),
-            Err(e) => ephemeral(format!("Not cancelled: {e}")),
+            Err(e) => ephemeral(format!("Not cancelled: {}", blocks::esc(&e.to_string()))),
         },
         Command::RunNow(id) => match app.svc.run_now(&who, &id).await {
             Ok(()) => ephemeral(format!("Run `{id}` starts now.")),
-            Err(e) => ephemeral(format!("Not started: {e}")),
+            Err(e) => ephemeral(format!("Not started: {}", blocks::esc(&e.to_string()))),
         },
-        Command::Unknown(hint) => ephemeral(format!("{hint}\n\n{}", blocks::help())),
+        Command::Unknown(hint) => ephemeral(format!("{}\n\n{}", blocks::esc(&hint), blocks::help())),
     }
 }
 
@@ -270,7 +274,7 @@ fn payload(body: &[u8]) -> Option<Json> {
 }
 
 async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = app.refusal(&headers, &body) {
+    if let Some(r) = app.refusal(&headers, &body).await {
         return r;
     }
     let Some(p) = payload(&body) else {
@@ -280,7 +284,7 @@ async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body
     let trigger = p["trigger_id"].as_str().unwrap_or("").to_string();
     match p["type"].as_str() {
         Some("block_actions") => {
-            if !app.first_time(&trigger) {
+            if !app.first_time(&trigger).await {
                 return ok();
             }
             let channel = p["channel"]["id"].as_str().or(p["container"]["channel_id"].as_str()).unwrap_or("").to_string();
@@ -291,7 +295,7 @@ async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body
                     match value {
                         ButtonValue::Approve { run, plan } => {
                             if let Err(e) = app.svc.approve(&who, &run, &plan).await {
-                                let _ = app.api.ephemeral(&channel, &who.id, &format!("Not approved: {e}")).await;
+                                let _ = app.api.ephemeral(&channel, &who.id, &format!("Not approved: {}", blocks::esc(&e.to_string()))).await;
                             }
                         }
                         ButtonValue::Reject { run } => {
@@ -331,15 +335,18 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
         }
         Some(blocks::WIZARD) => {
             let Some(page) = view["private_metadata"].as_str().and_then(blocks::page_of) else { return ok() };
+            // The answers so far are in the store under the modal's root view id, so any
+            // process may take the next page.
             let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("").to_string();
+            let key = format!("slack:{root}");
             let pages = app.svc.wizard();
-            let meta = view["private_metadata"].as_str().unwrap_or("");
             let mut draft = if page == 0 {
                 Draft::default()
             } else {
-                match carried(meta).or_else(|| app.drafts.lock().expect("drafts").get(&root).cloned()) {
+                let now = app.clock.now();
+                match app.svc.store().draft(&key, now).await.ok().flatten().and_then(|d| serde_json::from_str::<Draft>(&d).ok()) {
                     Some(d) => d,
-                    None => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (the service restarted). Please type /offboard again.") })).into_response(),
+                    None => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (it was left open for more than two hours). Please type /offboard again.") })).into_response(),
                 }
             };
             if let Err(errs) = draft.apply(page, &values, &app.svc) {
@@ -347,16 +354,15 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
             }
             if page + 1 < pages.len() {
                 // The next page shows what the preset or earlier answers chose.
-                let mut next = blocks::modal(&pages[page + 1], &draft.values(page + 1));
-                match carry(page + 1, &draft) {
-                    Some(m) => next["private_metadata"] = json!(m),
-                    None => {
-                        app.drafts.lock().expect("drafts").insert(root, draft);
-                    }
+                let next = blocks::modal(&pages[page + 1], &draft.values(page + 1));
+                let saved = serde_json::to_string(&draft).expect("a draft serialises");
+                if let Err(e) = app.svc.store().save_draft(&key, &saved, app.clock.now() + DRAFT_TTL).await {
+                    tracing::error!(error = %e, "could not keep the wizard's answers");
+                    return errors([(pages[page].fields[0].id.to_string(), "the answers could not be kept; submit again".to_string())]);
                 }
                 return axum::Json(json!({ "response_action": "update", "view": next })).into_response();
             }
-            app.drafts.lock().expect("drafts").remove(&root);
+            let _ = app.svc.store().delete_draft(&key).await;
             let Some(tenant) = draft.tenant.as_deref().and_then(|t| offboard_core::domain::TenantId::parse(t).ok()) else {
                 return errors([("reason".to_string(), "the tenant is not known: start again with /offboard".to_string())]);
             };
@@ -388,18 +394,20 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
 }
 
 async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = app.refusal(&headers, &body) {
+    if let Some(r) = app.refusal(&headers, &body).await {
         return r;
     }
     let Some(p) = payload(&body) else {
         return (StatusCode::BAD_REQUEST, "not an options request").into_response();
     };
     let text = p["value"].as_str().unwrap_or("").trim().to_string();
+    let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["name"].as_str().unwrap_or("")).await;
     let mut found = Vec::new();
     if text.len() >= 2 {
-        let searches = app.svc.tenants().iter().map(|t| app.directory.search(&t.id, &text, 20));
-        if let Ok(results) = tokio::time::timeout(SEARCH_BUDGET, futures_util::future::join_all(searches)).await {
-            found = results.into_iter().filter_map(Result::ok).flatten().collect();
+        match tokio::time::timeout(SEARCH_BUDGET, app.svc.search_people(&who, app.directory.as_ref(), &text)).await {
+            Ok(Ok(people)) => found = people,
+            Ok(Err(e)) => tracing::info!(reason = %e, "people search refused"),
+            Err(_) => tracing::warn!("people search took longer than Slack waits"),
         }
     }
     axum::Json(blocks::people_options(&found)).into_response()
@@ -418,17 +426,5 @@ mod tests {
         assert!(text.contains("offboard_slack_ack_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("offboard_slack_ack_seconds_bucket{le=\"0.05\"} 2"), "{text}");
         assert!(text.contains("offboard_slack_ack_seconds_count 2"), "{text}");
-    }
-
-    #[test]
-    fn a_draft_travels_in_the_modal_and_comes_back_whole() {
-        let mut d = Draft { user: "alice@contoso.com".into(), tenant: Some("contoso.com".into()), ..Draft::default() };
-        d.preset = Some(offboard_core::domain::PresetName::parse("hostile-exit").unwrap());
-        d.options.out_of_office = Some(offboard_core::request::OutOfOffice { internal: "Zoë has left".into(), external: String::new() });
-        let meta = carry(1, &d).unwrap();
-        assert_eq!(blocks::page_of(&meta), Some(1));
-        assert_eq!(carried(&meta), Some(d.clone()));
-        d.options.out_of_office = Some(offboard_core::request::OutOfOffice { internal: "x".repeat(4000), external: String::new() });
-        assert_eq!(carry(1, &d), None, "too long for Slack: kept in memory instead");
     }
 }

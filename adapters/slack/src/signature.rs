@@ -1,9 +1,7 @@
 //! Slack's v0 request signature: HMAC-SHA256 of `v0:{timestamp}:{raw body}` with the
 //! signing secret, compared in constant time, within five minutes of now. Checked on the raw
-//! bytes before anything is parsed; a signature already seen in the window is a replay.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! bytes before anything is parsed. A signature already seen in the window is a replay: the
+//! caller records the [`Signed`] key in the store every process shares.
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -33,19 +31,23 @@ pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Verifies requests and remembers the signatures of the last five minutes.
+/// A verified request: the key its replays share, however the signature was spelt (the
+/// decoded bytes, not the hex text Slack sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed(pub String);
+
+/// Verifies requests.
 #[derive(Debug)]
 pub struct Verifier {
     secret: Secret,
-    seen: Mutex<HashMap<String, i64>>,
 }
 
 impl Verifier {
     pub fn new(secret: Secret) -> Self {
-        Verifier { secret, seen: Mutex::new(HashMap::new()) }
+        Verifier { secret }
     }
 
-    pub fn verify(&self, timestamp: Option<&str>, signature: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<(), Refused> {
+    pub fn verify(&self, timestamp: Option<&str>, signature: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<Signed, Refused> {
         let (Some(ts), Some(sig)) = (timestamp, signature) else { return Err(Refused::Missing) };
         let ts: i64 = ts.trim().parse().map_err(|_| Refused::Missing)?;
         if (now.timestamp() - ts).abs() > WINDOW_SECS {
@@ -56,12 +58,7 @@ impl Verifier {
         mac.update(format!("v0:{ts}:").as_bytes());
         mac.update(body);
         mac.verify_slice(&given).map_err(|_| Refused::Forged)?;
-        let mut seen = self.seen.lock().expect("replay cache");
-        seen.retain(|_, at| now.timestamp() - *at <= WINDOW_SECS);
-        if seen.insert(sig.to_string(), ts).is_some() {
-            return Err(Refused::Replayed);
-        }
-        Ok(())
+        Ok(Signed(hex::encode(given)))
     }
 }
 
@@ -77,8 +74,10 @@ mod tests {
         let ts = now.timestamp();
         let body = b"command=%2Foffboard&text=alice%40contoso.com";
         let sig = sign(&secret, ts, body);
-        assert_eq!(v.verify(Some(&ts.to_string()), Some(&sig), body, now), Ok(()));
-        assert_eq!(v.verify(Some(&ts.to_string()), Some(&sig), body, now), Err(Refused::Replayed));
+        let key = v.verify(Some(&ts.to_string()), Some(&sig), body, now).unwrap();
+        // Upper-case hex is the same signature: the replay key is the decoded bytes.
+        let shouted = format!("v0={}", sig.trim_start_matches("v0=").to_ascii_uppercase());
+        assert_eq!(v.verify(Some(&ts.to_string()), Some(&shouted), body, now), Ok(key));
         let other = sign(&Secret::new("wrong"), ts, body);
         assert_eq!(v.verify(Some(&ts.to_string()), Some(&other), body, now), Err(Refused::Forged));
         let changed = sign(&secret, ts, b"command=%2Foffboard&text=bob%40contoso.com");

@@ -59,11 +59,12 @@ impl ChatSurface for SlackSurface {
 
     async fn reply(&self, thread: &MessageRef, text: &str) -> Result<(), ChatError> {
         let (channel, thread_ts) = at(thread)?;
-        self.api.post(channel, Some(thread_ts), &blocks::cut(text, 3000), vec![]).await.map(|_| ())
+        let (fallback, blocks) = blocks::reply(text);
+        self.api.post(channel, Some(thread_ts), &fallback, blocks).await.map(|_| ())
     }
 
     async fn attach(&self, thread: &MessageRef, file: &FileOut) -> Result<(), ChatError> {
         let (channel, thread_ts) = at(thread)?;
-        self.api.upload(channel, thread_ts, file, "The signed compliance report. Check it with `offboard verify`.").await
+        self.api.upload(channel, thread_ts, file, "The signed compliance report. Check it with: offboard verify").await
     }
 }

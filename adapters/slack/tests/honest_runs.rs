@@ -71,7 +71,7 @@ async fn a_preset_stays_whole_when_one_more_box_is_ticked() {
     assert_eq!(rec.plan.preset.as_deref(), Some("hostile-exit"));
     assert_eq!(rec.plan.deviations, vec!["added Cancel meetings the user organises".to_string()]);
     let text = message.blocks.to_string();
-    assert!(text.contains("Preset *hostile-exit*, changed: added Cancel meetings the user organises"), "{text}");
+    assert!(text.contains("\"*Preset*\"") && text.contains("hostile-exit, changed: added Cancel meetings the user organises"), "{text}");
 
     assert_eq!(w.approve("UADM1", &run).await, None);
     assert_eq!(w.approve("UADM2", &run).await, None);

@@ -11,7 +11,7 @@ use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::domain::{RunId, TenantId, Upn};
 use offboard_core::engine::{RetryPolicy, StepExecutor, Worker, WorkerConfig};
 use offboard_core::policy::{AdminTargets, TenantPolicy};
-use offboard_core::request::{Options, OutOfOffice, Presets, Request};
+use offboard_core::request::{Options, Presets, Request};
 use offboard_core::service::Offboarding;
 use offboard_core::snapshot::{Discovery, DiscoveryError, UserRef, UserSnapshot};
 use offboard_core::store::Store;
@@ -59,7 +59,8 @@ pub struct Fleet {
 pub fn typical() -> Options {
     let name = offboard_core::domain::PresetName::parse("standard-leaver").expect("preset name");
     let o = Presets::builtin(&name).expect("builtin preset");
-    Options { onedrive_access: vec![], mailbox_access: None, out_of_office: Some(OutOfOffice { internal: "Gone.".into(), external: "Gone.".into() }), ..o }
+    // The default out-of-office texts: a text written for the request would need two approvers.
+    Options { onedrive_access: vec![], mailbox_access: None, out_of_office: Some(Presets::default().default_out_of_office()), ..o }
 }
 
 pub fn lockout() -> Options {

@@ -56,7 +56,12 @@ pub async fn run(full: bool) -> Outcome {
         full_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         full_requests.push((fleet.sim.stats().http_requests - before) as f64);
         let state = fleet.store.run(&run.id).await.expect("run").state;
-        out.check(matches!(state, RunState::Completed), || format!("full run {} ended {state:?}", run.id));
+        if state != RunState::Completed {
+            let steps = fleet.store.steps(&run.id).await.expect("steps");
+            let why: Vec<String> =
+                steps.iter().filter(|s| s.outcome.as_ref().is_some_and(|o| o.is_warning())).map(|s| format!("{}: {:?}", s.key, s.outcome)).collect();
+            out.errors.push(format!("full run {} ended {state:?}: {}", run.id, why.join("; ")));
+        }
         for e in fleet.end_state_errors(&domain, i) {
             out.errors.push(e);
         }

@@ -37,6 +37,9 @@ listen = "127.0.0.1:0"
 reports_dir = "{reports}"
 signing_key = "{key}"
 
+[http]
+ops_listen = "127.0.0.1:0"
+
 [microsoft]
 login = "{login}"
 graph = "{graph}"
@@ -58,4 +61,11 @@ role = "admin"
     )
     .unwrap();
     path
+}
+
+/// The public and the operators' base URLs from `offboard serve`'s first line.
+pub fn serving(line: &str) -> (String, String) {
+    let rest = line.trim().strip_prefix("offboard: serving on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    let (public, ops) = rest.split_once(" (operators: ").unwrap_or_else(|| panic!("no operators' address: {line}"));
+    (public.to_string(), ops.trim_end_matches(')').to_string())
 }

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 
-use crate::audit::{AuditEntry, Checkpoint, NewAudit};
+use crate::audit::{AuditEntry, AuditKey, Checkpoint, NewAudit};
 use crate::domain::{RunId, StepKey, TenantId};
 use crate::outbox::Event;
 use crate::plan::{Plan, PlanHash, PlannedStep};
@@ -153,11 +153,13 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// The database, and a signal that steps may have become ready in this process.
+/// The database, the key that seals the audit chain, and a signal that steps may have
+/// become ready in this process.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
     ready: Arc<Notify>,
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 macro_rules! dispatch {
@@ -193,13 +195,23 @@ impl Store {
             // Only the part after any credentials is echoed.
             return Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string()));
         };
-        let store = Store { db: store, ready: Arc::new(Notify::new()) };
+        let store = Store { db: store, ready: Arc::new(Notify::new()), audit_key: None };
         store.migrate().await?;
         Ok(store)
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Seals every audit entry this store appends with `key` (see [`crate::audit`]).
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.audit_key = Some(Arc::new(key));
+        self
+    }
+
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.as_deref()
     }
 
     /// Resolves when steps may have become ready (approval, a finished step, a retry) in
@@ -242,7 +254,7 @@ impl Store {
     // Runs.
 
     pub async fn create_run(&self, run: &NewRun, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
-        let r = dispatch!(self.create_run(run, now, audit));
+        let r = dispatch!(self.create_run(self.audit_key(), run, now, audit));
         self.wake();
         r
     }
@@ -270,7 +282,7 @@ impl Store {
 
     /// Records an approval; with `Release` the run moves on (scheduled or approved).
     pub async fn record_approval(&self, id: &RunId, version: i64, approval: &Approval, effect: ApprovalEffect, audit: NewAudit) -> Result<RunState> {
-        let r = dispatch!(self.record_approval(id, version, approval, effect, audit));
+        let r = dispatch!(self.record_approval(self.audit_key(), id, version, approval, effect, audit));
         self.wake();
         r
     }
@@ -278,25 +290,25 @@ impl Store {
     /// Ends a run that has not finished: rejected, cancelled or expired. Waiting and ready
     /// steps are cancelled; running ones finish and are recorded.
     pub async fn close_run(&self, id: &RunId, version: i64, to: RunState, reason: Option<&str>, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
-        dispatch!(self.close_run(id, version, to, reason, now, audit))
+        dispatch!(self.close_run(self.audit_key(), id, version, (to, reason), now, audit))
     }
 
     /// Starts a scheduled run now (or when its time has come): exactly one caller wins.
     pub async fn start_scheduled(&self, id: &RunId, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
-        let r = dispatch!(self.start_scheduled(id, now, audit));
+        let r = dispatch!(self.start_scheduled(self.audit_key(), id, now, audit));
         self.wake();
         r
     }
 
     /// A human's decision on a step that needs attention.
     pub async fn resolve_step(&self, id: &RunId, key: &StepKey, outcome: &StepOutcome, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
-        let r = dispatch!(self.resolve_step(id, key, outcome, now, audit));
+        let r = dispatch!(self.resolve_step(self.audit_key(), id, key, outcome, now, audit));
         self.wake();
         r
     }
 
     pub async fn audit_refusal(&self, audit: NewAudit, event: Option<(&RunId, crate::outbox::EventKind)>, now: DateTime<Utc>) -> Result<()> {
-        dispatch!(self.audit_only(audit, event, now))
+        dispatch!(self.audit_only(self.audit_key(), audit, event, now))
     }
 
     // The step queue.
@@ -325,7 +337,7 @@ impl Store {
     }
 
     pub async fn finish_step(&self, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
-        let r = dispatch!(self.finish_step(claim, outcome, now));
+        let r = dispatch!(self.finish_step(self.audit_key(), claim, outcome, now));
         self.wake();
         r
     }
@@ -349,7 +361,7 @@ impl Store {
     /// Marks due escalations as sent and returns them; a run another replica already
     /// escalated is not returned again.
     pub async fn escalate_due(&self, now: DateTime<Utc>) -> Result<Vec<RunId>> {
-        dispatch!(self.escalate_due(now))
+        dispatch!(self.escalate_due(self.audit_key(), now))
     }
 
     pub async fn upsert_schedule(&self, name: &str, cron: &str, next_at: DateTime<Utc>) -> Result<()> {
@@ -375,6 +387,30 @@ impl Store {
     /// owner's lease runs.
     pub async fn lease_consumer(&self, consumer: &str, owner: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
         dispatch!(self.lease_consumer(consumer, owner, now, ttl))
+    }
+
+    /// `true` the first time `key` arrives from `source` within `ttl`: a redelivered or
+    /// replayed request is acted on once, whichever process receives it.
+    pub async fn first_delivery(&self, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+        dispatch!(self.first_delivery(source, key, now, ttl))
+    }
+
+    /// Keeps a chat wizard's draft until `expires`; any process may read it back.
+    pub async fn save_draft(&self, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.save_draft(key, draft, expires))
+    }
+
+    pub async fn draft(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        dispatch!(self.draft(key, now))
+    }
+
+    pub async fn delete_draft(&self, key: &str) -> Result<()> {
+        dispatch!(self.delete_draft(key))
+    }
+
+    /// Forgets deliveries and drafts whose time ran out; returns how many.
+    pub async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self.purge_expired(now))
     }
 
     /// Ends `owner`'s lease at once, so another process need not wait for it to run out.
@@ -409,7 +445,7 @@ impl Store {
     // Audit.
 
     pub async fn audit(&self, audit: NewAudit, now: DateTime<Utc>) -> Result<AuditEntry> {
-        dispatch!(self.audit_append(audit, now))
+        dispatch!(self.audit_append(self.audit_key(), audit, now))
     }
 
     pub async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -438,6 +474,27 @@ impl Store {
         }
         let mut cps = self.checkpoints().await?;
         cps.extend_from_slice(anchors);
-        Ok(crate::audit::verify(&all, &cps))
+        Ok(crate::audit::verify(&all, &cps, self.audit_key()))
+    }
+
+    /// The run's audit entries, each checked against the audit key: every entry from the
+    /// first sealed one on must carry a valid seal. `Err(seq)` names the first that does not.
+    pub async fn attested_entries(&self, run: &RunId) -> Result<std::result::Result<Vec<AuditEntry>, i64>> {
+        let entries = self.audit_for_run(run).await?;
+        if let Some(key) = self.audit_key() {
+            let first = dispatch!(self.first_sealed())?;
+            for e in &entries {
+                let must = first.is_some_and(|f| e.seq >= f);
+                if (e.keyed || must) && !e.sealed_by(key) {
+                    return Ok(Err(e.seq));
+                }
+            }
+        }
+        Ok(Ok(entries))
+    }
+
+    /// A run's audit entries, in order.
+    pub async fn audit_for_run(&self, run: &RunId) -> Result<Vec<AuditEntry>> {
+        dispatch!(self.audit_for_run(run.as_str()))
     }
 }

@@ -13,7 +13,7 @@ macro_rules! backend {
             use serde_json::json;
             use sqlx::{Pool, Row, Transaction};
 
-            use crate::audit::{AuditEntry, Checkpoint, GENESIS, NewAudit, canonical, entry_hash};
+            use crate::audit::{AuditEntry, AuditKey, Checkpoint, GENESIS, Hashed, NewAudit, canonical};
             use crate::clock::{from_ms, to_ms};
             use crate::domain::{RunId, StepKey, TenantId};
             use crate::outbox::{Event, EventKind};
@@ -38,7 +38,7 @@ macro_rules! backend {
                 Ok(())
             }
 
-            async fn append_audit(tx: &mut Tx, a: &NewAudit, now: DateTime<Utc>) -> Result<AuditEntry> {
+            async fn append_audit(tx: &mut Tx, seal: Option<&AuditKey>, a: &NewAudit, now: DateTime<Utc>) -> Result<AuditEntry> {
                 sqlx::query($audit_lock).execute(&mut **tx).await?;
                 let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
                 let (prev_seq, prev_hash) = match last {
@@ -48,8 +48,18 @@ macro_rules! backend {
                 let seq = prev_seq + 1;
                 let at_ms = to_ms(now);
                 let detail = canonical(&a.detail);
-                let hash = entry_hash(&prev_hash, seq, at_ms, a.tenant.as_deref(), &a.actor, &a.action, a.run_id.as_deref(), &detail);
-                sqlx::query("INSERT INTO audit (seq, at, tenant, actor, action, run_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                let hash = Hashed {
+                    prev_hash: &prev_hash,
+                    seq,
+                    at_ms,
+                    tenant: a.tenant.as_deref(),
+                    actor: &a.actor,
+                    action: &a.action,
+                    run_id: a.run_id.as_deref(),
+                    detail: &detail,
+                }
+                .hash(seal);
+                sqlx::query("INSERT INTO audit (seq, at, tenant, actor, action, run_id, detail, prev_hash, hash, keyed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                     .bind(seq)
                     .bind(at_ms)
                     .bind(&a.tenant)
@@ -59,9 +69,21 @@ macro_rules! backend {
                     .bind(&detail)
                     .bind(&prev_hash)
                     .bind(&hash)
+                    .bind(i64::from(seal.is_some()))
                     .execute(&mut **tx)
                     .await?;
-                Ok(AuditEntry { seq, at_ms, tenant: a.tenant.clone(), actor: a.actor.clone(), action: a.action.clone(), run_id: a.run_id.clone(), detail, prev_hash, hash })
+                Ok(AuditEntry {
+                    seq,
+                    at_ms,
+                    tenant: a.tenant.clone(),
+                    actor: a.actor.clone(),
+                    action: a.action.clone(),
+                    run_id: a.run_id.clone(),
+                    detail,
+                    prev_hash,
+                    hash,
+                    keyed: seal.is_some(),
+                })
             }
 
             async fn emit(tx: &mut Tx, run_id: Option<&str>, tenant: Option<&str>, kind: &EventKind, now: DateTime<Utc>) -> Result<()> {
@@ -77,16 +99,16 @@ macro_rules! backend {
                 Ok(())
             }
 
-            pub async fn audit_append(pool: &Pool<Db>, a: NewAudit, now: DateTime<Utc>) -> Result<AuditEntry> {
+            pub async fn audit_append(pool: &Pool<Db>, seal: Option<&AuditKey>, a: NewAudit, now: DateTime<Utc>) -> Result<AuditEntry> {
                 let mut tx = begin(pool).await?;
-                let e = append_audit(&mut tx, &a, now).await?;
+                let e = append_audit(&mut tx, seal, &a, now).await?;
                 tx.commit().await?;
                 Ok(e)
             }
 
-            pub async fn audit_only(pool: &Pool<Db>, a: NewAudit, event: Option<(&RunId, EventKind)>, now: DateTime<Utc>) -> Result<()> {
+            pub async fn audit_only(pool: &Pool<Db>, seal: Option<&AuditKey>, a: NewAudit, event: Option<(&RunId, EventKind)>, now: DateTime<Utc>) -> Result<()> {
                 let mut tx = begin(pool).await?;
-                append_audit(&mut tx, &a, now).await?;
+                append_audit(&mut tx, seal, &a, now).await?;
                 if let Some((run, kind)) = event {
                     emit(&mut tx, Some(run.as_str()), a.tenant.as_deref(), &kind, now).await?;
                 }
@@ -94,7 +116,7 @@ macro_rules! backend {
                 Ok(())
             }
 
-            pub async fn create_run(pool: &Pool<Db>, run: &NewRun, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
+            pub async fn create_run(pool: &Pool<Db>, seal: Option<&AuditKey>, run: &NewRun, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
                 let now_ms = to_ms(now);
                 let plan = serde_json::to_string(&run.plan).map_err(corrupt)?;
                 let mut tx = begin(pool).await?;
@@ -137,13 +159,13 @@ macro_rules! backend {
                     .bind(s.key.as_str())
                     .bind(pos as i64)
                     .bind(after)
-                    .bind(i64::from(s.kind.is_lockout()))
+                    .bind(i64::from(run.plan.emergency_release(s)))
                     .bind(i64::from(s.defer_days))
                     .bind(StepState::Waiting.as_str())
                     .execute(&mut *tx)
                     .await?;
                 }
-                append_audit(&mut tx, &audit, now).await?;
+                append_audit(&mut tx, seal, &audit, now).await?;
                 emit(&mut tx, Some(run.id.as_str()), Some(run.tenant.as_str()), &EventKind::RunRequested { emergency: run.emergency }, now).await?;
                 if run.emergency {
                     sqlx::query("UPDATE steps SET released = 1, not_before = $2 WHERE run_id = $1 AND lockout = 1")
@@ -151,7 +173,7 @@ macro_rules! backend {
                         .bind(now_ms)
                         .execute(&mut *tx)
                         .await?;
-                    advance(&mut tx, run.id.as_str(), now).await?;
+                    advance(&mut tx, seal, run.id.as_str(), now).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -275,7 +297,7 @@ macro_rules! backend {
             }
 
             /// Releases every step of an approved run and lets the ready ones go.
-            async fn release(tx: &mut Tx, id: &str, tenant: &str, now: DateTime<Utc>) -> Result<()> {
+            async fn release(tx: &mut Tx, seal: Option<&AuditKey>, id: &str, tenant: &str, now: DateTime<Utc>) -> Result<()> {
                 sqlx::query("UPDATE runs SET state = $2, approved_at = $3, updated_at = $3, version = version + 1 WHERE id = $1")
                     .bind(id)
                     .bind(RunState::Approved.as_str())
@@ -288,12 +310,12 @@ macro_rules! backend {
                     .execute(&mut **tx)
                     .await?;
                 emit(tx, Some(id), Some(tenant), &EventKind::RunApproved, now).await?;
-                advance(tx, id, now).await
+                advance(tx, seal, id, now).await
             }
 
             /// Moves waiting steps whose prerequisites ended well to ready, then settles the
             /// run's state if nothing more can happen.
-            async fn advance(tx: &mut Tx, id: &str, now: DateTime<Utc>) -> Result<()> {
+            async fn advance(tx: &mut Tx, seal: Option<&AuditKey>, id: &str, now: DateTime<Utc>) -> Result<()> {
                 let run = sqlx::query("SELECT state, tenant FROM runs WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
                 let run_state: String = run.try_get("state")?;
                 let tenant: String = run.try_get("tenant")?;
@@ -363,7 +385,7 @@ macro_rules! backend {
                         if to != run_state {
                             set_state(tx, id, &tenant, to, now).await?;
                             let a = NewAudit::new("system:engine", "run.settled").tenant(&tenant).run(id).detail(json!({ "state": to.as_str() }));
-                            append_audit(tx, &a, now).await?;
+                            append_audit(tx, seal, &a, now).await?;
                         }
                     }
                     None if run_state == RunState::NeedsAttention => set_state(tx, id, &tenant, RunState::Running, now).await?,
@@ -372,7 +394,7 @@ macro_rules! backend {
                 Ok(())
             }
 
-            pub async fn record_approval(pool: &Pool<Db>, id: &RunId, version: i64, ap: &Approval, effect: ApprovalEffect, audit: NewAudit) -> Result<RunState> {
+            pub async fn record_approval(pool: &Pool<Db>, seal: Option<&AuditKey>, id: &RunId, version: i64, ap: &Approval, effect: ApprovalEffect, audit: NewAudit) -> Result<RunState> {
                 let mut tx = begin(pool).await?;
                 let run = sqlx::query("SELECT state, tenant, start_at FROM runs WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
                 let run = run.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
@@ -390,7 +412,7 @@ macro_rules! backend {
                     .bind(to_ms(ap.at))
                     .execute(&mut *tx)
                     .await?;
-                append_audit(&mut tx, &audit, ap.at).await?;
+                append_audit(&mut tx, seal, &audit, ap.at).await?;
                 let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM approvals WHERE run_id = $1 AND plan_hash = $2")
                     .bind(id.as_str())
                     .bind(&ap.plan_hash.0)
@@ -408,7 +430,7 @@ macro_rules! backend {
                             RunState::Scheduled
                         }
                         _ => {
-                            release(&mut tx, id.as_str(), &tenant, ap.at).await?;
+                            release(&mut tx, seal, id.as_str(), &tenant, ap.at).await?;
                             RunState::Approved
                         }
                     },
@@ -417,7 +439,9 @@ macro_rules! backend {
                 Ok(state)
             }
 
-            pub async fn close_run(pool: &Pool<Db>, id: &RunId, version: i64, to: RunState, reason: Option<&str>, now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
+            /// `close`: the terminal state and the reason given for it.
+            pub async fn close_run(pool: &Pool<Db>, seal: Option<&AuditKey>, id: &RunId, version: i64, close: (RunState, Option<&str>), now: DateTime<Utc>, audit: NewAudit) -> Result<()> {
+                let (to, reason) = close;
                 let mut tx = begin(pool).await?;
                 let run = get_in(&mut tx, id).await?;
                 if run.0.is_terminal() {
@@ -440,7 +464,7 @@ macro_rules! backend {
                     _ => EventKind::RunCancelled { by: audit.actor.clone() },
                 };
                 emit(&mut tx, Some(id.as_str()), Some(&run.1), &kind, now).await?;
-                append_audit(&mut tx, &audit, now).await?;
+                append_audit(&mut tx, seal, &audit, now).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -452,7 +476,7 @@ macro_rules! backend {
                 Ok((RunState::parse(&s).ok_or_else(|| corrupt("run state"))?, r.try_get("tenant")?))
             }
 
-            pub async fn start_scheduled(pool: &Pool<Db>, id: &RunId, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
+            pub async fn start_scheduled(pool: &Pool<Db>, seal: Option<&AuditKey>, id: &RunId, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
                 let mut tx = begin(pool).await?;
                 let (state, tenant) = get_in(&mut tx, id).await?;
                 if state != RunState::Scheduled {
@@ -468,13 +492,13 @@ macro_rules! backend {
                 if won.rows_affected() == 0 {
                     return Ok(false);
                 }
-                release(&mut tx, id.as_str(), &tenant, now).await?;
-                append_audit(&mut tx, &audit, now).await?;
+                release(&mut tx, seal, id.as_str(), &tenant, now).await?;
+                append_audit(&mut tx, seal, &audit, now).await?;
                 tx.commit().await?;
                 Ok(true)
             }
 
-            pub async fn resolve_step(pool: &Pool<Db>, id: &RunId, key: &StepKey, outcome: &StepOutcome, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
+            pub async fn resolve_step(pool: &Pool<Db>, seal: Option<&AuditKey>, id: &RunId, key: &StepKey, outcome: &StepOutcome, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
                 let mut tx = begin(pool).await?;
                 let (_, tenant) = get_in(&mut tx, id).await?;
                 let done = sqlx::query("UPDATE steps SET state = $3, outcome = $4, finished_at = $5 WHERE run_id = $1 AND key = $2 AND state = $6")
@@ -490,8 +514,8 @@ macro_rules! backend {
                     return Ok(false);
                 }
                 emit(&mut tx, Some(id.as_str()), Some(&tenant), &EventKind::StepFinished { key: key.to_string(), outcome: outcome.clone() }, now).await?;
-                append_audit(&mut tx, &audit, now).await?;
-                advance(&mut tx, id.as_str(), now).await?;
+                append_audit(&mut tx, seal, &audit, now).await?;
+                advance(&mut tx, seal, id.as_str(), now).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -601,7 +625,7 @@ macro_rules! backend {
                 Ok(())
             }
 
-            pub async fn finish_step(pool: &Pool<Db>, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
+            pub async fn finish_step(pool: &Pool<Db>, seal: Option<&AuditKey>, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
                 let mut tx = begin(pool).await?;
                 let done = sqlx::query(
                     "UPDATE steps SET state = $3, outcome = $4, finished_at = $5, lease_owner = NULL, lease_until = NULL \
@@ -622,8 +646,8 @@ macro_rules! backend {
                     .tenant(tenant)
                     .run(run)
                     .detail(json!({ "step": claim.step.key, "attempt": claim.attempt, "outcome": outcome }));
-                append_audit(&mut tx, &a, now).await?;
-                advance(&mut tx, run, now).await?;
+                append_audit(&mut tx, seal, &a, now).await?;
+                advance(&mut tx, seal, run, now).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -657,7 +681,7 @@ macro_rules! backend {
                 rows.iter().map(|r| Ok((RunId::parse(&r.try_get::<String, _>(0)?).map_err(corrupt)?, r.try_get(1)?))).collect()
             }
 
-            pub async fn escalate_due(pool: &Pool<Db>, now: DateTime<Utc>) -> Result<Vec<RunId>> {
+            pub async fn escalate_due(pool: &Pool<Db>, seal: Option<&AuditKey>, now: DateTime<Utc>) -> Result<Vec<RunId>> {
                 let rows = sqlx::query("SELECT id, tenant FROM runs WHERE state = 'awaiting_approval' AND escalate_at <= $1 LIMIT 500").bind(to_ms(now)).fetch_all(pool).await?;
                 let mut out = Vec::new();
                 for r in rows {
@@ -668,7 +692,7 @@ macro_rules! backend {
                     if won.rows_affected() == 1 {
                         emit(&mut tx, Some(&id), Some(&tenant), &EventKind::ApprovalEscalated, now).await?;
                         let a = NewAudit::new("system:scheduler", "approval.escalated").tenant(&tenant).run(&id);
-                        append_audit(&mut tx, &a, now).await?;
+                        append_audit(&mut tx, seal, &a, now).await?;
                         tx.commit().await?;
                         out.push(RunId::parse(&id).map_err(corrupt)?);
                     }
@@ -745,6 +769,50 @@ macro_rules! backend {
                 Ok(done.rows_affected() == 1)
             }
 
+            pub async fn first_delivery(pool: &Pool<Db>, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+                // A key whose time ran out may be used again.
+                let done = sqlx::query(
+                    "INSERT INTO deliveries (source, key, expires_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (source, key) DO UPDATE SET expires_ms = excluded.expires_ms WHERE deliveries.expires_ms < $4",
+                )
+                .bind(source)
+                .bind(key)
+                .bind(to_ms(now + ttl))
+                .bind(to_ms(now))
+                .execute(pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            pub async fn save_draft(pool: &Pool<Db>, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO chat_drafts (key, draft, expires_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET draft = excluded.draft, expires_ms = excluded.expires_ms",
+                )
+                .bind(key)
+                .bind(draft)
+                .bind(to_ms(expires))
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+
+            pub async fn draft(pool: &Pool<Db>, key: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+                let row = sqlx::query("SELECT draft FROM chat_drafts WHERE key = $1 AND expires_ms >= $2").bind(key).bind(to_ms(now)).fetch_optional(pool).await?;
+                Ok(row.map(|r| r.try_get("draft")).transpose()?)
+            }
+
+            pub async fn delete_draft(pool: &Pool<Db>, key: &str) -> Result<()> {
+                sqlx::query("DELETE FROM chat_drafts WHERE key = $1").bind(key).execute(pool).await?;
+                Ok(())
+            }
+
+            pub async fn purge_expired(pool: &Pool<Db>, now: DateTime<Utc>) -> Result<u64> {
+                let a = sqlx::query("DELETE FROM deliveries WHERE expires_ms < $1").bind(to_ms(now)).execute(pool).await?.rows_affected();
+                let b = sqlx::query("DELETE FROM chat_drafts WHERE expires_ms < $1").bind(to_ms(now)).execute(pool).await?.rows_affected();
+                Ok(a + b)
+            }
+
             pub async fn release_consumer(pool: &Pool<Db>, consumer: &str, owner: &str) -> Result<()> {
                 sqlx::query("UPDATE consumer_leases SET until_ms = 0 WHERE consumer = $1 AND owner = $2").bind(consumer).bind(owner).execute(pool).await?;
                 Ok(())
@@ -798,23 +866,34 @@ macro_rules! backend {
                 Ok(moved.rows_affected() == 1)
             }
 
+            fn decode_audit(r: &<Db as sqlx::Database>::Row) -> Result<AuditEntry> {
+                Ok(AuditEntry {
+                    seq: r.try_get("seq")?,
+                    at_ms: r.try_get("at")?,
+                    tenant: r.try_get("tenant")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    run_id: r.try_get("run_id")?,
+                    detail: r.try_get("detail")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                    keyed: r.try_get::<i64, _>("keyed")? != 0,
+                })
+            }
+
             pub async fn audit_entries(pool: &Pool<Db>, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
                 let rows = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2").bind(after).bind(limit).fetch_all(pool).await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(AuditEntry {
-                            seq: r.try_get("seq")?,
-                            at_ms: r.try_get("at")?,
-                            tenant: r.try_get("tenant")?,
-                            actor: r.try_get("actor")?,
-                            action: r.try_get("action")?,
-                            run_id: r.try_get("run_id")?,
-                            detail: r.try_get("detail")?,
-                            prev_hash: r.try_get("prev_hash")?,
-                            hash: r.try_get("hash")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(decode_audit).collect()
+            }
+
+            pub async fn first_sealed(pool: &Pool<Db>) -> Result<Option<i64>> {
+                let row = sqlx::query("SELECT seq FROM audit WHERE keyed = 1 ORDER BY seq LIMIT 1").fetch_optional(pool).await?;
+                Ok(row.map(|r| r.try_get("seq")).transpose()?)
+            }
+
+            pub async fn audit_for_run(pool: &Pool<Db>, run: &str) -> Result<Vec<AuditEntry>> {
+                let rows = sqlx::query("SELECT * FROM audit WHERE run_id = $1 ORDER BY seq").bind(run).fetch_all(pool).await?;
+                rows.iter().map(decode_audit).collect()
             }
 
             pub async fn checkpoint(pool: &Pool<Db>, now: DateTime<Utc>) -> Result<Option<Checkpoint>> {

@@ -86,6 +86,14 @@ impl World {
         self.driver.interact(&payload).await.unwrap()
     }
 
+    /// Posts a signed `payload=` form to `path` and returns the JSON answer.
+    pub async fn interact_path(&self, path: &str, payload: Json) -> Json {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        let response = self.signed(path, body).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
     /// A click on a button of a message in the approvals channel.
     pub fn click(user: &str, trigger: &str, ts: &str, action: &str, value: &str) -> Json {
         Driver::click(user, trigger, APPROVALS, ts, action, value)
