@@ -199,3 +199,43 @@ async fn slow_clients_cannot_hold_the_server_open() {
     let _ = child.wait();
     db.cleanup().await;
 }
+
+/// A tenant whose sign-in fails: `/readyz` says so without naming the customer, asks Entra
+/// once per interval however often it is probed, and is not on the public listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_names_no_customer_and_is_not_public() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sim = offboard_m365::simulated::start(&Scenario::contoso(), SimConfig::default(), clock, Settings::default(), TenantPolicy::default()).await.unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, &db.url, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let secret = text.lines().find_map(|l| l.strip_prefix("client_secret = ")).unwrap().to_string();
+    std::fs::write(&config, text.replace(&secret, "\"not-the-secret\"")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("OFFBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let (public, ops) = common::serving(&line);
+    let http = reqwest::Client::new();
+    let before = sim.sim.stats().token_requests;
+    for _ in 0..5 {
+        let r = http.get(format!("{ops}/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let said = r.text().await.unwrap();
+        assert_eq!(said, "not ready: Microsoft sign-in failed for tenant 1 of 1");
+        assert!(!said.contains("contoso"), "{said}");
+    }
+    assert!(sim.sim.stats().token_requests - before <= 2, "one check per interval, not one per probe");
+    assert_eq!(http.get(format!("{public}/readyz")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{public}/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{public}/healthz")).send().await.unwrap().status(), 200);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.wait();
+    db.cleanup().await;
+}
