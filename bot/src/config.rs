@@ -19,6 +19,9 @@ use offboard_notify::{Channel, Format, Smtp, SmtpTls, Target, Webhook};
 pub enum ConfigError {
     #[error("cannot read the configuration {path}: {message}")]
     Read { path: String, message: String },
+    /// A file was named but says nothing: most likely the wrong file.
+    #[error("the configuration {path} is empty: start from offboard.example.toml")]
+    Empty { path: String },
     /// Where, not what: the line may hold a secret, so it is never echoed.
     #[error("the configuration {path} is not valid TOML at line {line}, column {column}: {message}")]
     Syntax { path: String, line: usize, column: usize, message: String },
@@ -201,11 +204,23 @@ pub struct RoleEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackEntry {
-    pub signing_secret: Secret,
-    pub bot_token: Secret,
+    /// Required by the commands that talk to Slack (see [`Secrets`]).
+    pub signing_secret: Option<Secret>,
+    pub bot_token: Option<Secret>,
     pub approvals_channel: String,
     #[serde(default = "default_slack_api")]
     pub api_url: String,
+}
+
+impl SlackEntry {
+    /// The signing secret and bot token, which [`Secrets::Required`] loading checked.
+    pub fn secrets(&self) -> Result<(&Secret, &Secret), ConfigError> {
+        match (&self.signing_secret, &self.bot_token) {
+            (Some(s), Some(t)) => Ok((s, t)),
+            (None, _) => Err(key_error("slack.signing_secret", "required; keep it in the environment: OFFBOARD__SLACK__SIGNING_SECRET")),
+            (_, None) => Err(key_error("slack.bot_token", "required; keep it in the environment: OFFBOARD__SLACK__BOT_TOKEN")),
+        }
+    }
 }
 
 /// How `offboard serve` bounds its HTTP listeners.
@@ -315,8 +330,24 @@ pub struct NotifyEntry {
     pub attach_report: bool,
 }
 
-/// Reads the file (if any), applies `OFFBOARD__…` overrides from `env`, and checks it.
+/// Whether the command needs the secrets: `serve`, `doctor` and the CLI operator's actions
+/// do; the commands that only read records (runs, audit, report, verify) do not, so they
+/// work where the secrets are not in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Required,
+    NotNeeded,
+}
+
+/// Reads the file (if any), applies `OFFBOARD__…` overrides from `env`, and checks it,
+/// secrets included.
+#[cfg(test)]
 pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    load_for(path, env, Secrets::Required)
+}
+
+/// [`load`], checking the secrets only when `secrets` says they are needed.
+pub fn load_for(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, secrets: Secrets) -> Result<Config, ConfigError> {
     let shown = path.map_or_else(|| "(none)".to_string(), |p| p.display().to_string());
     let mut table: toml::Table = match path {
         Some(p) => {
@@ -330,10 +361,13 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         }
         None => toml::Table::new(),
     };
+    if path.is_some() && table.is_empty() {
+        return Err(ConfigError::Empty { path: shown });
+    }
     for (k, v) in env {
         let Some(rest) = k.strip_prefix("OFFBOARD__") else { continue };
         let keys: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        set(&mut table, &keys, &v).map_err(|m| key_error(keys.join("."), m))?;
+        set_env(&mut table, &keys, &v).map_err(|m| key_error(keys.join("."), m))?;
     }
     let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
@@ -348,8 +382,41 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         };
         key_error(key, message)
     })?;
-    config.check()?;
+    config.check(secrets)?;
     Ok(config)
+}
+
+/// How an entry of a list is named in an environment variable: its key or name in lower
+/// case, every character other than a letter or digit as `_` (`contoso.com` → `contoso_com`).
+pub fn env_name(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// Lists of entries are addressed by their identity, not their position:
+/// `OFFBOARD__TENANTS__CONTOSO_COM__CLIENT_SECRET`, `OFFBOARD__NOTIFY__OPS_HOOK__SECRET`.
+fn set_env(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
+    let list = match keys.first().map(String::as_str) {
+        Some("tenants") => Some(("key", "tenant")),
+        Some("notify") => Some(("name", "notify target")),
+        _ => None,
+    };
+    let Some((id_field, what)) = list.filter(|_| keys.len() > 1) else { return set(table, keys, raw) };
+    let [section, entry, rest @ ..] = keys else { return Err(format!("name the {what}: {}__<{id_field}>__<setting>", keys[0].to_ascii_uppercase())) };
+    if rest.is_empty() {
+        return Err(format!("name the setting after the {what}"));
+    }
+    let entries = table.get_mut(section.as_str()).and_then(|v| v.as_array_mut());
+    let Some(entries) = entries else { return Err(format!("no {what} is configured in the file to set `{}` on", rest.join("."))) };
+    let known: Vec<String> = entries.iter().filter_map(|e| e.get(id_field).and_then(|v| v.as_str()).map(str::to_string)).collect();
+    let Some(target) = entries.iter_mut().find(|e| e.get(id_field).and_then(|v| v.as_str()).is_some_and(|id| env_name(id) == *entry)) else {
+        return Err(format!(
+            "no {what} whose {id_field} reads as `{}`; configured: {}",
+            entry.to_ascii_uppercase(),
+            known.iter().map(|k| format!("{k} ({})", env_name(k).to_ascii_uppercase())).collect::<Vec<_>>().join(", ")
+        ));
+    };
+    let target = target.as_table_mut().ok_or_else(|| format!("`{section}` is not a list of tables"))?;
+    set(target, rest, raw)
 }
 
 fn set(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
@@ -365,7 +432,13 @@ fn set(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String
 }
 
 impl Config {
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self, secrets: Secrets) -> Result<(), ConfigError> {
+        if let Some(file) = self.database_url.strip_prefix("sqlite://").map(|f| f.split('?').next().unwrap_or(f))
+            && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(key_error("database_url", format!("the directory {} does not exist: create it, or name another", dir.display())));
+        }
         if self.http.max_connections == 0 {
             return Err(key_error("http.max_connections", "at least 1"));
         }
@@ -394,8 +467,15 @@ impl Config {
                 (Some(_), None, None) => {}
                 (None, Some(_), Some(_)) => {}
                 (Some(_), _, _) => return Err(key_error(k("client_secret"), "give a client secret or a certificate, not both")),
+                (None, None, None) if secrets == Secrets::NotNeeded => {}
                 (None, None, None) => {
-                    return Err(key_error(k("client_secret"), "a client secret or certificate_key_file + certificate_thumbprint is required"));
+                    return Err(key_error(
+                        k("client_secret"),
+                        format!(
+                            "a client secret (or certificate_key_file + certificate_thumbprint) is required; from the environment: OFFBOARD__TENANTS__{}__CLIENT_SECRET",
+                            env_name(&t.key).to_ascii_uppercase()
+                        ),
+                    ));
                 }
                 _ => return Err(key_error(k("certificate_thumbprint"), "a certificate needs both certificate_key_file and certificate_thumbprint")),
             }
@@ -417,10 +497,20 @@ impl Config {
                 }
             }
         }
-        if let Some(s) = &self.slack
-            && s.approvals_channel.trim().is_empty()
-        {
-            return Err(key_error("slack.approvals_channel", "the channel id where plans are posted for approval is required"));
+        if let Some(s) = &self.slack {
+            if s.approvals_channel.trim().is_empty() {
+                return Err(key_error("slack.approvals_channel", "the channel id where plans are posted for approval is required"));
+            }
+            if secrets == Secrets::Required {
+                for (key, value, env) in [
+                    ("slack.signing_secret", &s.signing_secret, "OFFBOARD__SLACK__SIGNING_SECRET"),
+                    ("slack.bot_token", &s.bot_token, "OFFBOARD__SLACK__BOT_TOKEN"),
+                ] {
+                    if value.is_none() {
+                        return Err(key_error(key, format!("required; keep it in the environment: {env}")));
+                    }
+                }
+            }
         }
         for (i, n) in self.notify.iter().enumerate() {
             self.notify_target(i, n)?;
@@ -494,7 +584,7 @@ impl Config {
                         .map_err(|e| key_error(format!("tenants[{i}].certificate_key_file"), format!("{}: {e}", file.display())))?;
                     Credential::Certificate { private_key_pem: Secret::new(pem), thumbprint_sha256: thumb.clone() }
                 }
-                _ => unreachable!("checked at load"),
+                _ => return Err(key_error(format!("tenants[{i}].client_secret"), "a client secret or certificate is required to sign in")),
             };
             out.push(TenantConfig {
                 key: TenantId::parse(&t.key).expect("checked at load"),
@@ -671,7 +761,7 @@ format = "teams"
             ("PATH".to_string(), "/bin".to_string()),
         ];
         let c = load(Some(f.path()), env).unwrap();
-        assert_eq!(c.slack.as_ref().unwrap().signing_secret.expose(), "from-env");
+        assert_eq!(c.slack.as_ref().unwrap().signing_secret.as_ref().unwrap().expose(), "from-env");
         assert_eq!(c.workers.concurrency, 3);
         assert_eq!(c.tenants()[0].policy.admins, AdminTargets::HighRisk);
         assert_eq!(c.notify_targets()[0].name, "ops");
@@ -696,11 +786,19 @@ format = "teams"
     #[test]
     fn the_example_configuration_is_valid() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../offboard.example.toml");
-        let env = vec![("OFFBOARD__SLACK__SIGNING_SECRET".to_string(), "s".to_string()), ("OFFBOARD__SLACK__BOT_TOKEN".to_string(), "xoxb-t".to_string())];
+        let env = vec![
+            // The example's /var/lib/offboard exists where it is deployed, not here.
+            ("OFFBOARD__DATABASE_URL".to_string(), "sqlite::memory:".to_string()),
+            ("OFFBOARD__SLACK__SIGNING_SECRET".to_string(), "s".to_string()),
+            ("OFFBOARD__SLACK__BOT_TOKEN".to_string(), "xoxb-t".to_string()),
+        ];
         let c = load(Some(Path::new(example)), env).unwrap();
         assert_eq!(c.tenants().len(), 1);
         assert_eq!(c.access().bindings.len(), 3);
-        assert!(load(Some(Path::new(example)), Vec::new()).unwrap_err().to_string().contains("`slack.signing_secret`"));
+        let without_secrets = vec![("OFFBOARD__DATABASE_URL".to_string(), "sqlite::memory:".to_string())];
+        let e = load(Some(Path::new(example)), without_secrets.clone()).unwrap_err().to_string();
+        assert!(e.contains("`slack.signing_secret`") && e.contains("OFFBOARD__SLACK__SIGNING_SECRET"), "{e}");
+        assert!(load_for(Some(Path::new(example)), without_secrets, Secrets::NotNeeded).is_ok(), "reading records needs no secret");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use offboard_m365_sim::{Scenario, SimConfig};
 use offboard_report::sign::{self, Verdict};
 use offboard_report::{Evidence, ReportKey, RunReports};
 use offboard_slack::api::SlackApi;
-use offboard_slack::fake::{Driver, FakeSlack, Message, to_terminal};
+use offboard_slack::fake::{Driver, FakeSlack, Message};
 use offboard_slack::server::SlackApp;
 use offboard_slack::surface::SlackSurface;
 use serde_json::{Value as Json, json};
@@ -76,6 +76,11 @@ impl<W: Write> Printer<'_, W> {
         }
         self.out.flush()
     }
+}
+
+/// A message as the demo's people see it: mentions by name.
+fn to_terminal(blocks: &Json) -> String {
+    offboard_slack::fake::to_terminal_with(blocks, &[REQUESTER, VIEWER, APPROVER])
 }
 
 fn access() -> Access {
@@ -134,6 +139,12 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let url = format!("sqlite://{}", args.dir.join("demo.db").display());
     let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
     let store = Store::connect(&url).await.context("opening the demo database")?.with_audit_key(key.audit_key());
+    // The delegation index, which the scheduler keeps in a running installation: built
+    // at once here, the demo's tenant being small.
+    let ids = simulated.tenants.iter().map(|t| t.id.clone()).collect();
+    for (tenant, e) in offboard_core::delegations::Indexer::new(store.clone(), simulated.m365.clone(), clock.clone(), ids).build_all().await {
+        tracing::info!(%tenant, error = %e, "the delegation index was not built");
+    }
     let svc = Arc::new(Offboarding::new(store.clone(), simulated.m365.clone(), clock.clone(), access(), simulated.tenants.clone(), Presets::default()));
 
     // The local Slack's bot token, fresh for each demo.
@@ -185,8 +196,18 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     }
     let view_id = until(5, "the wizard", || slack.views().first().map(|(id, _)| id.clone())).await?;
     p.say("The wizard opens with the user filled in; the standard-leaver preset fills the next pages, the requester keeps its choices, gives a reason and submits five pages.")?;
+    // The wizard brings a page back, with what to correct, when something it was told is
+    // wrong (no such user): the demo then stops with what the page says.
+    let sent_back = |view: &Json, page: usize| {
+        let at = view["private_metadata"].as_str().and_then(|m| m.strip_prefix("page:")).and_then(|n| n.parse::<usize>().ok());
+        (at.is_some_and(|at| at < page) && view.to_string().contains(":warning:")).then(|| to_terminal(&view["blocks"]))
+    };
     for page in 0..5 {
         let view = slack.view(&view_id).context("the wizard view")?;
+        if let Some(why) = sent_back(&view, page) {
+            p.say(&format!("The wizard sends the requester back:\n{why}"))?;
+            bail!("nothing was requested");
+        }
         let values = Driver::shown(&view, changes(page, &user));
         let body: Json = driver.interact(&Driver::submit(REQUESTER.0, &view_id, &view, values)).await?.json().await?;
         match body["response_action"].as_str() {
@@ -201,8 +222,11 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
         if let Some(m) = slack.messages().into_iter().find(|m| m.channel == CHANNEL && m.thread_ts.is_none()) {
             return Some(Ok(m));
         }
-        let shown = slack.view(&view_id).map(|v| v.to_string()).unwrap_or_default();
-        shown.contains("Not requested").then(|| Err(to_terminal(&slack.view(&view_id).unwrap_or_default()["blocks"])))
+        let view = slack.view(&view_id).unwrap_or_default();
+        if let Some(why) = sent_back(&view, 5) {
+            return Some(Err(why));
+        }
+        view.to_string().contains("Not requested").then(|| Err(to_terminal(&view["blocks"])))
     })
     .await?;
     let preview = match posted {

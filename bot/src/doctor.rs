@@ -6,14 +6,30 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use offboard_core::chat::ChatError;
 use offboard_core::clock::SystemClock;
 use offboard_core::plan::StepKind;
 use offboard_core::store::Store;
 use offboard_core::templates::Templates;
 use offboard_m365::M365;
+use offboard_m365::error::ApiError;
 use offboard_report::ReportKey;
 
 use crate::config::Config;
+
+/// The error codes with which Slack refuses a token itself.
+const SLACK_REFUSED_TOKEN: &[&str] = &["invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"];
+
+/// A failed call named for what it is.
+fn what_failed(e: &ApiError) -> String {
+    match e {
+        ApiError::NotSent(why) => format!("is unreachable: {why}"),
+        ApiError::Forbidden(d) => format!("refused the app (missing permission or role): {d}"),
+        ApiError::Auth(a) => format!("sign-in failed: {a}"),
+        ApiError::RetryAfter { .. } => format!("is throttling this app right now: {e}"),
+        ApiError::Retryable(d) | ApiError::Permanent(d) | ApiError::NotFound(d) => format!("answered with an error: {d}"),
+    }
+}
 
 pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let mut errors = 0;
@@ -58,8 +74,16 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
             line(false, format!("tenant {}: cannot sign in: {e}", t.id))?;
             continue;
         }
-        if p.missing.is_empty() {
-            line(true, format!("tenant {}: signed in; every permission and role the steps need is granted", t.id))?;
+        // Signed in is not reached: read once from each service the steps use.
+        let mut reached = true;
+        for (service, r) in m365.reach(&t.id).await {
+            if let Err(e) = r {
+                reached = false;
+                line(false, format!("tenant {}: {service} {}", t.id, what_failed(&e)))?;
+            }
+        }
+        if p.missing.is_empty() && reached {
+            line(true, format!("tenant {}: signed in; Graph and Exchange answer; every permission and role the steps need is granted", t.id))?;
         }
         // One line per missing grant, naming what needs it.
         let mut needs: Vec<(String, Vec<String>)> = Vec::new();
@@ -74,11 +98,29 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
         }
     }
     match &cfg.slack {
-        Some(s) => match offboard_slack::api::SlackApi::new(&s.api_url, &s.bot_token) {
-            Ok(api) => match api.auth_test().await {
-                Ok(team) => line(true, format!("slack: bot token accepted by {team}"))?,
-                Err(e) => line(false, format!("slack: the bot token was refused: {e}"))?,
-            },
+        Some(s) => match s.secrets().map_err(anyhow::Error::from).and_then(|(_, token)| Ok(offboard_slack::api::SlackApi::new(&s.api_url, token)?)) {
+            Ok(api) => {
+                match api.auth_test().await {
+                    Ok(team) => line(true, format!("slack: bot token accepted by {team}"))?,
+                    Err(ChatError::Permanent(code)) if SLACK_REFUSED_TOKEN.contains(&code.as_str()) => {
+                        line(false, format!("slack: the bot token was refused ({code}): reinstall the app and set slack.bot_token"))?
+                    }
+                    Err(ChatError::Permanent(code)) => line(false, format!("slack: {} refused the check: {code}", s.api_url))?,
+                    Err(e) => line(false, format!("slack: {} is unreachable: {e}", s.api_url))?,
+                }
+                if cfg.access().names_groups_on("slack") {
+                    match api.user_groups().await {
+                        Ok(groups) => line(true, format!("slack: {} user groups readable (roles are bound to groups)", groups.len()))?,
+                        Err(ChatError::Permanent(code)) => line(
+                            false,
+                            format!(
+                                "slack: roles are bound to user groups, but Slack refuses to list them ({code}): those roles grant nothing until it is fixed"
+                            ),
+                        )?,
+                        Err(e) => line(false, format!("slack: user groups cannot be read: {e}"))?,
+                    }
+                }
+            }
             Err(e) => line(false, format!("slack: {e}"))?,
         },
         None => line(true, "slack: not configured".into())?,

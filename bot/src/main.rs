@@ -174,11 +174,19 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// The configuration from `--config`, or `./offboard.toml` if there is one, with the
-/// environment's overrides and then the command line's; `None` after printing the one error.
+/// The configuration file: `--config`, else `./offboard.toml` if there is one.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()))
+}
+
+/// The configuration with the environment's overrides and then the command line's; `None`
+/// after printing the one error.
 fn configuration(cli: &Cli) -> Option<config::Config> {
-    let path = cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists()));
-    let mut cfg = config::load(path.as_deref(), std::env::vars()).map_err(|e| eprintln!("{e}")).ok()?;
+    configuration_for(cli, config::Secrets::Required)
+}
+
+fn configuration_for(cli: &Cli, secrets: config::Secrets) -> Option<config::Config> {
+    let mut cfg = config::load_for(config_path(cli).as_deref(), std::env::vars(), secrets).map_err(|e| eprintln!("{e}")).ok()?;
     if let Some(url) = &cli.database_url {
         cfg.database_url = url.clone();
     }
@@ -191,14 +199,23 @@ fn configuration(cli: &Cli) -> Option<config::Config> {
     Some(cfg)
 }
 
-/// The signing key and reports directory for the evidence commands: the command line, else
-/// the configuration if there is a valid one, else the defaults.
-fn evidence_paths(cli: &Cli) -> (PathBuf, PathBuf) {
-    let cfg =
-        cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists())).and_then(|p| config::load(Some(&p), std::env::vars()).ok());
-    let key = cli.signing_key.clone().or_else(|| cfg.as_ref().map(|c| c.signing_key.clone())).unwrap_or_else(|| "offboard-signing.key".into());
-    let dir = cli.reports_dir.clone().or_else(|| cfg.as_ref().map(|c| c.reports_dir.clone())).unwrap_or_else(|| "reports".into());
-    (key, dir)
+/// Where the commands that only read records find the database, the signing key and the
+/// reports: the command line, else the configuration (whose secrets they do not need),
+/// else the defaults. A configuration that is there but does not load is an error.
+struct Records {
+    database_url: String,
+    signing_key: PathBuf,
+    reports_dir: PathBuf,
+}
+
+fn records(cli: &Cli) -> Option<Records> {
+    let configured = std::env::vars().any(|(k, _)| k.starts_with("OFFBOARD__"));
+    let cfg = if config_path(cli).is_some() || configured { Some(configuration_for(cli, config::Secrets::NotNeeded)?) } else { None };
+    Some(Records {
+        database_url: cli.database_url.clone().or_else(|| cfg.as_ref().map(|c| c.database_url.clone())).unwrap_or_else(|| DEFAULT_DATABASE.into()),
+        signing_key: cli.signing_key.clone().or_else(|| cfg.as_ref().map(|c| c.signing_key.clone())).unwrap_or_else(|| "offboard-signing.key".into()),
+        reports_dir: cli.reports_dir.clone().or_else(|| cfg.as_ref().map(|c| c.reports_dir.clone())).unwrap_or_else(|| "reports".into()),
+    })
 }
 
 /// The database, sealing and checking the audit chain with the key derived from the
@@ -244,26 +261,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", cfg.summary())?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Templates { command: TemplatesCommand::Check { dir } } => return evidence::templates_check(dir.as_deref(), &mut out),
+        _ => {}
+    }
+    let Some(Records { database_url: url, signing_key: key, reports_dir: dir }) = records(&cli) else { return Ok(ExitCode::from(1)) };
+    match &cli.command {
         Command::Keys { command: KeysCommand::Show } => {
-            evidence::keys_show(&evidence_paths(&cli).0, &mut out)?;
+            evidence::keys_show(&key, &mut out)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Templates { command: TemplatesCommand::Check { dir } } => return evidence::templates_check(dir.as_deref(), &mut out),
-        Command::Audit { command: AuditCommand::Verify { file: Some(file), .. } } => return evidence::verify_export(file, &evidence_paths(&cli).0, &mut out),
+        Command::Audit { command: AuditCommand::Verify { file: Some(file), .. } } => return evidence::verify_export(file, &key, &mut out),
         Command::Verify { file, trust } => {
             let store = match &cli.database_url {
-                Some(url) => Some(open(url, &evidence_paths(&cli).0).await?),
+                Some(url) => Some(open(url, &key).await?),
                 None => None,
             };
-            return evidence::verify(file, &evidence_paths(&cli).0, trust, store.as_ref(), &mut out).await;
+            return evidence::verify(file, &key, trust, store.as_ref(), &mut out).await;
         }
         _ => {}
     }
-    let (key, dir) = evidence_paths(&cli);
-    // The command line's database, else the configuration's, else the default.
-    let configured =
-        cli.config.clone().or_else(|| Some(PathBuf::from("offboard.toml")).filter(|p| p.exists())).and_then(|p| config::load(Some(&p), std::env::vars()).ok());
-    let url = cli.database_url.clone().or_else(|| configured.map(|c| c.database_url)).unwrap_or_else(|| DEFAULT_DATABASE.into());
     if matches!(cli.command, Command::Report { .. }) {
         // Reports are signed, and their runs' entries checked, with this key.
         offboard_report::ReportKey::load_or_create(&key)?;
@@ -339,7 +355,9 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 /// Logs go to stderr; `OFFBOARD_LOG` overrides the level.
 fn init_logs(json: bool, level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OFFBOARD_LOG").unwrap_or_else(|_| level.unwrap_or("warn").into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never into a file or a log collector.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = if json { logs.json().try_init() } else { logs.try_init() };
 }
 

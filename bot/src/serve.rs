@@ -15,11 +15,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::delegations::Indexer;
 use offboard_core::engine::{Reconciled, StepContext, StepError, StepExecutor, Worker, WorkerConfig};
 use offboard_core::relay::Relay;
 use offboard_core::run::RunState;
 use offboard_core::run::StepOutcome;
-use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
+use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, DELEGATION_INDEX, Scheduler};
 use offboard_core::service::Offboarding;
 use offboard_core::store::Store;
 use offboard_core::templates::Templates;
@@ -255,17 +256,14 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut router = Router::new();
 
     if let Some(slack) = &cfg.slack {
-        let api = Arc::new(offboard_slack::api::SlackApi::new(&slack.api_url, &slack.bot_token)?);
-        let app = offboard_slack::server::SlackApp::new(
-            svc.clone(),
-            api.clone(),
-            m365.clone(),
-            slack.signing_secret.clone(),
-            &slack.approvals_channel,
-            clock.clone(),
-        );
+        let (signing_secret, bot_token) = slack.secrets()?;
+        let api = Arc::new(offboard_slack::api::SlackApi::new(&slack.api_url, bot_token)?);
+        let app =
+            offboard_slack::server::SlackApp::new(svc.clone(), api.clone(), m365.clone(), signing_secret.clone(), &slack.approvals_channel, clock.clone());
         router = router.merge(app.router());
         slack_app = Some(app.clone());
+        let stop = shutdown();
+        tasks.spawn(app.clone().memberships_until(stop));
         if !args.no_relay {
             let surface = Arc::new(offboard_slack::surface::SlackSurface::new(api, &slack.approvals_channel));
             let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone() });
@@ -298,8 +296,13 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if cfg.scheduler.enabled && !args.no_scheduler {
-        let jobs = vec![CronJob::parse(AUDIT_CHECKPOINT, "0 0 * * * *").map_err(anyhow::Error::msg)?];
-        let scheduler = Scheduler::new(store.clone(), clock.clone(), jobs, format!("scheduler-{}", std::process::id()));
+        let jobs = vec![
+            CronJob::parse(AUDIT_CHECKPOINT, "0 0 * * * *").map_err(anyhow::Error::msg)?,
+            CronJob::parse(DELEGATION_INDEX, "0 * * * * *").map_err(anyhow::Error::msg)?,
+        ];
+        let tenant_ids = cfg.tenants().into_iter().map(|t| t.id).collect();
+        let indexer = Arc::new(Indexer::new(store.clone(), m365.clone(), clock.clone(), tenant_ids));
+        let scheduler = Scheduler::new(store.clone(), clock.clone(), jobs, format!("scheduler-{}", std::process::id())).with_indexer(indexer);
         let stop = shutdown();
         tasks.spawn(async move {
             if let Err(e) = scheduler.run_until_stopped(Duration::from_secs(5), stop).await {

@@ -42,7 +42,22 @@ fn the_interactive_demo_takes_commands_and_clicks_from_the_keyboard() {
     let out = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
-    for needle in ["only you see: */offboard* opens the wizard", "Not approved: your role (viewer)", "⛔ Rejected: wrong person"] {
+    for needle in [
+        "only you see: */offboard* opens the wizard",
+        "Not approved: your role (viewer)",
+        "By: @Ada Lovelace (IT admin)",
+        "Reason (rejecter's words): wrong person",
+    ] {
         assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
     }
+}
+
+#[test]
+fn the_demo_with_no_such_user_says_so_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_offboard")).current_dir(dir.path()).args(["demo", "--user", "nobody@contoso.com"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("no user nobody@contoso.com in contoso.com"), "{said}");
+    assert!(!said.contains("timed out"), "{said}");
 }

@@ -26,7 +26,7 @@ async fn doctor_reports_exactly_the_missing_permission() {
 
     let (code, said) = doctor(&config);
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("tenant contoso.com: signed in; every permission and role the steps need is granted"), "{said}");
+    assert!(said.contains("tenant contoso.com: signed in; Graph and Exchange answer; every permission and role the steps need is granted"), "{said}");
     assert!(!said.contains("ERROR"), "{said}");
 
     let client = sim.m365.tenants().all().next().unwrap().client_id.clone();
@@ -37,5 +37,36 @@ async fn doctor_reports_exactly_the_missing_permission() {
     let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{said}");
     assert!(errors[0].contains(removed) && errors[0].contains("device_action"), "{said}");
+    db.cleanup().await;
+}
+
+/// Each failure named as what it is: a Graph that does not answer is not "every permission
+/// is granted", an unreachable Slack is not "the token was refused".
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_unreachable_services_as_unreachable() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sim = offboard_m365::simulated::start(&Scenario::contoso(), SimConfig::default(), clock, Settings::default(), Default::default()).await.unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let slack = format!("[slack]\nsigning_secret = \"s\"\nbot_token = \"xoxb-1\"\napprovals_channel = \"C0APPROVALS\"\napi_url = \"http://{closed}/api\"\n");
+    let config = common::write_config(dir.path(), &sim, &db.url, &slack);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let graph = sim.sim.urls().graph.clone();
+    std::fs::write(&config, text.replace(&format!("graph = \"{graph}\""), &format!("graph = \"http://{closed}\""))).unwrap();
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ERROR tenant contoso.com: Microsoft Graph is unreachable"), "{said}");
+    assert!(!said.contains("every permission and role the steps need is granted"), "{said}");
+    assert!(said.contains(&format!("ERROR slack: http://{closed}/api is unreachable")), "{said}");
+    assert!(!said.contains("token was refused"), "{said}");
+
+    // A Slack that answers and refuses the token is said so.
+    let fake = offboard_slack::fake::FakeSlack::start("xoxb-the-real-one").await;
+    let slack = format!("[slack]\nsigning_secret = \"s\"\nbot_token = \"xoxb-wrong\"\napprovals_channel = \"C0APPROVALS\"\napi_url = \"{}\"\n", fake.api_url());
+    let config = common::write_config(dir.path(), &sim, &db.url, &slack);
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ERROR slack: the bot token was refused (invalid_auth)"), "{said}");
     db.cleanup().await;
 }

@@ -54,6 +54,11 @@ async fn the_cli_operator_requests_and_cancels_under_its_own_name() {
     assert!(audit.iter().any(|e| e.actor == actor && e.action.ends_with("refused")), "the refusal is audited");
     let (code, said) = offboard(&config, "dana", &["request", "nobody@contoso.com"]);
     assert_ne!(code, Some(0));
-    assert!(said.contains("no user nobody@contoso.com"), "{said}");
+    assert!(said.contains("no user nobody@contoso.com in contoso.com"), "names the tenant: {said}");
+    assert_eq!(said.matches("no user").count(), 1, "said once: {said}");
+    // One tenant is not a reason to guess: a domain no tenant has is refused by name.
+    let (code, said) = offboard(&config, "dana", &["request", "alice@fabrikam.example"]);
+    assert_ne!(code, Some(0));
+    assert!(said.contains("no configured tenant has the domain fabrikam.example"), "{said}");
     db.cleanup().await;
 }

@@ -216,7 +216,7 @@ async fn readiness_names_no_customer_and_is_not_public() {
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("OFFBOARD_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -236,6 +236,9 @@ async fn readiness_names_no_customer_and_is_not_public() {
     assert_eq!(http.get(format!("{public}/metrics")).send().await.unwrap().status(), 404);
     assert_eq!(http.get(format!("{public}/healthz")).send().await.unwrap().status(), 200);
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let _ = child.wait();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("not ready: Microsoft sign-in") && logs.contains("contoso.com"), "the log says which tenant: {logs}");
+    assert!(!logs.contains('\u{1b}'), "no terminal colours in a log that is not a terminal: {logs:?}");
     db.cleanup().await;
 }

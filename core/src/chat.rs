@@ -411,10 +411,12 @@ impl Draft {
         let mut errors = Vec::new();
         match page {
             0 => {
+                // Back on the first page to correct it: the later pages keep their answers
+                // unless the preset or the tenant changes what they start from.
+                let (was_tenant, was_preset, seen) = (self.tenant.take(), self.preset.clone(), !self.user.is_empty());
                 let named = text(v, "tenant");
                 let named = (!named.is_empty() && named != TENANT_FROM_DOMAIN).then_some(named);
                 self.user = text(v, "user");
-                self.tenant = None;
                 if self.user.is_empty() {
                     errors.push(err("user", "choose the user to offboard"));
                 } else if let Err(e) = crate::snapshot::UserRef::parse(&self.user) {
@@ -433,6 +435,7 @@ impl Draft {
                 };
                 match preset {
                     Err(e) => errors.push(err("preset", e)),
+                    Ok(preset) if seen && preset == was_preset && self.tenant == was_tenant => {}
                     Ok(preset) => {
                         // The preset fills the later pages, which show it and may change it.
                         let options = match (&preset, self.tenant.as_ref().and_then(|t| TenantId::parse(t).ok())) {
@@ -566,6 +569,18 @@ impl Draft {
             .collect()
     }
 
+    /// Whether the tenant has the user the first page names: one directory read, done
+    /// off the request path once the page is accepted. A directory that cannot answer
+    /// is not a "no": the request's discovery says what it finds.
+    pub async fn confirm_user(&self, directory: &dyn crate::snapshot::Directory) -> Result<(), FieldError> {
+        let Some(tenant) = self.tenant.as_ref().and_then(|t| TenantId::parse(t).ok()) else { return Ok(()) };
+        let Ok(user) = crate::snapshot::UserRef::parse(&self.user) else { return Ok(()) };
+        match directory.find(&tenant, &user).await {
+            Ok(None) => Err(err("user", format!("no user {user} in {tenant}: check the address, or type a name to search"))),
+            Ok(Some(_)) | Err(_) => Ok(()),
+        }
+    }
+
     /// The request the draft describes, for the resolved tenant.
     pub fn into_request(self, tenant: TenantId) -> Request {
         Request {
@@ -584,6 +599,43 @@ impl Draft {
     }
 }
 
+/// The page a field is on.
+pub fn page_of(field: &str) -> Option<usize> {
+    if field == "tenant" {
+        return Some(0);
+    }
+    wizard(&[], &[]).iter().position(|f| f.fields.iter().any(|x| x.id == field))
+}
+
+/// Where the wizard shows what the service refused after the last page: the page and its
+/// field errors (a field of `""` is about the page as a whole), so the requester corrects
+/// it there instead of starting over. `None` when it is an answer, not an error to correct
+/// (a run already open, a run not found).
+pub fn placed(e: &crate::service::ServiceError) -> Option<(usize, Vec<FieldError>)> {
+    use crate::service::ServiceError as E;
+    use crate::snapshot::DiscoveryError as D;
+    let last = wizard(&[], &[]).len() - 1;
+    let on = |field: &str, page: usize| Some((page, vec![err(field, e.to_string())]));
+    match e {
+        E::Invalid(errs) => {
+            let placed: Vec<(usize, FieldError)> = errs
+                .iter()
+                .map(|x| match x.field().and_then(|f| page_of(f).map(|p| (p, f))) {
+                    Some((p, f)) => (p, err(f, x.to_string())),
+                    None => (3, err("mailbox", format!("{x}: nothing is chosen on this page or the ones before"))),
+                })
+                .collect();
+            let page = placed.iter().map(|(p, _)| *p).min()?;
+            Some((page, placed.into_iter().filter(|(p, _)| *p == page).map(|(_, f)| f).collect()))
+        }
+        E::UnknownPreset(..) => on("preset", 0),
+        E::UnknownTenant(..) | E::TenantNeeded(_) => on("tenant", 0),
+        E::NoTenantForDomain(..) | E::BadInput(_) | E::Refused(_) | E::Discovery(D::UserNotFound { .. } | D::UnknownTenant(_)) => on("user", 0),
+        E::Discovery(_) | E::Store(_) => Some((last, vec![err("", format!("{e}. Nothing was requested; submit again to retry."))])),
+        E::AlreadyOpen { .. } | E::NotFound(_) => None,
+    }
+}
+
 /// A step as the preview shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviewLine {
@@ -592,6 +644,25 @@ pub struct PreviewLine {
     pub skip: Option<String>,
     pub warnings: Vec<String>,
     pub high_risk: bool,
+}
+
+/// Someone the conversation names: the chat identity (`slack:U0ADA`, `cli:alice`), for a
+/// platform to mention, and the name to show where it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub key: String,
+    pub name: String,
+}
+
+impl Who {
+    pub fn new(key: impl Into<String>, name: impl Into<String>) -> Self {
+        Who { key: key.into(), name: name.into() }
+    }
+
+    /// The user id on `platform`, if this person is one of its users.
+    pub fn id_on(&self, platform: &str) -> Option<&str> {
+        self.key.strip_prefix(platform).and_then(|r| r.strip_prefix(':'))
+    }
 }
 
 /// The plan posted for approval, with its decision buttons.
@@ -603,7 +674,7 @@ pub struct PlanPreview {
     pub target_name: String,
     pub target_title: Option<String>,
     pub manager: Option<String>,
-    pub requester: String,
+    pub requester: Who,
     /// The requester's own words: shown as theirs, never as the product's.
     pub reason: Option<String>,
     pub ticket: Option<String>,
@@ -617,16 +688,33 @@ pub struct PlanPreview {
     pub lines: Vec<PreviewLine>,
     pub plan_hash: PlanHash,
     pub approvals_needed: usize,
-    pub approvals: Vec<(String, DateTime<Utc>)>,
+    pub approvals: Vec<(Who, DateTime<Utc>)>,
     pub expires_at: DateTime<Utc>,
     pub start_at: Option<DateTime<Utc>>,
     pub state: RunState,
     pub decided_note: Option<String>,
+    /// Who rejected or cancelled the request, from the audit log.
+    pub decided_by: Option<Who>,
     pub approve: ButtonValue,
     pub reject: ButtonValue,
 }
 
 impl PlanPreview {
+    /// Who closed the request without running it (rejected, cancelled), as the audit
+    /// log recorded it.
+    pub fn decided_by_from(mut self, audit: &[crate::audit::AuditEntry]) -> Self {
+        let action = match self.state {
+            RunState::Rejected => "run.rejected",
+            RunState::Cancelled => "run.cancelled",
+            _ => return self,
+        };
+        self.decided_by = audit.iter().rev().find(|e| e.action == action).map(|e| {
+            let name = serde_json::from_str::<serde_json::Value>(&e.detail).ok().and_then(|d| d["by"].as_str().map(str::to_string));
+            Who::new(&e.actor, name.unwrap_or_else(|| e.actor.clone()))
+        });
+        self
+    }
+
     pub fn from_run(run: &RunRecord, approvals: &[crate::policy::Approval]) -> Self {
         let snapshot: Option<crate::snapshot::UserSnapshot> = serde_json::from_str(&run.snapshot).ok();
         let request: Option<Request> = serde_json::from_str(&run.request).ok();
@@ -640,7 +728,7 @@ impl PlanPreview {
             target_name: run.target_name.clone(),
             target_title: snapshot.as_ref().and_then(|s| s.job_title.clone()),
             manager: snapshot.as_ref().and_then(|s| s.manager.as_ref().map(|m| m.display_name.clone())),
-            requester: run.requester_name.clone(),
+            requester: Who::new(&run.requester, &run.requester_name),
             reason: request.as_ref().and_then(|r| r.reason.clone()),
             ticket: request.as_ref().and_then(|r| r.ticket.clone()),
             preset: run.plan.preset.clone(),
@@ -661,11 +749,12 @@ impl PlanPreview {
                 .collect(),
             plan_hash: run.plan_hash.clone(),
             approvals_needed: run.approvals_needed,
-            approvals: approvals.iter().filter(|a| a.plan_hash == run.plan_hash).map(|a| (a.approver_name.clone(), a.at)).collect(),
+            approvals: approvals.iter().filter(|a| a.plan_hash == run.plan_hash).map(|a| (Who::new(&a.approver, &a.approver_name), a.at)).collect(),
             expires_at: run.expires_at,
             start_at: run.start_at,
             state: run.state,
             decided_note: run.reason.clone(),
+            decided_by: None,
             approve: ButtonValue::Approve { run: run.id.clone(), plan: run.plan_hash.clone() },
             reject: ButtonValue::Reject { run: run.id.clone() },
         }

@@ -5,6 +5,7 @@
 //! - [`request`]: the wizard's options, their validation, presets and schedules.
 //! - [`handover`]: texts said on the leaver's behalf, with literal placeholders.
 //! - [`snapshot`]: what discovery found; the [`snapshot::Discovery`] port.
+//! - [`delegations`]: the index of rights on other mailboxes, kept by the scheduler.
 //! - [`plan`]: the dependency graph of steps, previews and the plan hash.
 //! - [`policy`]: roles, tenant scope and approval rules.
 //! - [`run`]: run and step states, outcomes, and how a run settles.
@@ -24,6 +25,7 @@
 pub mod audit;
 pub mod chat;
 pub mod clock;
+pub mod delegations;
 pub mod domain;
 pub mod engine;
 pub mod handover;

@@ -46,6 +46,11 @@ impl Access {
             .map(|b| b.role)
             .max()
     }
+
+    /// Whether any binding names a group of `platform`: only then must its groups be read.
+    pub fn names_groups_on(&self, platform: &str) -> bool {
+        self.bindings.iter().any(|b| matches!(&b.principal, Principal::Group { platform: p, .. } if p == platform))
+    }
 }
 
 /// Which users of a tenant may be offboarded at all.

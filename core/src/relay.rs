@@ -122,8 +122,8 @@ impl Relay {
                     EventKind::RunRequested { .. } => {
                         self.post_preview(&run).await?;
                     }
+                    // A refused click changes nothing on the message.
                     EventKind::ApprovalRecorded { .. }
-                    | EventKind::ApprovalRefused { .. }
                     | EventKind::RunApproved
                     | EventKind::RunRejected { .. }
                     | EventKind::RunExpired
@@ -211,7 +211,8 @@ impl Relay {
         let Some(at) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
         let rec = self.store.run(run).await?;
         let approvals = self.store.approvals(run).await?;
-        let r = self.surface.update_preview(&at, &PlanPreview::from_run(&rec, &approvals)).await;
+        let audit = if matches!(rec.state, RunState::Rejected | RunState::Cancelled) { self.store.audit_for_run(run).await? } else { Vec::new() };
+        let r = self.surface.update_preview(&at, &PlanPreview::from_run(&rec, &approvals).decided_by_from(&audit)).await;
         self.outcome("update the approval message", run, r)?;
         Ok(())
     }

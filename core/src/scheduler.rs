@@ -39,6 +39,9 @@ impl CronJob {
 /// The audit-chain checkpoint job: an hourly witness of the chain head in the outbox.
 pub const AUDIT_CHECKPOINT: &str = "audit-checkpoint";
 
+/// The delegation index job: a few mailboxes of each tenant, every minute.
+pub const DELEGATION_INDEX: &str = "delegation-index";
+
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tick {
@@ -53,11 +56,21 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     jobs: Vec<CronJob>,
     id: String,
+    indexer: Option<Arc<crate::delegations::Indexer>>,
+    /// A round of the index still going: the next occurrence is skipped, not stacked.
+    indexing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Scheduler {
     pub fn new(store: Store, clock: Arc<dyn Clock>, jobs: Vec<CronJob>, id: impl Into<String>) -> Self {
-        Self { store, clock, jobs, id: id.into() }
+        Self { store, clock, jobs, id: id.into(), indexer: None, indexing: Arc::default() }
+    }
+
+    /// Runs a round of `indexer` on each occurrence of the [`DELEGATION_INDEX`] job, off
+    /// the tick, so runs still start and approvals still expire on time.
+    pub fn with_indexer(mut self, indexer: Arc<crate::delegations::Indexer>) -> Self {
+        self.indexer = Some(indexer);
+        self
     }
 
     /// Registers the jobs; call once at start.
@@ -99,6 +112,17 @@ impl Scheduler {
             if self.store.fire_schedule(&due, next, &self.id, now).await? {
                 if due.name == AUDIT_CHECKPOINT {
                     self.store.checkpoint(now).await?;
+                }
+                if due.name == DELEGATION_INDEX
+                    && let Some(indexer) = self.indexer.clone()
+                    && !self.indexing.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    let indexing = self.indexing.clone();
+                    tokio::spawn(async move {
+                        let done = indexer.tick().await;
+                        tracing::debug!(listed = done.listed, scanned = done.scanned, "delegation index");
+                        indexing.store(false, std::sync::atomic::Ordering::SeqCst);
+                    });
                 }
                 tick.fired.push(due.name.clone());
             }

@@ -8,9 +8,10 @@ use serde_json::json;
 
 use crate::audit::NewAudit;
 use crate::clock::Clock;
+use crate::delegations::{self, Trustee};
 use crate::domain::{Actor, ParseError, RunId, StepKey, TenantId};
 use crate::outbox::EventKind;
-use crate::plan::{self, PlanHash, PlanRules};
+use crate::plan::{self, PlanHash, PlanRules, StepKind};
 use crate::policy::{self, Access, AdminTargets, Approval, PendingRun, Refusal, TenantPolicy, Verdict};
 use crate::request::{Presets, Request, RequestError};
 use crate::run::{RunState, StepOutcome};
@@ -31,15 +32,18 @@ pub struct Tenant {
 #[non_exhaustive]
 pub enum ServiceError {
     /// Tell the actor why; it was audited.
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] Refusal),
     /// Show each message on its wizard field.
     #[error("the request is not valid: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<RequestError>),
-    #[error("{0}")]
+    #[error(transparent)]
     BadInput(#[from] ParseError),
     #[error("unknown tenant \"{0}\"; configured tenants: {1}")]
     UnknownTenant(String, String),
+    /// The user's domain is not one of any configured tenant's domains.
+    #[error("no configured tenant has the domain {0}; the tenants and their domains: {1}")]
+    NoTenantForDomain(String, String),
     /// An object id names no domain: the tenant must be chosen.
     #[error("choose the tenant: an object id does not say which tenant the user is in (configured: {0})")]
     TenantNeeded(String),
@@ -48,11 +52,11 @@ pub enum ServiceError {
     /// The person already has a run that has not ended: show that run instead.
     #[error("{upn} already has an open offboarding, run {run} ({state}); it was not requested again")]
     AlreadyOpen { run: RunId, state: RunState, upn: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Discovery(#[from] DiscoveryError),
     #[error("no run {0} that you may see")]
     NotFound(RunId),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -139,11 +143,18 @@ impl Offboarding {
         {
             return Ok(t);
         }
+        // A domain no tenant has is never guessed: with one tenant, only an object id
+        // (which names no domain) means that tenant.
         match (self.tenants.as_slice(), user.rsplit_once('@')) {
-            ([only], _) => Ok(only),
-            (_, Some((_, domain))) => Err(ServiceError::UnknownTenant(domain.into(), known())),
+            (_, Some((_, domain))) => Err(ServiceError::NoTenantForDomain(domain.into(), self.domains())),
+            ([only], None) => Ok(only),
             (_, None) => Err(ServiceError::TenantNeeded(known())),
         }
+    }
+
+    /// Every tenant with its domains, for messages: `contoso.com (contoso.com, contoso.onmicrosoft.com)`.
+    fn domains(&self) -> String {
+        self.tenants.iter().map(|t| format!("{} ({})", t.id, t.domains.join(", "))).collect::<Vec<_>>().join("; ")
     }
 
     fn tenant(&self, id: &TenantId) -> Result<&Tenant, ServiceError> {
@@ -227,7 +238,18 @@ impl Offboarding {
         };
         let user = UserRef::parse(&req.user)?;
         let valid = req.validate(now).map_err(ServiceError::Invalid)?;
-        let snapshot = self.discovery.discover(&tenant.id, &user).await?;
+        let mut snapshot = self.discovery.discover(&tenant.id, &user).await?;
+        // Rights on other mailboxes come from the delegation index, not from asking
+        // Exchange about every mailbox of the tenant.
+        let coverage = match self.discovery.finds_delegations() {
+            true => None,
+            false => {
+                let trustees = [Trustee::Address(snapshot.upn.to_string()).key(), Trustee::Name(snapshot.display_name.clone()).key()];
+                let grants = self.store.index_grants_of(&tenant.id, &trustees).await?;
+                delegations::merge(&mut snapshot, &grants);
+                Some(self.store.index_coverage(&tenant.id).await?)
+            }
+        };
         if let Some(open) = self.store.open_run_for(&tenant.id, snapshot.id.as_str()).await? {
             return Err(self.already_open(open).await);
         }
@@ -246,6 +268,25 @@ impl Offboarding {
         let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk, manager_leaving };
         let mut plan = plan::build(&valid, &snapshot, rules);
         plan.deviations = deviations.unwrap_or_default();
+        let o = &valid.request.options;
+        if let Some(coverage) = coverage.filter(|_| snapshot.mailbox.is_some() && (o.remove_mailbox_permissions || o.remove_calendar_permissions)) {
+            let said = coverage.describe(now);
+            if !coverage.complete() {
+                // What the index has not seen is not "nothing": the steps remove what is
+                // known, and the rest is left to check by hand, so the run is not green.
+                let unknown = match coverage.listed {
+                    None => "check this user's rights on the tenant's other mailboxes: the delegation index had not listed them yet".to_string(),
+                    Some(_) => {
+                        format!("check this user's rights on the {} mailboxes the delegation index had not scanned yet", coverage.mailboxes - coverage.scanned)
+                    }
+                };
+                for s in plan.steps.iter_mut().filter(|s| matches!(s.kind, StepKind::RemoveMailboxPermissions | StepKind::RemoveCalendarPermissions)) {
+                    s.skip = None;
+                    s.manual.push(unknown.clone());
+                }
+            }
+            plan.notes.push(said);
+        }
         plan.high_risk_reasons.extend(self.said_outside(&valid.request));
         if valid.request.emergency && plan.needs_two_approvers() {
             plan.notes.push(

@@ -225,6 +225,11 @@ pub struct Mailbox {
     pub full_access: Vec<String>,
 }
 
+/// The mailbox a calendar folder identity (`mary@contoso.com:\Kalender`) belongs to.
+pub fn calendar_owner(folder: &str) -> &str {
+    folder.split(":\\").next().unwrap_or(folder)
+}
+
 /// Above this size a shared mailbox still needs a licence: licences stay.
 pub const SHARED_MAILBOX_LICENCE_FREE_LIMIT: u64 = 50 * 1000 * 1000 * 1000;
 
@@ -285,8 +290,8 @@ impl std::fmt::Display for UserRef {
 #[non_exhaustive]
 pub enum DiscoveryError {
     /// Tell the requester: there is no such user in that tenant.
-    #[error("no user {0} in this tenant")]
-    UserNotFound(String),
+    #[error("no user {user} in {tenant}")]
+    UserNotFound { user: String, tenant: String },
     /// Tell the requester: pick a tenant that is configured.
     #[error("unknown tenant {0}: it is not configured")]
     UnknownTenant(String),
@@ -303,6 +308,13 @@ pub enum DiscoveryError {
 #[async_trait]
 pub trait Discovery: Send + Sync {
     async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError>;
+
+    /// Whether the snapshots already hold the user's rights on other mailboxes. When not
+    /// (Microsoft 365, where finding them means asking about every mailbox), they come
+    /// from the delegation index ([`crate::delegations`]).
+    fn finds_delegations(&self) -> bool {
+        false
+    }
 }
 
 /// Finds people as someone types their name or address (the wizard's user picker). Fast
@@ -310,4 +322,7 @@ pub trait Discovery: Send + Sync {
 #[async_trait]
 pub trait Directory: Send + Sync {
     async fn search(&self, tenant: &TenantId, text: &str, limit: usize) -> Result<Vec<Person>, DiscoveryError>;
+    /// The user, if the tenant has one by this address or id: one cheap read, for the
+    /// wizard's first page.
+    async fn find(&self, tenant: &TenantId, user: &UserRef) -> Result<Option<Person>, DiscoveryError>;
 }

@@ -27,7 +27,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     (
         "chat/approval_requested.txt",
-        "{{ run.requester }} asks to offboard {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.steps | length }} steps.",
+        "{{ run.requester }} asks to offboard {{ run.employee }} ({{ run.upn }}) in {{ run.tenant }}: {{ run.steps | length }} step{{ \"s\" if run.steps | length != 1 }}.",
     ),
     ("email/subject.txt", "[Offboard] {{ event.title }}{% if run %}: {{ run.employee }} ({{ run.tenant }}){% endif %}"),
     (
@@ -416,6 +416,19 @@ mod tests {
         std::fs::write(dir.path().join("email/subject.txt"), "{% for i in range(60) %}{{ \"x\" * 5000 }}{% endfor %}").unwrap();
         let e = Templates::load(Some(dir.path()), &[]).unwrap_err().to_string();
         assert!(e.contains("renders more than 256 KiB"), "{e}");
+    }
+
+    #[test]
+    fn one_step_is_one_step() {
+        let t = Templates::load(None, &[]).unwrap();
+        let (run, steps, approvals) = crate::testing::finished_run();
+        let event = EventInfo { name: "run.requested".into(), title: "Offboarding requested".into(), at: "2026-11-20 16:04:05 UTC".into(), seq: 1 };
+        let many = t.render("chat/approval_requested.txt", &Notice::new(event.clone(), &run, &steps, &approvals)).unwrap();
+        assert!(many.ends_with(&format!(": {} steps.", run.plan.steps.len())), "{many}");
+        let mut single = run.clone();
+        single.plan.steps.truncate(1);
+        let one = t.render("chat/approval_requested.txt", &Notice::new(event, &single, &steps[..1], &approvals)).unwrap();
+        assert!(one.ends_with(": 1 step."), "{one}");
     }
 
     #[test]

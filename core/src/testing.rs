@@ -31,6 +31,11 @@ impl InMemoryDirectory {
 
 #[async_trait]
 impl Discovery for InMemoryDirectory {
+    /// The snapshots are written whole, rights on other mailboxes included.
+    fn finds_delegations(&self) -> bool {
+        true
+    }
+
     async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError> {
         let all = self.users.lock().expect("directory lock");
         let list = all.get(tenant).ok_or_else(|| DiscoveryError::UnknownTenant(tenant.to_string()))?;
@@ -40,7 +45,7 @@ impl Discovery for InMemoryDirectory {
                 UserRef::Id(id) => &u.id == id,
             })
             .cloned()
-            .ok_or_else(|| DiscoveryError::UserNotFound(user.to_string()))
+            .ok_or_else(|| DiscoveryError::UserNotFound { user: user.to_string(), tenant: tenant.to_string() })
     }
 }
 
@@ -56,6 +61,18 @@ impl Directory for InMemoryDirectory {
             .take(limit)
             .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone(), enabled: u.account_enabled })
             .collect())
+    }
+
+    async fn find(&self, tenant: &TenantId, user: &UserRef) -> Result<Option<Person>, DiscoveryError> {
+        let all = self.users.lock().expect("directory lock");
+        let list = all.get(tenant).ok_or_else(|| DiscoveryError::UnknownTenant(tenant.to_string()))?;
+        Ok(list
+            .iter()
+            .find(|u| match user {
+                UserRef::Upn(upn) => &u.upn == upn,
+                UserRef::Id(id) => &u.id == id,
+            })
+            .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone(), enabled: u.account_enabled }))
     }
 }
 

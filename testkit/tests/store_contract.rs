@@ -492,3 +492,101 @@ async fn a_person_has_one_open_run_even_when_two_requests_race() {
     })
     .await;
 }
+
+/// A fake Exchange for the delegation index: `n` mailboxes, one of which grants the
+/// leaver FullAccess and shares its (German) calendar; counts what it is asked.
+struct Mailboxes {
+    n: usize,
+    scanned: std::sync::Mutex<Vec<String>>,
+    listings: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl offboard_core::delegations::MailboxIndexSource for Mailboxes {
+    async fn list_mailboxes(
+        &self,
+        _: &offboard_core::domain::TenantId,
+    ) -> Result<Vec<offboard_core::delegations::Listed>, offboard_core::snapshot::DiscoveryError> {
+        use offboard_core::delegations::{Listed, Trustee};
+        self.listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok((0..self.n)
+            .map(|i| Listed {
+                mailbox: format!("Box{i}@contoso.com"),
+                send_on_behalf: if i == 1 { vec![Trustee::Address("alice@contoso.com".into())] } else { vec![] },
+            })
+            .collect())
+    }
+
+    async fn scan_mailboxes(
+        &self,
+        _: &offboard_core::domain::TenantId,
+        mailboxes: &[String],
+    ) -> Result<Vec<offboard_core::delegations::Scanned>, offboard_core::snapshot::DiscoveryError> {
+        use offboard_core::delegations::{Right, Scanned, Trustee};
+        self.scanned.lock().unwrap().extend(mailboxes.iter().cloned());
+        Ok(mailboxes
+            .iter()
+            .map(|m| {
+                let grants = if m == "box7@contoso.com" {
+                    vec![(Trustee::Address("Alice@contoso.com".into()), Right::FullAccess), (Trustee::Name("Alice Example".into()), Right::Calendar)]
+                } else {
+                    vec![(Trustee::Address("bob@contoso.com".into()), Right::SendAs)]
+                };
+                Scanned { mailbox: m.clone(), calendar: Some(format!("{m}:\\Kalender")), grants }
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn the_delegation_index_covers_a_tenant_a_few_mailboxes_at_a_time() {
+    use offboard_core::delegations::{Grant, Indexer, Right, Trustee};
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let source = Arc::new(Mailboxes { n: 60, scanned: Default::default(), listings: Default::default() });
+        let mut indexer = Indexer::new(store.clone(), source.clone(), c.clone(), vec![tenant_id()]);
+        indexer.per_tick = 25;
+        let t = tenant_id();
+        assert_eq!(store.index_coverage(&t).await.unwrap().listed, None, "{backend}");
+
+        let first = indexer.tick().await;
+        assert_eq!((first.listed, first.scanned), (60, 25), "{backend}");
+        let cov = store.index_coverage(&t).await.unwrap();
+        assert_eq!((cov.mailboxes, cov.scanned, cov.complete()), (60, 25, false), "{backend}");
+        assert!(cov.describe(c.now()).contains("scanned 25 of 60 mailboxes"), "{backend}");
+        c.advance(Duration::minutes(1));
+        indexer.tick().await;
+        c.advance(Duration::minutes(1));
+        let third = indexer.tick().await;
+        assert_eq!((third.listed, third.scanned), (0, 10), "the listing waits for its hour: {backend}");
+        assert!(store.index_coverage(&t).await.unwrap().complete(), "{backend}");
+        assert_eq!(source.scanned.lock().unwrap().len(), 60, "each mailbox scanned once: {backend}");
+        assert_eq!(indexer.tick().await.scanned, 0, "nothing is due within a day: {backend}");
+
+        let keys = [Trustee::Address("ALICE@contoso.com".into()).key(), Trustee::Name("Alice Example".into()).key()];
+        let mut grants = store.index_grants_of(&t, &keys).await.unwrap();
+        grants.sort_by(|a, b| (a.mailbox.clone(), a.right.as_str()).cmp(&(b.mailbox.clone(), b.right.as_str())));
+        assert_eq!(
+            grants,
+            vec![
+                Grant { mailbox: "box1@contoso.com".into(), right: Right::SendOnBehalf, calendar: None },
+                Grant { mailbox: "box7@contoso.com".into(), right: Right::Calendar, calendar: Some("box7@contoso.com:\\Kalender".into()) },
+                Grant { mailbox: "box7@contoso.com".into(), right: Right::FullAccess, calendar: None },
+            ],
+            "{backend}"
+        );
+
+        // A day on, every mailbox is scanned again, oldest first; a mailbox gone from the
+        // listing is forgotten with its rights.
+        c.advance(Duration::hours(25));
+        let mut smaller =
+            Indexer::new(store.clone(), Arc::new(Mailboxes { n: 5, scanned: Default::default(), listings: Default::default() }), c.clone(), vec![t.clone()]);
+        smaller.per_tick = 100;
+        smaller.tick().await;
+        let cov = store.index_coverage(&t).await.unwrap();
+        assert_eq!((cov.mailboxes, cov.scanned), (5, 5), "{backend}");
+        let grants = store.index_grants_of(&t, &keys).await.unwrap();
+        assert_eq!(grants.len(), 1, "box7 is gone, box1's send-on-behalf stays: {grants:?} {backend}");
+    })
+    .await;
+}

@@ -98,6 +98,7 @@ pub static CMDLETS: &[Cmdlet] = &[
     c("Get-RecipientPermission", &["Identity", "Trustee"], &["Identity"], false),
     c("Add-RecipientPermission", &["Identity", "Trustee", "AccessRights", "Confirm"], &["Identity", "Trustee", "AccessRights"], true),
     c("Remove-RecipientPermission", &["Identity", "Trustee", "AccessRights", "Confirm"], &["Identity", "Trustee", "AccessRights"], true),
+    c("Get-MailboxFolderStatistics", &["Identity", "FolderScope"], &["Identity"], false),
     c("Get-MailboxFolderPermission", &["Identity", "User"], &["Identity"], false),
     c("Add-MailboxFolderPermission", &["Identity", "User", "AccessRights", "Confirm"], &["Identity", "User", "AccessRights"], true),
     c("Remove-MailboxFolderPermission", &["Identity", "User", "Confirm"], &["Identity", "User"], true),
@@ -275,13 +276,16 @@ fn role_from_rights(r: &str) -> &'static str {
 }
 
 /// Splits `owner@x:\Calendar` into the owner and the folder.
+/// `owner:\Folder`: the folder must be the mailbox's calendar by its own (localised)
+/// name, as Exchange resolves folder paths; `owner:\Calendar` does not find `Kalender`.
 fn folder_identity(t: &Tenant, identity: &str) -> Result<String, ExoError> {
     let (owner, folder) =
         identity.split_once(":\\").ok_or_else(|| ExoError::invalid(format!("The folder identity '{identity}' should look like 'mailbox:\\Calendar'.")))?;
-    if !folder.eq_ignore_ascii_case("Calendar") {
+    let id = mailbox_of(t, owner)?;
+    if !folder.eq_ignore_ascii_case(&t.mailboxes[&id].calendar_folder) {
         return Err(ExoError::not_found(identity));
     }
-    mailbox_of(t, owner)
+    Ok(id)
 }
 
 /// Runs one cmdlet against the world.
@@ -515,6 +519,21 @@ pub fn run(w: &mut World, ti: usize, now: Duration, conversion_delay: Duration, 
                 warnings.push(format!("The appropriate access control entry is already absent from the object '{key}' for account '{trustee_key}'."));
             }
         }
+        "Get-MailboxFolderStatistics" => {
+            let id = mailbox_of(t, &identity.unwrap_or_default())?;
+            let scope = text(p, "FolderScope").unwrap_or_else(|| "All".into());
+            let mb = &t.mailboxes[&id];
+            if scope.eq_ignore_ascii_case("Calendar") || scope.eq_ignore_ascii_case("All") {
+                let name = &mb.calendar_folder;
+                rows.push(json!({
+                    "Identity": format!("{}\\{name}", t.upn_of(&id)),
+                    "Name": name,
+                    "FolderPath": format!("/{name}"),
+                    "FolderType": "Calendar",
+                    "ItemsInFolder": mb.events.len(),
+                }));
+            }
+        }
         "Get-MailboxFolderPermission" => {
             let key = identity.unwrap_or_default();
             let id = folder_identity(t, &key)?;
@@ -522,7 +541,9 @@ pub fn run(w: &mut World, ti: usize, now: Duration, conversion_delay: Duration, 
             for perm in &t.mailboxes[&id].calendar_permissions {
                 if filter.as_ref().is_none_or(|f| perm.user.as_ref() == Some(f)) {
                     let user = if perm.user.is_some() { perm.name.clone() } else { "Default".into() };
-                    rows.push(json!({"Identity": key, "FolderName": "Calendar", "User": user, "AccessRights": [folder_rights(&perm.role)]}));
+                    rows.push(
+                        json!({"Identity": key, "FolderName": t.mailboxes[&id].calendar_folder, "User": user, "AccessRights": [folder_rights(&perm.role)]}),
+                    );
                 }
             }
         }

@@ -162,6 +162,10 @@ fn windows() -> String {
     "Windows".into()
 }
 
+fn calendar() -> String {
+    "Calendar".into()
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxSpec {
@@ -191,6 +195,9 @@ pub struct MailboxSpec {
     /// People this mailbox's owner shared the calendar with.
     #[serde(default)]
     pub calendar_shared_with: Vec<CalendarShareSpec>,
+    /// The calendar folder's name, in the mailbox's language (`Kalender`, `Calendrier`).
+    #[serde(default = "calendar")]
+    pub calendar_folder: String,
     /// ActiveSync devices.
     #[serde(default)]
     pub mobile_devices: Vec<String>,

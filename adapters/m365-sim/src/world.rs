@@ -221,6 +221,8 @@ pub struct Mailbox {
     pub send_as: BTreeSet<String>,
     pub send_on_behalf: BTreeSet<String>,
     pub calendar_permissions: Vec<CalendarPermission>,
+    /// The calendar folder's name, localised as the mailbox's language has it.
+    pub calendar_folder: String,
     pub mobile_devices: Vec<MobileDevice>,
     pub events: Vec<Event>,
 }
@@ -835,6 +837,7 @@ fn mailbox(t: &Tenant, owner: &str, m: &crate::scenario::MailboxSpec, seed: &dyn
         full_access: BTreeSet::new(),
         send_as: BTreeSet::new(),
         send_on_behalf: BTreeSet::new(),
+        calendar_folder: if m.calendar_folder.is_empty() { "Calendar".into() } else { m.calendar_folder.clone() },
         calendar_permissions: vec![CalendarPermission {
             id: "RGVmYXVsdA==".into(),
             user: None,

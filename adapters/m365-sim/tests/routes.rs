@@ -11,14 +11,12 @@ fn fixture() -> BTreeMap<String, Vec<String>> {
     v["routes"].as_object().unwrap().iter().map(|(k, m)| (k.clone(), m.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect())).collect()
 }
 
-/// `OFFBOARD_GRAPH_ROUTES`, else `shared/fixtures/graph/` beside an ancestor of the crate.
+/// `OFFBOARD_GRAPH_ROUTES`, else the copy in `testkit/fixtures/graph/`.
 fn fixture_path() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("OFFBOARD_GRAPH_ROUTES") {
-        return p.into();
+    match std::env::var("OFFBOARD_GRAPH_ROUTES") {
+        Ok(p) => p.into(),
+        Err(_) => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testkit/fixtures/graph/graph-v1.0-routes.json"),
     }
-    let rel = "shared/fixtures/graph/graph-v1.0-routes.json";
-    let start = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    start.ancestors().map(|a| a.join(rel)).find(|p| p.exists()).unwrap_or_else(|| std::path::Path::new("/work").join(rel))
 }
 
 #[test]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::SecondsFormat;
 use offboard_core::domain::{ObjectId, TenantId, Upn};
 use offboard_core::snapshot::{
-    AuthMethod, Delegation, Device, Discovery, DiscoveryError, GroupKind, GroupMembership, InboxRule, InheritedFrom, Licence, Mailbox, MailboxType, Meeting,
-    OneDrive, OwnedGroup, Person, RoleAssignment, RoleState, UserRef, UserSnapshot,
+    AuthMethod, Device, Discovery, DiscoveryError, GroupKind, GroupMembership, InboxRule, InheritedFrom, Licence, Mailbox, MailboxType, Meeting, OneDrive,
+    OwnedGroup, Person, RoleAssignment, RoleState, UserRef, UserSnapshot,
 };
 use serde_json::{Value, json};
 
@@ -20,14 +20,14 @@ use crate::exchange::{Command, Output};
 use crate::graph::{Item, enc};
 use crate::permissions::{DISCOVERY, Need};
 use crate::trace::Trace;
-use crate::transport::{Cx, Replay};
+use crate::transport::Cx;
 
 const USER_SELECT: &str =
     "id,userPrincipalName,displayName,jobTitle,accountEnabled,onPremisesSyncEnabled,onPremisesImmutableId,licenseAssignmentStates,lastPasswordChangeDateTime";
 const GROUP_SELECT: &str = "id,displayName,groupTypes,mailEnabled,securityEnabled,onPremisesSyncEnabled,membershipRule,assignedLicenses";
 const OWNED_SELECT: &str = "id,displayName,groupTypes,mailEnabled,securityEnabled,onPremisesSyncEnabled,resourceProvisioningOptions";
 
-fn refused(e: &ApiError) -> DiscoveryError {
+pub(crate) fn refused(e: &ApiError) -> DiscoveryError {
     let needs: Vec<String> = DISCOVERY.iter().filter(|n| matches!(n, Need::Graph(_) | Need::Exchange(_))).map(Need::label).collect();
     match e {
         ApiError::Forbidden(d) => DiscoveryError::Forbidden(format!("{}; discovery needs {}", d, needs.join(", "))),
@@ -110,7 +110,7 @@ impl M365 {
         let graph_side = async {
             let mut r = self.graph.batch(cx, first).await.map_err(|e| refused(&e))?;
             let u = match r.remove("user") {
-                Some(Err(e)) if e.is_not_found() => return Err(DiscoveryError::UserNotFound(user.to_string())),
+                Some(Err(e)) if e.is_not_found() => return Err(DiscoveryError::UserNotFound { user: user.to_string(), tenant: tenant.to_string() }),
                 other => required(other)?,
             };
             let id = u["id"].as_str().unwrap_or_default().to_string();
@@ -306,7 +306,8 @@ impl M365 {
         })
     }
 
-    /// Exchange's view: the mailbox itself, and the user's rights on every other mailbox.
+    /// Exchange's view of the mailbox itself. Rights on other mailboxes come from the
+    /// delegation index (`offboard_core::delegations`), whatever the tenant's size.
     async fn exchange_view(&self, cx: Cx<'_>, upn: &str) -> Result<Found, DiscoveryError> {
         let own = [
             Command::new("Get-Mailbox", json!({"Identity": upn}), Some(upn)),
@@ -315,9 +316,7 @@ impl M365 {
             Command::new("Get-MobileDevice", json!({"Mailbox": upn}), Some(upn)),
             Command::new("Get-MailboxPermission", json!({"Identity": upn}), Some(upn)),
         ];
-        let all = Command::new("Get-Mailbox", json!({"ResultSize": "Unlimited"}), None);
-        let (own, all) = futures_util::future::join(self.exchange.batch(cx, &own), self.exchange.run(cx, &all, Replay::Safe)).await;
-        let mut own = own.map_err(|e| refused(&e))?.into_iter();
+        let mut own = self.exchange.batch(cx, &own).await.map_err(|e| refused(&e))?.into_iter();
         let mut next = || own.next().unwrap_or_else(|| Err(ApiError::NotSent("missing".into())));
         let mbx = match next() {
             Ok(o) => o.rows.into_iter().next(),
@@ -347,59 +346,6 @@ impl M365 {
             })
             .filter_map(|p| p["User"].as_str().map(String::from))
             .collect();
-        let all = ok(all)?;
-        let me = upn.to_ascii_lowercase();
-        let others: Vec<String> = all
-            .rows
-            .iter()
-            .filter_map(|m| m["UserPrincipalName"].as_str().or(m["PrimarySmtpAddress"].as_str()).map(str::to_string))
-            .filter(|m| m.to_ascii_lowercase() != me)
-            .collect();
-        let mut scan = Vec::new();
-        for m in &others {
-            scan.push(Command::new("Get-MailboxPermission", json!({"Identity": m, "User": upn}), Some(m)));
-            scan.push(Command::new("Get-RecipientPermission", json!({"Identity": m, "Trustee": upn}), Some(m)));
-            scan.push(Command::new("Get-MailboxFolderPermission", json!({"Identity": format!("{m}:\\Calendar"), "User": upn}), Some(m)));
-        }
-        let scanned = self.exchange.batch(cx, &scan).await.map_err(|e| refused(&e))?;
-        let mut delegations = Vec::new();
-        let mut calendars = Vec::new();
-        for (i, r) in scanned.into_iter().enumerate() {
-            let mailbox = &others[i / 3];
-            let rows = match r {
-                Ok(o) => o.rows,
-                // "There is no existing permission entry found for user": nothing to report.
-                Err(e) if e.is_not_found() || e.says("UserNotFoundInPermissionEntryException") => vec![],
-                Err(e) => return Err(refused(&e)),
-            };
-            match i % 3 {
-                0 => {
-                    if rows.iter().any(|p| {
-                        strings(&p["AccessRights"]).iter().any(|a| a.contains("FullAccess"))
-                            && p["IsInherited"].as_bool() != Some(true)
-                            && p["Deny"].as_bool() != Some(true)
-                    }) {
-                        delegations.push(Delegation { mailbox: mailbox.clone(), rights: "FullAccess".into() });
-                    }
-                }
-                1 => {
-                    if rows.iter().any(|p| strings(&p["AccessRights"]).iter().any(|a| a.contains("SendAs"))) {
-                        delegations.push(Delegation { mailbox: mailbox.clone(), rights: "SendAs".into() });
-                    }
-                }
-                _ => {
-                    if !rows.is_empty() {
-                        calendars.push(mailbox.clone());
-                    }
-                }
-            }
-        }
-        for m in &all.rows {
-            let owner = m["UserPrincipalName"].as_str().unwrap_or_default();
-            if !owner.eq_ignore_ascii_case(upn) && strings(&m["GrantSendOnBehalfTo"]).iter().any(|g| g.eq_ignore_ascii_case(upn)) {
-                delegations.push(Delegation { mailbox: owner.to_string(), rights: "SendOnBehalf".into() });
-            }
-        }
         let forwarding =
             [&mbx["ForwardingSmtpAddress"], &mbx["ForwardingAddress"]].iter().find(|v| v.as_str().is_some_and(|s| !s.is_empty())).map(|v| upn_of(v));
         Ok(Found::Mailbox(Box::new(Mailbox {
@@ -420,8 +366,8 @@ impl M365 {
                     forwards: ["ForwardTo", "RedirectTo", "ForwardAsAttachmentTo"].iter().any(|k| r[*k].as_array().is_some_and(|a| !a.is_empty())),
                 })
                 .collect(),
-            delegations,
-            calendar_permissions: calendars,
+            delegations: vec![],
+            calendar_permissions: vec![],
             mobile_devices: mobiles.rows.iter().filter_map(|d| d["Identity"].as_str().map(String::from)).collect(),
             organised_meetings: vec![],
             hidden_from_gal: mbx["HiddenFromAddressListsEnabled"].as_bool().unwrap_or(false),
@@ -473,6 +419,24 @@ impl offboard_core::snapshot::Directory for M365 {
                 })
             })
             .collect())
+    }
+
+    async fn find(&self, tenant: &TenantId, user: &UserRef) -> Result<Option<Person>, DiscoveryError> {
+        let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
+        let trace = Trace::new();
+        let cx = Cx { tenant: t, trace: &trace };
+        let path = format!("/users/{}?$select=id,displayName,userPrincipalName,accountEnabled", enc(&user.to_string()));
+        let mut out = self.graph().batch(cx, vec![Item::get("user", path)]).await.map_err(|e| refused(&e))?;
+        let u = match out.remove("user") {
+            Some(Err(e)) if e.is_not_found() => return Ok(None),
+            other => required(other)?,
+        };
+        Ok(Some(Person {
+            id: ObjectId::parse(u["id"].as_str().unwrap_or_default()).map_err(|e| DiscoveryError::Unavailable(e.to_string()))?,
+            upn: Upn::parse(u["userPrincipalName"].as_str().unwrap_or_default()).map_err(|e| DiscoveryError::Unavailable(e.to_string()))?,
+            display_name: u["displayName"].as_str().unwrap_or_default().to_string(),
+            enabled: u["accountEnabled"].as_bool().unwrap_or(true),
+        }))
     }
 }
 

@@ -9,6 +9,7 @@ mod discovery;
 pub mod error;
 pub mod exchange;
 pub mod graph;
+mod index;
 pub mod pacing;
 pub mod permissions;
 pub mod secret;
@@ -110,6 +111,18 @@ impl M365 {
 
     pub fn exchange(&self) -> &Exchange {
         &self.exchange
+    }
+
+    /// One read from Graph and one from Exchange Online, for `doctor`: a token from Entra
+    /// says nothing about whether the services answer.
+    pub async fn reach(&self, tenant: &TenantId) -> Vec<(&'static str, Result<(), crate::error::ApiError>)> {
+        let Ok(t) = self.tenants.get(tenant) else { return vec![] };
+        let trace = crate::trace::Trace::new();
+        let cx = crate::transport::Cx { tenant: t, trace: &trace };
+        let graph = self.graph.get(cx, "/organization?$select=id").await.map(|_| ());
+        let read = crate::exchange::Command::new("Get-Mailbox", serde_json::json!({ "ResultSize": 1 }), None);
+        let exchange = self.exchange.run(cx, &read, crate::transport::Replay::Safe).await.map(|_| ());
+        vec![("Microsoft Graph", graph), ("Exchange Online", exchange)]
     }
 
     /// What the app can do in a tenant, from fresh tokens, against what `steps` need.

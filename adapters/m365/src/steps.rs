@@ -580,8 +580,11 @@ impl Step<'_> {
     }
 
     async fn remove_calendar_permissions(&self) -> StepResult {
-        let owners = strs(&self.p()["calendars"]);
-        let folder = |o: &str| format!("{o}:\\Calendar");
+        // Each entry is the calendar folder by its real, possibly localised, name
+        // (`mary@contoso.com:\Kalender`); a bare mailbox means its `Calendar`.
+        let folders: Vec<String> = strs(&self.p()["calendars"]).into_iter().map(|c| if c.contains(":\\") { c } else { format!("{c}:\\Calendar") }).collect();
+        let owners: Vec<String> = folders.iter().map(|f| f.split(":\\").next().unwrap_or_default().to_string()).collect();
+        let folder = |o: &str| folders[owners.iter().position(|x| x == o).unwrap_or_default()].clone();
         let cmds: Vec<Command> = owners
             .iter()
             .map(|o| Command::new("Remove-MailboxFolderPermission", json!({"Identity": folder(o), "User": self.user, "Confirm": false}), Some(o)))

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use offboard_core::domain::{ObjectId, TenantId, Upn};
 use offboard_core::snapshot::{Discovery, DiscoveryError, GroupKind, MailboxType, RoleState, UserRef};
+use offboard_m365_sim::{Sim, SimConfig};
 
 #[tokio::test]
 async fn the_richest_user_is_seen_as_microsoft_sees_her() {
@@ -36,21 +37,61 @@ async fn the_richest_user_is_seen_as_microsoft_sees_her() {
     assert_eq!(m.forwarding.as_deref(), Some("alice.personal@gmail.example"));
     assert_eq!(m.inbox_rules.len(), 2, "the junk rule is a system rule: {:?}", m.inbox_rules);
     assert!(m.inbox_rules.iter().any(|r| r.forwards && r.name == "Copy invoices home"));
-    let mut d: Vec<String> = m.delegations.iter().map(|d| format!("{} {}", d.rights, d.mailbox)).collect();
-    d.sort();
-    assert_eq!(d, ["SendAs info@contoso.com", "SendOnBehalf mary.manager@contoso.com"]);
-    assert_eq!(m.calendar_permissions, ["mary.manager@contoso.com"]);
+    assert!(m.delegations.is_empty() && m.calendar_permissions.is_empty(), "rights on other mailboxes come from the index");
     assert_eq!(m.mobile_devices.len(), 1);
     let mut meetings: Vec<&str> = m.organised_meetings.iter().map(|m| m.subject.as_str()).collect();
     meetings.sort();
     assert_eq!(meetings, ["Customer QBR: Northwind", "Weekly pipeline review"], "focus time has no attendees");
     assert!(s.onedrive.is_some());
     assert!(s.last_password_change.is_some());
-    // Two Graph batches (by UPN, then the role lists by id); in parallel one Exchange batch
-    // for the mailbox, one listing of all mailboxes, and the permission scan, ten per batch.
-    let mailboxes = w.sim.tenant(CONTOSO, |t| t.mailboxes.values().filter(|m| !m.disconnected).count()).unwrap() as u64;
-    assert_eq!(trace.requests(), 4 + (3 * (mailboxes - 1)).div_ceil(10), "requests for {mailboxes} mailboxes");
+    // Two Graph batches (by UPN, then the role lists by id) and, in parallel, one Exchange
+    // batch for the mailbox: the same in a tenant of any size.
+    assert_eq!(trace.requests(), 3);
     assert!(!trace.request_ids().is_empty());
+
+    // With the index: her rights on other mailboxes, the calendar by its German name.
+    let indexed = w.discover(ALICE).await;
+    let m = indexed.mailbox.as_ref().unwrap();
+    let mut d: Vec<String> = m.delegations.iter().map(|d| format!("{} {}", d.rights, d.mailbox)).collect();
+    d.sort();
+    assert_eq!(d, ["SendAs info@contoso.com", "SendOnBehalf mary.manager@contoso.com"]);
+    assert_eq!(m.calendar_permissions, ["mary.manager@contoso.com:\\Kalender"]);
+}
+
+/// A plan costs the same number of requests whatever the tenant's size: the leaver in a
+/// tenant of 5,000 mailboxes is discovered in as many as in one of fifty.
+#[tokio::test]
+async fn discovery_costs_the_same_in_a_tenant_of_five_thousand_mailboxes() {
+    let cost = |users: u32| async move {
+        let mut scenario = offboard_m365_sim::Scenario::generate(1, users);
+        scenario.tenants[0].apps = offboard_m365_sim::Scenario::contoso().tenants[0].apps.clone();
+        let sim = Sim::start(&scenario, SimConfig::default()).await.unwrap();
+        let (tenant, upn) = ("bench000.example", "user00001@bench000.example");
+        let id = sim.tenant(tenant, |t| t.id.clone()).unwrap();
+        let app = APP.to_string();
+        let secret = sim.add_secret(tenant, &app).unwrap();
+        let u = sim.urls();
+        let config = offboard_m365::TenantConfig {
+            key: TenantId::parse(tenant).unwrap(),
+            directory_id: id,
+            client_id: app,
+            credential: offboard_m365::Credential::Secret(offboard_m365::Secret::new(secret)),
+            domains: vec![tenant.into()],
+        };
+        let m365 = offboard_m365::M365::new(
+            offboard_m365::Endpoints::at(&u.login, &u.graph, &u.exchange),
+            offboard_m365::Tenants::new([config]),
+            std::sync::Arc::new(SimTime(sim.clock().clone())),
+            fast_settings(),
+        );
+        let trace = offboard_m365::trace::Trace::new();
+        let s = m365.discover_traced(&TenantId::parse(tenant).unwrap(), &UserRef::Upn(Upn::parse(upn).unwrap()), &trace).await.unwrap();
+        assert!(s.mailbox.is_some());
+        (trace.requests(), sim.stats().exchange_requests)
+    };
+    let small = cost(50).await;
+    let large = cost(5_000).await;
+    assert_eq!(small, large, "requests (all, Exchange) for 50 and for 5,000 mailboxes");
 }
 
 #[tokio::test]
@@ -86,7 +127,7 @@ async fn by_object_id_too() {
 async fn wrong_user_tenant_or_permission_get_clear_errors() {
     let w = World::new().await;
     let ghost = w.m365.discover(&World::tenant(), &UserRef::Upn(Upn::parse("ghost@contoso.com").unwrap())).await;
-    assert_eq!(ghost.unwrap_err(), DiscoveryError::UserNotFound("ghost@contoso.com".into()));
+    assert_eq!(ghost.unwrap_err(), DiscoveryError::UserNotFound { user: "ghost@contoso.com".into(), tenant: "contoso.com".into() });
     let other = w.m365.discover(&TenantId::parse("fabrikam.example").unwrap(), &UserRef::Upn(Upn::parse("sam.sato@fabrikam.example").unwrap())).await;
     assert!(matches!(other, Err(DiscoveryError::UnknownTenant(_))), "{other:?}");
     w.sim.set_permission(CONTOSO, APP, offboard_m365_sim::token::Resource::Graph, "UserAuthenticationMethod.ReadWrite.All", false).unwrap();

@@ -29,6 +29,8 @@ async fn offboard(w: &World, upn: &str) -> (Vec<offboard_core::store::StepRecord
         domains: vec![CONTOSO.into()],
         policy: TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() },
     };
+    let failed = offboard_core::delegations::Indexer::new(store.clone(), w.m365.clone(), clock.clone(), vec![World::tenant()]).build_all().await;
+    assert!(failed.is_empty(), "{failed:?}");
     let svc = Offboarding::new(store.clone(), w.m365.clone(), clock.clone(), access(), vec![tenant], Presets::default());
     let mut o = Presets::builtin(&PresetName::parse("standard-leaver").unwrap()).unwrap();
     o.cancel_meetings = true;

@@ -31,6 +31,18 @@ pub const METHOD_SCOPES: &[(&str, Option<&str>)] = &[
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
+/// How long any Web API call may take. Slack answers in well under a second; a call that
+/// hangs must not hold a relay, a wizard or a refresher for ever.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `call`, or a retryable error once [`CALL_TIMEOUT`] has passed.
+async fn within<T>(method: &str, call: impl std::future::Future<Output = Result<T, SlackClientError>>) -> Result<T, ChatError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(classify),
+        Err(_) => Err(ChatError::Retryable(format!("Slack did not answer {method} within {} s", CALL_TIMEOUT.as_secs()))),
+    }
+}
+
 pub struct SlackApi {
     client: SlackClient<Connector>,
     token: SlackApiToken,
@@ -71,13 +83,13 @@ impl SlackApi {
 
     pub async fn open_view(&self, trigger_id: &str, view: Json) -> Result<String, ChatError> {
         let req: SlackApiViewsOpenRequest = model(json!({ "trigger_id": trigger_id, "view": view }))?;
-        let resp = self.client.open_session(&self.token).views_open(&req).await.map_err(classify)?;
+        let resp = within("views.open", self.client.open_session(&self.token).views_open(&req)).await?;
         Ok(resp.view.state_params.id.0)
     }
 
     pub async fn update_view(&self, view_id: &str, view: Json) -> Result<(), ChatError> {
         let req: SlackApiViewsUpdateRequest = model(json!({ "view_id": view_id, "view": view }))?;
-        self.client.open_session(&self.token).views_update(&req).await.map_err(classify)?;
+        within("views.update", self.client.open_session(&self.token).views_update(&req)).await?;
         Ok(())
     }
 
@@ -91,32 +103,32 @@ impl SlackApi {
             body["thread_ts"] = json!(ts);
         }
         let req: SlackApiChatPostMessageRequest = model(body)?;
-        let resp = self.client.open_session(&self.token).chat_post_message(&req).await.map_err(classify)?;
+        let resp = within("chat.postMessage", self.client.open_session(&self.token).chat_post_message(&req)).await?;
         Ok(resp.ts.0)
     }
 
     pub async fn update(&self, channel: &str, ts: &str, text: &str, blocks: Vec<Json>) -> Result<(), ChatError> {
         let req: SlackApiChatUpdateRequest = model(json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks }))?;
-        self.client.open_session(&self.token).chat_update(&req).await.map_err(classify)?;
+        within("chat.update", self.client.open_session(&self.token).chat_update(&req)).await?;
         Ok(())
     }
 
     pub async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
         let req: SlackApiChatPostEphemeralRequest = model(json!({ "channel": channel, "user": user, "text": text }))?;
-        self.client.open_session(&self.token).chat_post_ephemeral(&req).await.map_err(classify)?;
+        within("chat.postEphemeral", self.client.open_session(&self.token).chat_post_ephemeral(&req)).await?;
         Ok(())
     }
 
     /// Checks the token (for `offboard doctor`): the workspace's name.
     pub async fn auth_test(&self) -> Result<String, ChatError> {
-        let r = self.client.open_session(&self.token).auth_test().await.map_err(classify)?;
+        let r = within("auth.test", self.client.open_session(&self.token).auth_test()).await?;
         Ok(r.team)
     }
 
     /// Every user group with its members: `(group id, user ids)`.
     pub async fn user_groups(&self) -> Result<Vec<(String, Vec<String>)>, ChatError> {
         let req: SlackApiUserGroupsListRequest = model(json!({ "include_users": true }))?;
-        let resp = self.client.open_session(&self.token).usergroups_list(&req).await.map_err(classify)?;
+        let resp = within("usergroups.list", self.client.open_session(&self.token).usergroups_list(&req)).await?;
         Ok(resp.usergroups.into_iter().map(|g| (g.id.0, g.users.unwrap_or_default().into_iter().map(|u| u.0).collect())).collect())
     }
 
@@ -125,16 +137,16 @@ impl SlackApi {
     pub async fn upload(&self, channel: &str, thread_ts: &str, file: &FileOut, comment: &str) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
         let url: SlackApiFilesGetUploadUrlExternalRequest = model(json!({ "filename": file.name, "length": file.bytes.len() }))?;
-        let got = session.get_upload_url_external(&url).await.map_err(classify)?;
+        let got = within("files.getUploadURLExternal", session.get_upload_url_external(&url)).await?;
         let send = SlackApiFilesUploadViaUrlRequest::new(got.upload_url.clone(), file.bytes.clone(), file.mime.to_string());
-        session.files_upload_via_url(&send).await.map_err(classify)?;
+        within("the file upload", session.files_upload_via_url(&send)).await?;
         let done: SlackApiFilesCompleteUploadExternalRequest = model(json!({
             "files": [{ "id": got.file_id.0, "title": file.name }],
             "channel_id": channel,
             "thread_ts": thread_ts,
             "initial_comment": comment,
         }))?;
-        session.files_complete_upload_external(&done).await.map_err(classify)?;
+        within("files.completeUploadExternal", session.files_complete_upload_external(&done)).await?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
-use offboard_core::chat::{Badge, FieldKind, Form, PlanPreview, RunView, Value, Values};
+use offboard_core::chat::{Badge, FieldError, FieldKind, Form, PlanPreview, RunView, Value, Values, Who};
 use offboard_core::run::RunState;
 use offboard_core::snapshot::Person;
 use offboard_core::store::RunRecord;
@@ -46,7 +46,16 @@ pub fn page_of(private_metadata: &str) -> Option<usize> {
 /// One wizard page as a modal view. `prefill` gives initial values (the user from the
 /// slash command).
 pub fn modal(form: &Form, prefill: &Values) -> Json {
-    let blocks: Vec<Json> = form
+    modal_with_errors(form, prefill, &[])
+}
+
+/// A wizard page shown again with what must be corrected: each message under its field
+/// (a field of `""`: above the page). Used when the page comes back after the answer to a
+/// submission was sent, where Slack's own field errors cannot be used.
+pub fn modal_with_errors(form: &Form, prefill: &Values, errors: &[FieldError]) -> Json {
+    let warning = |m: &str| json!({ "type": "context", "elements": [inert(&cut(&format!(":warning: {}", value(m)), 2000))] });
+    let mut blocks: Vec<Json> = errors.iter().filter(|e| e.field.is_empty()).map(|e| warning(&e.message)).collect();
+    let inputs: Vec<(&str, Json)> = form
         .fields
         .iter()
         .map(|f| {
@@ -108,9 +117,13 @@ pub fn modal(form: &Form, prefill: &Values) -> Json {
             if let Some(h) = f.hint {
                 b["hint"] = plain(h, 2000);
             }
-            b
+            (f.id, b)
         })
         .collect();
+    for (id, input) in inputs {
+        blocks.push(input);
+        blocks.extend(errors.iter().filter(|e| e.field == id).map(|e| warning(&e.message)));
+    }
     json!({
         "type": "modal",
         "callback_id": WIZARD,
@@ -214,13 +227,45 @@ fn value(s: &str) -> String {
     offboard_core::templates::one_line(s)
 }
 
-/// Label and value pairs as section fields: the labels ours (mrkdwn), the values plain text.
-fn facts(pairs: &[(&str, String)]) -> Vec<Json> {
+/// A value of a labelled field: text from a person or the directory (plain text), or a
+/// Slack user, mentioned.
+enum Fact {
+    Text(String),
+    People(Vec<(Who, Option<DateTime<Utc>>)>),
+}
+
+/// A Slack user id as Slack issues them; anything else is shown by name, never as markup.
+fn slack_id(p: &Who) -> Option<&str> {
+    p.id_on("slack").filter(|id| !id.is_empty() && id.len() <= 20 && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+}
+
+/// People as Slack shows them: a mention for a Slack user, else the name as inert text.
+fn people(list: &[(Who, Option<DateTime<Utc>>)]) -> Json {
+    let at = |t: &Option<DateTime<Utc>>| t.map(|t| format!(" at {}", time(t))).unwrap_or_default();
+    if list.iter().all(|(p, _)| slack_id(p).is_some()) {
+        let text = list.iter().map(|(p, t)| format!("<@{}>{}", slack_id(p).unwrap_or_default(), at(t))).collect::<Vec<_>>().join(", ");
+        json!({ "type": "mrkdwn", "text": text, "verbatim": true })
+    } else {
+        inert(&cut(&list.iter().map(|(p, t)| format!("{}{}", value(&p.name), at(t))).collect::<Vec<_>>().join(", "), 1900))
+    }
+}
+
+/// Label and value pairs as section fields: the labels ours (mrkdwn), the values plain text
+/// or mentions.
+fn facts(pairs: &[(&str, Fact)]) -> Vec<Json> {
     pairs
         .chunks(5)
         .map(|chunk| {
-            let fields: Vec<Json> =
-                chunk.iter().flat_map(|(k, v)| [json!({ "type": "mrkdwn", "text": format!("*{k}*"), "verbatim": true }), inert(&cut(v, 1900))]).collect();
+            let fields: Vec<Json> = chunk
+                .iter()
+                .flat_map(|(k, v)| {
+                    let value = match v {
+                        Fact::Text(t) => inert(&cut(t, 1900)),
+                        Fact::People(list) => people(list),
+                    };
+                    [json!({ "type": "mrkdwn", "text": format!("*{k}*"), "verbatim": true }), value]
+                })
+                .collect();
             json!({ "type": "section", "fields": fields })
         })
         .collect()
@@ -230,33 +275,37 @@ fn facts(pairs: &[(&str, String)]) -> Vec<Json> {
 /// decision is open; afterwards, who decided and when. Everything a person typed or the
 /// directory holds is plain text, on its own lines, labelled as whose it is.
 pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
-    let fallback = esc(&value(&format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester)));
-    let mut who: Vec<(&str, String)> = vec![("Employee", value(&format!("{} ({})", p.target_name, p.target_upn)))];
+    let fallback = esc(&value(&format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester.name)));
+    let text = |s: String| Fact::Text(s);
+    let mut who: Vec<(&str, Fact)> = vec![("Employee", text(value(&format!("{} ({})", p.target_name, p.target_upn))))];
     if let Some(t) = &p.target_title {
-        who.push(("Job title", value(t)));
+        who.push(("Job title", text(value(t))));
     }
-    who.push(("Manager", p.manager.as_deref().map(value).unwrap_or_else(|| "none recorded".into())));
-    who.push(("Tenant", p.tenant.to_string()));
-    who.push(("Requested by", value(&p.requester)));
-    who.push(("Reason (requester's words)", p.reason.as_deref().map(value).unwrap_or_else(|| "none given".into())));
+    who.push(("Manager", text(p.manager.as_deref().map(value).unwrap_or_else(|| "none recorded".into()))));
+    who.push(("Tenant", text(p.tenant.to_string())));
+    who.push(("Requested by", Fact::People(vec![(p.requester.clone(), None)])));
+    who.push(("Reason (requester's words)", text(p.reason.as_deref().map(value).unwrap_or_else(|| "none given".into()))));
     if let Some(t) = &p.ticket {
-        who.push(("Ticket (requester's words)", value(t)));
+        who.push(("Ticket (requester's words)", text(value(t))));
     }
     who.push((
         "Preset",
-        match &p.preset {
+        text(match &p.preset {
             Some(name) if p.deviations.is_empty() => format!("{name}, unchanged"),
             Some(name) => format!("{name}, changed: {}", value(&p.deviations.join("; "))),
             None => "none: every option chosen by hand".into(),
-        },
+        }),
     ));
     if let Some(at) = p.start_at {
-        who.push(("Scheduled for", time(at)));
+        who.push(("Scheduled for", text(time(at))));
     }
     if !p.high_risk.is_empty() {
-        who.push(("Two approvers", value(&p.high_risk.join("; "))));
+        who.push(("Two approvers", text(value(&p.high_risk.join("; ")))));
     }
-    who.push(("Run", p.run_id.to_string()));
+    if !p.approvals.is_empty() {
+        who.push(("Approved by", Fact::People(p.approvals.iter().map(|(who, at)| (who.clone(), Some(*at))).collect())));
+    }
+    who.push(("Run", text(p.run_id.to_string())));
     let mut blocks = vec![json!({ "type": "header", "text": plain(&value(&format!("Offboard {}", p.target_name)), 150) })];
     blocks.extend(facts(&who));
     if !p.notes.is_empty() {
@@ -282,13 +331,9 @@ pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
         })
         .collect();
     blocks.extend(sections(&lines));
-    let have = if p.approvals.is_empty() {
-        String::new()
-    } else {
-        format!(" · approved by {}", p.approvals.iter().map(|(n, at)| format!("{} at {}", value(n), time(*at))).collect::<Vec<_>>().join(", "))
-    };
     let open = p.state == RunState::AwaitingApproval;
     let expiry = if open { format!(" · expires {}", time(p.expires_at)) } else { String::new() };
+    let have = if open && !p.approvals.is_empty() { format!(" · {} of {} given", p.approvals.len(), p.approvals_needed) } else { String::new() };
     blocks.push(json!({
         "type": "context",
         "elements": [inert(&format!("Needs {} approval{}{have} · plan {}{expiry}", p.approvals_needed, if p.approvals_needed == 1 { "" } else { "s" }, p.plan_hash.short()))],
@@ -303,15 +348,25 @@ pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
             ],
         })),
         state => {
-            let note = match (state, &p.decided_note) {
-                (RunState::Rejected, Some(reason)) => format!(":no_entry: Rejected: {}", value(reason)),
-                (RunState::Rejected, None) => ":no_entry: Rejected".into(),
-                (RunState::Expired, _) => ":hourglass: Expired without a decision".into(),
-                (RunState::Cancelled, _) => ":heavy_multiplication_x: Cancelled".into(),
-                (RunState::Scheduled, _) => ":calendar: Approved, scheduled".into(),
-                _ => format!(":white_check_mark: Approved · now {}", state.label()),
+            let by = p.decided_by.as_ref().map(|who| (who.clone(), None));
+            let note = match state {
+                RunState::Rejected => ":no_entry: Rejected",
+                RunState::Expired => ":hourglass: Expired without a decision",
+                RunState::Cancelled => ":heavy_multiplication_x: Cancelled",
+                RunState::Scheduled => ":calendar: Approved, scheduled",
+                _ => ":white_check_mark: Approved",
             };
-            blocks.push(json!({ "type": "section", "text": inert(&note) }));
+            let mut decided: Vec<(&str, Fact)> = vec![("Decision", Fact::Text(note.to_string()))];
+            if let Some(by) = by {
+                decided.push(("By", Fact::People(vec![by])));
+            }
+            if let (RunState::Rejected, Some(reason)) = (state, &p.decided_note) {
+                decided.push(("Reason (rejecter's words)", Fact::Text(value(reason))));
+            }
+            if !matches!(state, RunState::Rejected | RunState::Expired | RunState::Cancelled | RunState::Scheduled) {
+                decided.push(("Now", Fact::Text(state.label().to_string())));
+            }
+            blocks.extend(facts(&decided));
         }
     }
     (fallback, blocks)
@@ -329,6 +384,19 @@ pub fn badge(b: Badge) -> &'static str {
     }
 }
 
+/// A step's duration where it tells something: from a second up, rounded as people say it.
+fn duration(ms: i64) -> Option<String> {
+    if ms < 1000 {
+        return None;
+    }
+    let s = (ms + 500) / 1000;
+    match s {
+        0..=59 => Some(format!("{s} s")),
+        60..=3599 => Some(format!("{} min {} s", s / 60, s % 60)),
+        _ => Some(format!("{} h {} min", s / 3600, (s % 3600) / 60)),
+    }
+}
+
 /// The pipeline message in the run's thread.
 pub fn status(v: &RunView) -> (String, Vec<Json>) {
     let fallback = esc(&value(&format!("Offboarding {}: {}", v.target_upn, v.state.label())));
@@ -338,8 +406,8 @@ pub fn status(v: &RunView) -> (String, Vec<Json>) {
         .iter()
         .map(|l| {
             let mut s = format!("{} {}", badge(l.badge), l.title);
-            if let Some(ms) = l.duration_ms {
-                s.push_str(&format!(" ({:.1} s)", ms as f64 / 1000.0));
+            if let Some(d) = l.duration_ms.and_then(duration) {
+                s.push_str(&format!(" ({d})"));
             }
             if let Some(d) = &l.detail
                 && matches!(l.badge, Badge::Skipped | Badge::Failed | Badge::Attention)
@@ -418,6 +486,15 @@ mod tests {
         insta::assert_json_snapshot!("preview_open", open);
         let (_, s) = status(&RunView::from_run(&run, &steps));
         insta::assert_json_snapshot!("status", s);
+    }
+
+    #[test]
+    fn durations_are_shown_from_a_second_up() {
+        assert_eq!(duration(0), None);
+        assert_eq!(duration(999), None);
+        assert_eq!(duration(1_400).as_deref(), Some("1 s"));
+        assert_eq!(duration(65_000).as_deref(), Some("1 min 5 s"));
+        assert_eq!(duration(7_260_000).as_deref(), Some("2 h 1 min"));
     }
 
     #[test]

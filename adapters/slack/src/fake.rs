@@ -56,6 +56,9 @@ struct Inner {
     ephemeral: Vec<(String, String, String)>,
     files: HashMap<String, File>,
     rate_limits: HashMap<String, u32>,
+    /// Methods that answer with this error code, as a workspace or app that may not call
+    /// them does (`plan_upgrade_required`, `missing_scope`).
+    refusals: HashMap<String, String>,
     usergroups: Vec<(String, Vec<String>)>,
     next: u64,
 }
@@ -108,6 +111,11 @@ impl FakeSlack {
     /// The next `n` calls of `method` get HTTP 429 with `Retry-After: 1`.
     pub fn rate_limit(&self, method: &str, n: u32) {
         self.inner.lock().expect("fake lock").rate_limits.insert(method.to_string(), n);
+    }
+
+    /// Every call of `method` answers `{"ok": false, "error": code}` from now on.
+    pub fn refuse(&self, method: &str, code: &str) {
+        self.inner.lock().expect("fake lock").refusals.insert(method.to_string(), code.to_string());
     }
 
     /// A user group and its members, as `usergroups.list` reports them.
@@ -177,6 +185,19 @@ fn args_of(headers: &HeaderMap, body: &[u8]) -> Json {
     Json::Object(form.into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Json::String(v)))).collect())
 }
 
+impl Inner {
+    /// HTTP 429 with `Retry-After: 1` while a rate limit lasts, then a configured refusal.
+    fn limited_or_refused(&mut self, method: &str) -> Option<Response> {
+        if let Some(n) = self.rate_limits.get_mut(method)
+            && *n > 0
+        {
+            *n -= 1;
+            return Some((StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "").into_response());
+        }
+        self.refusals.get(method).map(|code| error(code))
+    }
+}
+
 fn required(args: &Json, names: &[&str]) -> Option<Response> {
     names.iter().any(|n| args.get(*n).is_none_or(|v| v.is_null() || v.as_str() == Some(""))).then(|| error("invalid_arguments"))
 }
@@ -185,11 +206,8 @@ async fn method(State(fake): State<FakeSlack>, Path(method): Path<String>, heade
     let args = args_of(&headers, &body);
     let mut i = fake.inner.lock().expect("fake lock");
     i.calls.push(Call { method: method.clone(), args: args.clone() });
-    if let Some(n) = i.rate_limits.get_mut(&method)
-        && *n > 0
-    {
-        *n -= 1;
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "").into_response();
+    if let Some(r) = i.limited_or_refused(&method) {
+        return r;
     }
     if !fake.authorised(&headers) {
         return error("invalid_auth");
@@ -331,6 +349,9 @@ async fn upload_url(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(
 async fn usergroups(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let mut i = fake.inner.lock().expect("fake lock");
     i.calls.push(Call { method: "usergroups.list".into(), args: json!(query) });
+    if let Some(r) = i.limited_or_refused("usergroups.list") {
+        return r;
+    }
     if !fake.authorised(&headers) {
         return error("invalid_auth");
     }
@@ -508,6 +529,11 @@ impl Driver {
 
 /// Block Kit as a terminal shows it: headers, mrkdwn with emoji, buttons in brackets.
 pub fn to_terminal(blocks: &Json) -> String {
+    to_terminal_with(blocks, &[])
+}
+
+/// [`to_terminal`], showing mentions of the users in `names` (id, name) by name.
+pub fn to_terminal_with(blocks: &Json, names: &[(&str, &str)]) -> String {
     let emoji = [
         (":white_check_mark:", "✅"),
         (":x:", "❌"),
@@ -526,6 +552,9 @@ pub fn to_terminal(blocks: &Json) -> String {
         let mut s = v["text"].as_str().unwrap_or("").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
         for (code, symbol) in emoji {
             s = s.replace(code, symbol);
+        }
+        for (id, name) in names {
+            s = s.replace(&format!("<@{id}>"), &format!("@{name}"));
         }
         s
     };

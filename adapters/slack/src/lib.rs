@@ -6,11 +6,13 @@
 //! - [`api`]: the Web API calls, through slack-morphism.
 //! - [`surface`]: core's `ChatSurface` port on Slack (approval channel, run threads, uploads).
 //! - [`signature`]: v0 request signatures and replay refusal.
+//! - [`memberships`]: the user groups each user is in, read in the background.
 //! - [`fake`]: a fake Slack Web API over real HTTP, for tests and the demo.
 
 pub mod api;
 pub mod blocks;
 pub mod fake;
+pub mod memberships;
 pub mod server;
 pub mod signature;
 pub mod surface;

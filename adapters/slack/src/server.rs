@@ -4,7 +4,7 @@
 //! calls) to tasks off the request path. Every decision goes to core's service.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -24,6 +24,7 @@ use offboard_core::snapshot::Directory;
 
 use crate::api::SlackApi;
 use crate::blocks;
+use crate::memberships::Memberships;
 use crate::signature::{Refused, Verifier};
 
 /// How long a user search may take before the picker gets what was found.
@@ -42,12 +43,9 @@ pub struct SlackApp {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     approvals_channel: String,
-    groups: Mutex<Option<GroupCache>>,
+    memberships: Arc<Memberships>,
     pub ack: AckLatency,
 }
-
-/// User id → the Slack user group ids they are in, and when Slack said so.
-type GroupCache = (std::time::Instant, HashMap<String, Vec<String>>);
 
 /// Upper bounds (seconds) of the acknowledgement latency histogram.
 pub const ACK_BUCKETS: [f64; 8] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 3.0];
@@ -92,9 +90,6 @@ const REPLAY_WINDOW: chrono::Duration = chrono::Duration::seconds(crate::signatu
 /// How long a wizard's answers wait for the next page.
 const DRAFT_TTL: chrono::Duration = chrono::Duration::hours(2);
 
-/// How long the user groups read from Slack are trusted.
-const GROUPS_TTL: Duration = Duration::from_secs(300);
-
 impl SlackApp {
     pub fn new(
         svc: Arc<Offboarding>,
@@ -111,7 +106,7 @@ impl SlackApp {
             verifier: Verifier::new(signing_secret),
             clock,
             approvals_channel: approvals_channel.into(),
-            groups: Mutex::new(None),
+            memberships: Arc::new(Memberships::default()),
             ack: AckLatency::default(),
         })
     }
@@ -163,33 +158,33 @@ impl SlackApp {
         self.svc.store().first_delivery("slack-trigger", trigger, self.clock.now(), chrono::Duration::minutes(10)).await.unwrap_or(true)
     }
 
-    /// The actor with the Slack user groups they belong to, for group role bindings. If
-    /// Slack cannot say, the groups are empty: user bindings still apply, and a refusal is
-    /// the worst outcome.
-    async fn actor(&self, id: &str, name: &str) -> Actor {
-        let fresh =
-            self.groups.lock().expect("groups lock").as_ref().filter(|(at, _)| at.elapsed() < GROUPS_TTL).map(|(_, m)| m.get(id).cloned().unwrap_or_default());
-        let groups = match fresh {
-            Some(g) => g,
-            None => match self.api.user_groups().await {
-                Ok(list) => {
-                    let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
-                    for (group, users) in list {
-                        for u in users {
-                            by_user.entry(u).or_default().push(group.clone());
-                        }
-                    }
-                    let mine = by_user.get(id).cloned().unwrap_or_default();
-                    *self.groups.lock().expect("groups lock") = Some((std::time::Instant::now(), by_user));
-                    mine
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not read Slack user groups");
-                    vec![]
-                }
-            },
-        };
+    /// The actor with the Slack user groups they were in at the last background read
+    /// (none before the first, or if Slack cannot say: user bindings still apply, and a
+    /// refusal is the worst outcome). Never a call to Slack.
+    fn actor(&self, id: &str, name: &str) -> Actor {
+        let groups = self.memberships.groups_of(id);
         Actor { platform: "slack".into(), id: id.into(), name: if name.is_empty() { id.into() } else { name.into() }, groups }
+    }
+
+    /// Brings back a wizard page, as the draft has it, with what must be corrected.
+    async fn show_again(&self, view_id: &str, page: usize, draft: &Draft, errors: &[offboard_core::chat::FieldError]) {
+        let Some(form) = self.svc.wizard().into_iter().nth(page) else { return };
+        if let Err(e) = self.api.update_view(view_id, blocks::modal_with_errors(&form, &draft.values(page), errors)).await {
+            tracing::warn!(error = %e, "could not show the wizard's page again");
+        }
+    }
+
+    pub fn memberships(&self) -> &Arc<Memberships> {
+        &self.memberships
+    }
+
+    /// Keeps the user groups read until `shutdown`, when a role binding names a Slack
+    /// group; otherwise Slack is never asked.
+    pub async fn memberships_until(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        if !self.svc.access().names_groups_on("slack") {
+            return;
+        }
+        self.memberships.refresh_until(&self.api, shutdown).await;
     }
 }
 
@@ -209,7 +204,7 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
         return (StatusCode::BAD_REQUEST, "not a slash command").into_response();
     };
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let who = app.actor(get("user_id"), get("user_name")).await;
+    let who = app.actor(get("user_id"), get("user_name"));
     let trigger = get("trigger_id").to_string();
     if !app.first_time(&trigger).await {
         return ok();
@@ -280,7 +275,7 @@ async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body
     let Some(p) = payload(&body) else {
         return (StatusCode::BAD_REQUEST, "not an interaction payload").into_response();
     };
-    let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["username"].as_str().or(p["user"]["name"].as_str()).unwrap_or("")).await;
+    let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["username"].as_str().or(p["user"]["name"].as_str()).unwrap_or(""));
     let trigger = p["trigger_id"].as_str().unwrap_or("").to_string();
     match p["type"].as_str() {
         Some("block_actions") => {
@@ -340,37 +335,45 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
             let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("").to_string();
             let key = format!("slack:{root}");
             let pages = app.svc.wizard();
-            let mut draft = if page == 0 {
-                Draft::default()
-            } else {
-                let now = app.clock.now();
-                match app.svc.store().draft(&key, now).await.ok().flatten().and_then(|d| serde_json::from_str::<Draft>(&d).ok()) {
-                    Some(d) => d,
-                    None => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (it was left open for more than two hours). Please type /offboard again.") })).into_response(),
-                }
+            let kept = app.svc.store().draft(&key, app.clock.now()).await.ok().flatten().and_then(|d| serde_json::from_str::<Draft>(&d).ok());
+            let mut draft = match (page, kept) {
+                (_, Some(d)) => d,
+                (0, None) => Draft::default(),
+                (_, None) => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (it was left open for more than two hours). Please type /offboard again.") })).into_response(),
             };
             if let Err(errs) = draft.apply(page, &values, &app.svc) {
                 return errors(errs.into_iter().map(|e| (e.field, e.message)));
             }
+            let saved = serde_json::to_string(&draft).expect("a draft serialises");
+            if let Err(e) = app.svc.store().save_draft(&key, &saved, app.clock.now() + DRAFT_TTL).await {
+                tracing::error!(error = %e, "could not keep the wizard's answers");
+                return errors([(pages[page].fields[0].id.to_string(), "the answers could not be kept; submit again".to_string())]);
+            }
+            let view_id = view["id"].as_str().unwrap_or("").to_string();
             if page + 1 < pages.len() {
+                if page == 0 {
+                    // Whether the tenant has this user is one directory read: asked after
+                    // answering, and the first page comes back with the error if it has not.
+                    let (app, draft, view_id) = (app.clone(), draft.clone(), view_id.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = draft.confirm_user(app.directory.as_ref()).await {
+                            app.show_again(&view_id, 0, &draft, &[e]).await;
+                        }
+                    });
+                }
                 // The next page shows what the preset or earlier answers chose.
                 let next = blocks::modal(&pages[page + 1], &draft.values(page + 1));
-                let saved = serde_json::to_string(&draft).expect("a draft serialises");
-                if let Err(e) = app.svc.store().save_draft(&key, &saved, app.clock.now() + DRAFT_TTL).await {
-                    tracing::error!(error = %e, "could not keep the wizard's answers");
-                    return errors([(pages[page].fields[0].id.to_string(), "the answers could not be kept; submit again".to_string())]);
-                }
                 return axum::Json(json!({ "response_action": "update", "view": next })).into_response();
             }
-            let _ = app.svc.store().delete_draft(&key).await;
             let Some(tenant) = draft.tenant.as_deref().and_then(|t| offboard_core::domain::TenantId::parse(t).ok()) else {
                 return errors([("reason".to_string(), "the tenant is not known: start again with /offboard".to_string())]);
             };
-            let view_id = view["id"].as_str().unwrap_or("").to_string();
             let user = draft.user.clone();
             let (app2, who2) = (app.clone(), who.clone());
             tokio::spawn(async move {
-                let text = match app2.svc.request(&who2, draft.into_request(tenant)).await {
+                // The answers are kept until the request is made: an error brings back the
+                // page to correct, never a dead end.
+                let text = match app2.svc.request(&who2, draft.clone().into_request(tenant)).await {
                     Ok(run) => {
                         format!("The plan for *{}* is posted in <#{}> for approval. Run `{}`.", blocks::esc(&run.target_name), app2.approvals_channel, run.id)
                     }
@@ -380,8 +383,12 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
                         state.label(),
                         app2.approvals_channel
                     ),
-                    Err(e) => format!("Not requested: {}", blocks::esc(&e.to_string())),
+                    Err(e) => match offboard_core::chat::placed(&e) {
+                        Some((page, errs)) => return app2.show_again(&view_id, page, &draft, &errs).await,
+                        None => format!("Not requested: {}", blocks::esc(&e.to_string())),
+                    },
                 };
+                let _ = app2.svc.store().delete_draft(&key).await;
                 if let Err(e) = app2.api.update_view(&view_id, blocks::notice_modal("Offboard", &text)).await {
                     tracing::warn!(error = %e, "could not update the wizard");
                 }
@@ -401,7 +408,7 @@ async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Byt
         return (StatusCode::BAD_REQUEST, "not an options request").into_response();
     };
     let text = p["value"].as_str().unwrap_or("").trim().to_string();
-    let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["name"].as_str().unwrap_or("")).await;
+    let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["name"].as_str().unwrap_or(""));
     let mut found = Vec::new();
     if text.len() >= 2 {
         match tokio::time::timeout(SEARCH_BUDGET, app.svc.search_people(&who, app.directory.as_ref(), &text)).await {

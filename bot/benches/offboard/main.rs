@@ -4,7 +4,9 @@
 //! - B2 time from approval to lockout, and one full run;
 //! - B3 bulk runs against Microsoft's throttling model, compared with the bound of §6.3;
 //! - B4 the same under injected faults: end state and at-most-once effects;
-//! - B5 memory, CPU and database growth.
+//! - B5 memory, CPU and database growth;
+//! - B6 what a plan costs in a tenant of 50 mailboxes and of 5,000, and the delegation
+//!   index that keeps it so.
 //!
 //! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
 //! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
@@ -17,6 +19,7 @@ mod ack;
 mod bulk;
 mod fleet;
 mod lockout;
+mod plan_cost;
 mod resources;
 
 use serde_json::{Value, json};
@@ -63,8 +66,46 @@ pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
+const USAGE: &str = "usage: cargo bench -p offboard-bot --bench offboard -- [b1 b2 b3 b4 b5] [OPTIONS]
+
+  b1 … b6               run only these benchmarks (all when none is named)
+  --json FILE           where to write the JSON results
+  --case TEXT           only the B3 cases whose name contains TEXT
+  --postgres            B3 and B4 on Postgres (OFFBOARD_TEST_POSTGRES_URL)
+  --exchange-per-s N    pace Exchange at N calls per second per tenant
+  --concurrency N       worker slots instead of each case's own
+  --smoke               the short versions that `cargo test` runs
+  --help                this text";
+
+/// Refuses what it does not know, so a typo never starts half an hour of benchmarks.
+fn check_args(args: &[String]) -> Result<(), String> {
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--json" | "--case" | "--exchange-per-s" | "--concurrency" => {
+                if args.get(i + 1).is_none_or(|v| v.starts_with("--")) {
+                    return Err(format!("{} needs a value", args[i]));
+                }
+                i += 1;
+            }
+            "--bench" | "--smoke" | "--postgres" | "b1" | "b2" | "b3" | "b4" | "b5" | "b6" => {}
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    if let Err(e) = check_args(&args) {
+        eprintln!("{e}\n\n{USAGE}");
+        std::process::exit(2);
+    }
     // `cargo bench` passes --bench; `cargo test` runs this target without it.
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--smoke");
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
@@ -98,6 +139,9 @@ fn main() {
         }
         if wants("b5") {
             results.push(("B5 resources", resources::run(full, peak).await));
+        }
+        if wants("b6") {
+            results.push(("B6 plan cost by tenant size", plan_cost::run(full).await));
         }
     });
 

@@ -291,7 +291,11 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
             format!(
                 "Remove {}{}",
                 plural(c.len(), "calendar permission", "calendar permissions"),
-                if c.is_empty() { String::new() } else { format!(" (calendars of {})", c.join(", ")) }
+                if c.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (calendars of {})", c.iter().map(|f| crate::snapshot::calendar_owner(f)).collect::<Vec<_>>().join(", "))
+                }
             ),
             c.is_empty().then_some("no calendar permissions"),
         );

@@ -60,9 +60,13 @@ pub(super) fn changes(s: &UserSnapshot, run: &RunRecord, after: &dyn Fn(StepKind
                 mailbox_before(&|m| list_or(&m.delegations.iter().map(|d| format!("{} on {}", d.rights, d.mailbox)).collect::<Vec<_>>(), "none")),
                 RemoveMailboxPermissions,
             ),
-            RemoveCalendarPermissions => {
-                add("Access to other calendars", mailbox_before(&|m| list_or(&m.calendar_permissions, "none")), RemoveCalendarPermissions)
-            }
+            RemoveCalendarPermissions => add(
+                "Access to other calendars",
+                mailbox_before(&|m| {
+                    list_or(&m.calendar_permissions.iter().map(|f| crate::snapshot::calendar_owner(f).to_string()).collect::<Vec<_>>(), "none")
+                }),
+                RemoveCalendarPermissions,
+            ),
             DisableForwarding => {
                 add("Forwarding", mailbox_before(&|m| m.forwarding.clone().map_or_else(|| "none".into(), |f| format!("to {f}"))), DisableForwarding)
             }
@@ -168,7 +172,11 @@ pub(super) fn left_in_place(s: &UserSnapshot, run: &RunRecord, steps: &[StepLine
             out.extend(m.delegations.iter().map(|d| format!("{} on {}: {}", d.rights, d.mailbox, why(run, steps, RemoveMailboxPermissions))));
         }
         if not_planned_or_failed(RemoveCalendarPermissions) {
-            out.extend(m.calendar_permissions.iter().map(|c| format!("access to the calendar of {c}: {}", why(run, steps, RemoveCalendarPermissions))));
+            out.extend(
+                m.calendar_permissions
+                    .iter()
+                    .map(|c| format!("access to the calendar of {}: {}", crate::snapshot::calendar_owner(c), why(run, steps, RemoveCalendarPermissions))),
+            );
         }
         if not_planned_or_failed(DisableForwarding)
             && let Some(f) = &m.forwarding

@@ -39,17 +39,33 @@ pub enum StoreError {
     /// The person already has a run that has not ended: answer with it.
     #[error("run {0} for this person has not ended")]
     AlreadyOpen(RunId),
-    /// The database could not be reached or refused the statement: retry later.
+    /// The database could not be reached or refused the statement: retry later. (Not a
+    /// `source`: the message already says it, and error chains would say it again.)
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
+    /// The SQLite file's directory is missing: create it or name another.
+    #[error("the database directory {0} does not exist")]
+    NoDirectory(String),
     /// The configured URL names no supported database: fix the configuration.
     #[error("unsupported database URL `{0}`: use sqlite://FILE, sqlite::memory: or postgres://…")]
     UnsupportedUrl(String),
     /// A stored row does not decode: a bug or manual tampering.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -180,6 +196,12 @@ impl Store {
             Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
+            if let Some(file) = url.strip_prefix("sqlite://").map(|f| f.split('?').next().unwrap_or(f)).filter(|_| !memory)
+                && let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
+                && !dir.is_dir()
+            {
+                return Err(StoreError::NoDirectory(dir.display().to_string()));
+            }
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -494,6 +516,31 @@ impl Store {
     }
 
     /// A run's audit entries, in order.
+    /// Records a tenant's mailbox listing: new mailboxes wait for their first scan, gone
+    /// ones are forgotten with what was known of them.
+    pub async fn index_listed(&self, tenant: &TenantId, listed: &[crate::delegations::Listed], now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.index_listed(tenant.as_str(), listed, now))
+    }
+
+    /// Up to `limit` mailboxes never scanned or scanned before `scanned_before`, the
+    /// longest waiting first.
+    pub async fn index_due(&self, tenant: &TenantId, scanned_before: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
+        dispatch!(self.index_due(tenant.as_str(), scanned_before, limit))
+    }
+
+    pub async fn index_scanned(&self, tenant: &TenantId, scans: &[crate::delegations::Scanned], now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.index_scanned(tenant.as_str(), scans, now))
+    }
+
+    pub async fn index_coverage(&self, tenant: &TenantId) -> Result<crate::delegations::Coverage> {
+        dispatch!(self.index_coverage(tenant.as_str()))
+    }
+
+    /// The rights the index holds for any of `trustees` (see `Trustee::key`).
+    pub async fn index_grants_of(&self, tenant: &TenantId, trustees: &[String]) -> Result<Vec<crate::delegations::Grant>> {
+        dispatch!(self.index_grants_of(tenant.as_str(), trustees))
+    }
+
     pub async fn audit_for_run(&self, run: &RunId) -> Result<Vec<AuditEntry>> {
         dispatch!(self.audit_for_run(run.as_str()))
     }

@@ -15,6 +15,7 @@ macro_rules! backend {
 
             use crate::audit::{AuditEntry, AuditKey, Checkpoint, GENESIS, Hashed, NewAudit, canonical};
             use crate::clock::{from_ms, to_ms};
+            use crate::delegations::{Coverage, Grant, Listed, Right, Scanned};
             use crate::domain::{RunId, StepKey, TenantId};
             use crate::outbox::{Event, EventKind};
             use crate::plan::{Plan, PlanHash, PlannedStep};
@@ -913,6 +914,126 @@ macro_rules! backend {
                 emit(&mut tx, None, None, &EventKind::AuditCheckpoint { seq: cp.seq, hash: cp.hash.clone() }, now).await?;
                 tx.commit().await?;
                 Ok(Some(cp))
+            }
+
+            pub async fn index_listed(pool: &Pool<Db>, tenant: &str, listed: &[Listed], now: DateTime<Utc>) -> Result<()> {
+                let now_ms = to_ms(now);
+                let mut tx = begin(pool).await?;
+                sqlx::query("INSERT INTO index_tenants (tenant, listed_ms) VALUES ($1, $2) ON CONFLICT (tenant) DO UPDATE SET listed_ms = excluded.listed_ms")
+                    .bind(tenant)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM index_grants WHERE tenant = $1 AND source = 'listing'").bind(tenant).execute(&mut *tx).await?;
+                for l in listed {
+                    let mailbox = l.mailbox.to_lowercase();
+                    sqlx::query(
+                        "INSERT INTO index_mailboxes (tenant, mailbox, listed_ms) VALUES ($1, $2, $3) \
+                         ON CONFLICT (tenant, mailbox) DO UPDATE SET listed_ms = excluded.listed_ms",
+                    )
+                    .bind(tenant)
+                    .bind(&mailbox)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    for t in &l.send_on_behalf {
+                        sqlx::query(
+                            "INSERT INTO index_grants (tenant, trustee, mailbox, right_name, source) VALUES ($1, $2, $3, $4, 'listing') ON CONFLICT DO NOTHING",
+                        )
+                        .bind(tenant)
+                        .bind(t.key())
+                        .bind(&mailbox)
+                        .bind(Right::SendOnBehalf.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                // Mailboxes gone from the listing, and what was known of them.
+                sqlx::query("DELETE FROM index_grants WHERE tenant = $1 AND mailbox IN (SELECT mailbox FROM index_mailboxes WHERE tenant = $1 AND listed_ms < $2)")
+                    .bind(tenant)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM index_mailboxes WHERE tenant = $1 AND listed_ms < $2").bind(tenant).bind(now_ms).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn index_due(pool: &Pool<Db>, tenant: &str, scanned_before: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
+                let rows = sqlx::query(
+                    "SELECT mailbox FROM index_mailboxes WHERE tenant = $1 AND (scanned_ms IS NULL OR scanned_ms < $2) \
+                     ORDER BY COALESCE(scanned_ms, 0), mailbox LIMIT $3",
+                )
+                .bind(tenant)
+                .bind(to_ms(scanned_before))
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(|r| Ok(r.try_get("mailbox")?)).collect()
+            }
+
+            pub async fn index_scanned(pool: &Pool<Db>, tenant: &str, scans: &[Scanned], now: DateTime<Utc>) -> Result<()> {
+                let mut tx = begin(pool).await?;
+                for s in scans {
+                    let mailbox = s.mailbox.to_lowercase();
+                    sqlx::query("UPDATE index_mailboxes SET scanned_ms = $3, calendar = $4 WHERE tenant = $1 AND mailbox = $2")
+                        .bind(tenant)
+                        .bind(&mailbox)
+                        .bind(to_ms(now))
+                        .bind(&s.calendar)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM index_grants WHERE tenant = $1 AND mailbox = $2 AND source = 'scan'").bind(tenant).bind(&mailbox).execute(&mut *tx).await?;
+                    for (trustee, right) in &s.grants {
+                        sqlx::query("INSERT INTO index_grants (tenant, trustee, mailbox, right_name, source) VALUES ($1, $2, $3, $4, 'scan') ON CONFLICT DO NOTHING")
+                            .bind(tenant)
+                            .bind(trustee.key())
+                            .bind(&mailbox)
+                            .bind(right.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn index_coverage(pool: &Pool<Db>, tenant: &str) -> Result<Coverage> {
+                let listed = sqlx::query("SELECT listed_ms FROM index_tenants WHERE tenant = $1").bind(tenant).fetch_optional(pool).await?;
+                let counts = sqlx::query("SELECT COUNT(*) AS n, COUNT(scanned_ms) AS scanned, MIN(scanned_ms) AS oldest FROM index_mailboxes WHERE tenant = $1")
+                    .bind(tenant)
+                    .fetch_one(pool)
+                    .await?;
+                Ok(Coverage {
+                    mailboxes: counts.try_get::<i64, _>("n")? as usize,
+                    scanned: counts.try_get::<i64, _>("scanned")? as usize,
+                    oldest: counts.try_get::<Option<i64>, _>("oldest")?.map(from_ms),
+                    listed: listed.map(|r| r.try_get::<i64, _>("listed_ms")).transpose()?.map(from_ms),
+                })
+            }
+
+            pub async fn index_grants_of(pool: &Pool<Db>, tenant: &str, trustees: &[String]) -> Result<Vec<Grant>> {
+                let mut out = Vec::new();
+                for trustee in trustees {
+                    let rows = sqlx::query(
+                        "SELECT g.mailbox, g.right_name, m.calendar FROM index_grants g \
+                         LEFT JOIN index_mailboxes m ON m.tenant = g.tenant AND m.mailbox = g.mailbox \
+                         WHERE g.tenant = $1 AND g.trustee = $2 ORDER BY g.mailbox, g.right_name",
+                    )
+                    .bind(tenant)
+                    .bind(trustee)
+                    .fetch_all(pool)
+                    .await?;
+                    for r in rows {
+                        let right = Right::parse(&r.try_get::<String, _>("right_name")?).ok_or_else(|| corrupt("an unknown right in the delegation index"))?;
+                        let calendar: Option<String> = r.try_get("calendar")?;
+                        let g = Grant { mailbox: r.try_get("mailbox")?, right, calendar: calendar.filter(|_| right == Right::Calendar) };
+                        if !out.contains(&g) {
+                            out.push(g);
+                        }
+                    }
+                }
+                Ok(out)
             }
 
             pub async fn checkpoints(pool: &Pool<Db>) -> Result<Vec<Checkpoint>> {

@@ -74,8 +74,17 @@ impl World {
         TenantId::parse(CONTOSO).unwrap()
     }
 
+    /// Discovery, with the user's rights on other mailboxes as the delegation index has
+    /// them once it has scanned the tenant.
     pub async fn discover(&self, upn: &str) -> UserSnapshot {
-        self.discover_traced(upn).await.0
+        use offboard_core::delegations::{MailboxIndexSource, Trustee, grants_for, merge};
+        let mut s = self.discover_traced(upn).await.0;
+        let listed = self.m365.list_mailboxes(&Self::tenant()).await.expect("the mailbox listing");
+        let all: Vec<String> = listed.iter().map(|l| l.mailbox.clone()).collect();
+        let scans = self.m365.scan_mailboxes(&Self::tenant(), &all).await.expect("the mailbox scan");
+        let grants = grants_for(&listed, &scans, &[Trustee::Address(s.upn.to_string()), Trustee::Name(s.display_name.clone())]);
+        merge(&mut s, &grants);
+        s
     }
 
     pub async fn discover_traced(&self, upn: &str) -> (UserSnapshot, Trace) {
@@ -133,11 +142,9 @@ pub fn skipped(r: Result<StepOutcome, StepError>) -> String {
 
 /// Microsoft's SDK route list, keyed by template.
 pub fn sdk_routes() -> BTreeMap<String, Vec<String>> {
-    let rel = "shared/fixtures/graph/graph-v1.0-routes.json";
-    let path = std::env::var("OFFBOARD_GRAPH_ROUTES").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        let start = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        start.ancestors().map(|a| a.join(rel)).find(|p| p.exists()).unwrap_or_else(|| std::path::Path::new("/work").join(rel))
-    });
+    let path = std::env::var("OFFBOARD_GRAPH_ROUTES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testkit/fixtures/graph/graph-v1.0-routes.json"));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("route fixture")).unwrap();
     v["routes"].as_object().unwrap().iter().map(|(k, m)| (k.clone(), m.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect())).collect()
 }

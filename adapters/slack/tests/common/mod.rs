@@ -39,6 +39,7 @@ pub struct World {
     pub http: reqwest::Client,
     pub clock: Arc<dyn Clock>,
     pub driver: Driver,
+    pub app: Arc<SlackApp>,
 }
 
 impl World {
@@ -47,6 +48,16 @@ impl World {
     }
 
     pub async fn with_access(access: offboard_core::policy::Access) -> Self {
+        Self::build(access, None).await
+    }
+
+    /// The adapter's Web API calls go to `api_url` (one that never answers, say) instead of
+    /// the fake Slack.
+    pub async fn with_silent_slack(api_url: &str) -> Self {
+        Self::build(access(), Some(api_url)).await
+    }
+
+    async fn build(access: offboard_core::policy::Access, api_url: Option<&str>) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
         let cfg = SimConfig { conversion_delay: Duration::from_millis(200), ..SimConfig::default() };
@@ -54,16 +65,21 @@ impl World {
             offboard_m365::simulated::start(&Scenario::contoso(), cfg, clock.clone(), Settings::default(), policy).await.unwrap();
         let db = TestDb::sqlite();
         let store = db.store().await;
+        // The delegation index, as the scheduler keeps it in a running installation.
+        let ids = tenants.iter().map(|t| t.id.clone()).collect();
+        let failed = offboard_core::delegations::Indexer::new(store.clone(), m365.clone(), clock.clone(), ids).build_all().await;
+        assert!(failed.iter().all(|(t, _)| t.as_str() != CONTOSO), "{failed:?}");
         let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access, tenants, Presets::default()));
         let slack = FakeSlack::start(BOT_TOKEN).await;
-        let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new(BOT_TOKEN)).unwrap());
+        let api = Arc::new(SlackApi::new(api_url.unwrap_or(&slack.api_url()), &Secret::new(BOT_TOKEN)).unwrap());
         let app = SlackApp::new(svc.clone(), api.clone(), m365.clone(), Secret::new(SIGNING_SECRET), APPROVALS, clock.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = app.router();
         tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::spawn(app.clone().memberships_until(std::future::pending::<()>()));
         let driver = Driver::new(url.clone(), Secret::new(SIGNING_SECRET));
-        World { sim, m365, db, store, svc, slack, api, url, http: reqwest::Client::new(), clock, driver }
+        World { sim, m365, db, store, svc, slack, api, url, http: reqwest::Client::new(), clock, driver, app }
     }
 
     pub async fn signed_with(&self, path: &str, body: String, ts: i64, secret: &str) -> reqwest::Response {
