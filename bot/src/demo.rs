@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use offboard_core::chat::relay::Relay;
 use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::domain::{Role, RunId};
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
 use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
-use offboard_core::relay::Relay;
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::secret::Secret;

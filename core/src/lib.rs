@@ -16,9 +16,9 @@
 //! - [`audit`]: the hash chain and its verifier.
 //! - [`report`]: the compliance report's content, laid out as neutral blocks.
 //! - [`templates`]: operator-overridable texts (minijinja), checked at start.
-//! - [`chat`]: platform-neutral wizard pages, previews, status views and commands.
+//! - [`chat`]: the chat wing: the conversation every adapter calls (commands, the wizard,
+//!   clicks), what they render, the surface port and the relay that drives it.
 //! - [`secret`]: secrets that never print.
-//! - [`relay`]: drives a chat surface from the outbox (approval message, live status, report).
 //! - [`service`]: the calls every front end makes, with authorisation.
 //! - [`testing`]: in-memory port implementations.
 
@@ -32,7 +32,6 @@ pub mod handover;
 pub mod outbox;
 pub mod plan;
 pub mod policy;
-pub mod relay;
 pub mod report;
 pub mod request;
 pub mod run;

@@ -96,7 +96,7 @@ pub struct RunReports {
 }
 
 #[async_trait::async_trait]
-impl offboard_core::relay::Reports for RunReports {
+impl offboard_core::chat::relay::Reports for RunReports {
     async fn report(&self, run: &RunId) -> Result<offboard_core::chat::FileOut, String> {
         let now = chrono::Utc::now();
         let (path, bytes) = self.evidence.pdf(&self.store, run, now).await.map_err(|e| e.to_string())?;

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
-use offboard_core::chat::{Badge, FieldError, FieldKind, Form, PlanPreview, RunView, Value, Values, Who};
-use offboard_core::run::RunState;
+use offboard_core::chat::conversation::{Span, Text};
+use offboard_core::chat::views::{Fact, Mark, time};
+use offboard_core::chat::{Badge, FieldError, FieldKind, Form, Page, PlanPreview, RunView, Value, Values, Who};
 use offboard_core::snapshot::Person;
-use offboard_core::store::RunRecord;
 
 pub const WIZARD: &str = "offboard_wizard";
 pub const REJECT: &str = "offboard_reject";
@@ -32,10 +32,6 @@ fn mrkdwn(s: &str) -> Json {
 /// Escapes text for mrkdwn (`&`, `<`, `>`), so user data cannot form links or mentions.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// What the modal carries between pages: `page:N`, then `:` and the answers so far.
@@ -227,13 +223,6 @@ fn value(s: &str) -> String {
     offboard_core::templates::one_line(s)
 }
 
-/// A value of a labelled field: text from a person or the directory (plain text), or a
-/// Slack user, mentioned.
-enum Fact {
-    Text(String),
-    People(Vec<(Who, Option<DateTime<Utc>>)>),
-}
-
 /// A Slack user id as Slack issues them; anything else is shown by name, never as markup.
 fn slack_id(p: &Who) -> Option<&str> {
     p.id_on("slack").filter(|id| !id.is_empty() && id.len() <= 20 && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
@@ -250,6 +239,18 @@ fn people(list: &[(Who, Option<DateTime<Utc>>)]) -> Json {
     }
 }
 
+fn mark(m: Mark) -> &'static str {
+    match m {
+        Mark::Warning => ":warning:",
+        Mark::HighRisk => ":rotating_light:",
+        Mark::Approved => ":white_check_mark:",
+        Mark::Rejected => ":no_entry:",
+        Mark::Expired => ":hourglass:",
+        Mark::Cancelled => ":heavy_multiplication_x:",
+        Mark::Scheduled => ":calendar:",
+    }
+}
+
 /// Label and value pairs as section fields: the labels ours (mrkdwn), the values plain text
 /// or mentions.
 fn facts(pairs: &[(&str, Fact)]) -> Vec<Json> {
@@ -262,6 +263,7 @@ fn facts(pairs: &[(&str, Fact)]) -> Vec<Json> {
                     let value = match v {
                         Fact::Text(t) => inert(&cut(t, 1900)),
                         Fact::People(list) => people(list),
+                        Fact::Marked(m, t) => inert(&format!("{} {t}", mark(*m))),
                     };
                     [json!({ "type": "mrkdwn", "text": format!("*{k}*"), "verbatim": true }), value]
                 })
@@ -271,75 +273,35 @@ fn facts(pairs: &[(&str, Fact)]) -> Vec<Json> {
         .collect()
 }
 
-/// The approval message: who asked, the target, the plan, and the decision buttons while a
-/// decision is open; afterwards, who decided and when. Everything a person typed or the
-/// directory holds is plain text, on its own lines, labelled as whose it is.
+/// The approval message, as core lays it out: plain text for everything a person typed or
+/// the directory holds, the buttons while the decision is open.
 pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
-    let fallback = esc(&value(&format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester.name)));
-    let text = |s: String| Fact::Text(s);
-    let mut who: Vec<(&str, Fact)> = vec![("Employee", text(value(&format!("{} ({})", p.target_name, p.target_upn))))];
-    if let Some(t) = &p.target_title {
-        who.push(("Job title", text(value(t))));
-    }
-    who.push(("Manager", text(p.manager.as_deref().map(value).unwrap_or_else(|| "none recorded".into()))));
-    who.push(("Tenant", text(p.tenant.to_string())));
-    who.push(("Requested by", Fact::People(vec![(p.requester.clone(), None)])));
-    who.push(("Reason (requester's words)", text(p.reason.as_deref().map(value).unwrap_or_else(|| "none given".into()))));
-    if let Some(t) = &p.ticket {
-        who.push(("Ticket (requester's words)", text(value(t))));
-    }
-    who.push((
-        "Preset",
-        text(match &p.preset {
-            Some(name) if p.deviations.is_empty() => format!("{name}, unchanged"),
-            Some(name) => format!("{name}, changed: {}", value(&p.deviations.join("; "))),
-            None => "none: every option chosen by hand".into(),
-        }),
-    ));
-    if let Some(at) = p.start_at {
-        who.push(("Scheduled for", text(time(at))));
-    }
-    if !p.high_risk.is_empty() {
-        who.push(("Two approvers", text(value(&p.high_risk.join("; ")))));
-    }
-    if !p.approvals.is_empty() {
-        who.push(("Approved by", Fact::People(p.approvals.iter().map(|(who, at)| (who.clone(), Some(*at))).collect())));
-    }
-    who.push(("Run", text(p.run_id.to_string())));
-    let mut blocks = vec![json!({ "type": "header", "text": plain(&value(&format!("Offboard {}", p.target_name)), 150) })];
-    blocks.extend(facts(&who));
-    if !p.notes.is_empty() {
-        let notes: Vec<String> = p.notes.iter().map(|n| format!(":warning: {}", value(n))).collect();
+    let l = p.layout();
+    let mut blocks = vec![json!({ "type": "header", "text": plain(&l.heading, 150) })];
+    blocks.extend(facts(&l.facts));
+    if !l.notes.is_empty() {
+        let notes: Vec<String> = l.notes.iter().map(|n| format!("{} {n}", mark(Mark::Warning))).collect();
         blocks.extend(sections(&notes));
     }
     blocks.push(json!({ "type": "divider" }));
-    let lines: Vec<String> = p
-        .lines
+    let lines: Vec<String> = l
+        .steps
         .iter()
-        .map(|l| {
-            let mut s = match &l.skip {
-                Some(reason) => format!("• {}: skipped, {}", l.title, value(reason)),
-                None => format!("• {}: {}", l.title, value(&l.text)),
-            };
-            if l.high_risk {
-                s = format!("{s} :rotating_light: high risk");
+        .map(|s| {
+            let mut line = format!("• {}", s.text);
+            if s.high_risk {
+                line = format!("{line} {} high risk", mark(Mark::HighRisk));
             }
-            for w in &l.warnings {
-                s.push_str(&format!("\n      :warning: {}", value(w)));
+            for w in &s.warnings {
+                line.push_str(&format!("\n      {} {w}", mark(Mark::Warning)));
             }
-            s
+            line
         })
         .collect();
     blocks.extend(sections(&lines));
-    let open = p.state == RunState::AwaitingApproval;
-    let expiry = if open { format!(" · expires {}", time(p.expires_at)) } else { String::new() };
-    let have = if open && !p.approvals.is_empty() { format!(" · {} of {} given", p.approvals.len(), p.approvals_needed) } else { String::new() };
-    blocks.push(json!({
-        "type": "context",
-        "elements": [inert(&format!("Needs {} approval{}{have} · plan {}{expiry}", p.approvals_needed, if p.approvals_needed == 1 { "" } else { "s" }, p.plan_hash.short()))],
-    }));
-    match p.state {
-        RunState::AwaitingApproval => blocks.push(json!({
+    blocks.push(json!({ "type": "context", "elements": [inert(&l.footer)] }));
+    match &l.decision {
+        None => blocks.push(json!({
             "type": "actions",
             "block_id": "decision",
             "elements": [
@@ -347,29 +309,9 @@ pub fn preview(p: &PlanPreview) -> (String, Vec<Json>) {
                 { "type": "button", "action_id": REJECT_ACTION, "style": "danger", "text": plain("Reject…", 75), "value": p.reject.encode() },
             ],
         })),
-        state => {
-            let by = p.decided_by.as_ref().map(|who| (who.clone(), None));
-            let note = match state {
-                RunState::Rejected => ":no_entry: Rejected",
-                RunState::Expired => ":hourglass: Expired without a decision",
-                RunState::Cancelled => ":heavy_multiplication_x: Cancelled",
-                RunState::Scheduled => ":calendar: Approved, scheduled",
-                _ => ":white_check_mark: Approved",
-            };
-            let mut decided: Vec<(&str, Fact)> = vec![("Decision", Fact::Text(note.to_string()))];
-            if let Some(by) = by {
-                decided.push(("By", Fact::People(vec![by])));
-            }
-            if let (RunState::Rejected, Some(reason)) = (state, &p.decided_note) {
-                decided.push(("Reason (rejecter's words)", Fact::Text(value(reason))));
-            }
-            if !matches!(state, RunState::Rejected | RunState::Expired | RunState::Cancelled | RunState::Scheduled) {
-                decided.push(("Now", Fact::Text(state.label().to_string())));
-            }
-            blocks.extend(facts(&decided));
-        }
+        Some(decided) => blocks.extend(facts(decided)),
     }
-    (fallback, blocks)
+    (esc(&l.summary), blocks)
 }
 
 pub fn badge(b: Badge) -> &'static str {
@@ -429,28 +371,27 @@ pub fn reply(text: &str) -> (String, Vec<Json>) {
     (esc(&cut(&value(text), 3000)), sections(&lines))
 }
 
-pub fn help() -> String {
-    [
-        "*/offboard* opens the wizard. Also:",
-        "• `/offboard alice@contoso.com [preset]`: the wizard with the user filled in",
-        "• `/offboard list`: recent runs",
-        "• `/offboard status ob-…`: one run's steps",
-        "• `/offboard cancel ob-…`: cancel a run that has not finished",
-        "• `/offboard run ob-…`: start a scheduled run now",
-        "• `/offboard help`: this text",
-    ]
-    .join("\n")
+/// A reply's text as Slack mrkdwn: plain parts escaped, code as code.
+pub fn text(t: &Text) -> String {
+    t.0.iter()
+        .map(|s| match s {
+            Span::Plain(p) => esc(p),
+            Span::Strong(p) => format!("*{}*", esc(p)),
+            Span::Code(p) => format!("`{}`", esc(&p.replace('`', "'"))),
+            Span::Break => "\n".into(),
+        })
+        .collect()
 }
 
-pub fn list(runs: &[RunRecord]) -> String {
-    if runs.is_empty() {
-        return "No runs yet.".into();
-    }
-    let mut s = String::from("*Recent runs*\n");
-    for r in runs {
-        s.push_str(&format!("• `{}` {} · {} · {} · {}\n", r.id, esc(&r.target_upn), esc(r.tenant.as_str()), r.state.label(), time(r.updated_at)));
-    }
-    s
+/// One run's steps, for `/offboard status`.
+pub fn status_text(view: &RunView) -> String {
+    let lines: Vec<String> = view.lines.iter().map(|l| format!("{} {}", badge(l.badge), l.title)).collect();
+    format!("`{}` {}: {}\n{}", view.run_id, esc(&view.target_upn), view.state.label(), lines.join("\n"))
+}
+
+/// A wizard page, with what to correct under its fields.
+pub fn page(p: &Page) -> Json {
+    modal_with_errors(&p.form, &p.values, &p.errors)
 }
 
 #[cfg(test)]
@@ -459,6 +400,7 @@ mod tests {
     use offboard_core::chat::{Draft, wizard};
     use offboard_core::domain::{PresetName, TenantId};
     use offboard_core::request::Presets;
+    use offboard_core::run::RunState;
     use offboard_core::testing::finished_run;
 
     #[test]
@@ -472,7 +414,7 @@ mod tests {
         insta::assert_json_snapshot!("wizard", pages);
         insta::assert_json_snapshot!("notice", notice_modal("Offboard", "Looking up *alice@contoso.com* and building the plan…"));
         insta::assert_json_snapshot!("reject", reject_modal("ob-7k2m9q4x1p"));
-        insta::assert_snapshot!("help", help());
+        insta::assert_snapshot!("help", text(&offboard_core::chat::Conversation::help(crate::server::COMMAND)));
     }
 
     #[test]

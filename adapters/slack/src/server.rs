@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value as Json, json};
 
-use offboard_core::chat::{ButtonValue, Command, Draft, Value};
+use offboard_core::chat::{ButtonValue, Clicked, Conversation, Finished, Reply, Submitted, Value};
 use offboard_core::clock::Clock;
 use offboard_core::domain::{Actor, RunId};
 use offboard_core::secret::Secret;
-use offboard_core::service::{Offboarding, ServiceError};
+use offboard_core::service::Offboarding;
 use offboard_core::snapshot::Directory;
 
 use crate::api::SlackApi;
@@ -38,8 +38,8 @@ pub const OPTIONS_PATH: &str = "/slack/options";
 
 pub struct SlackApp {
     svc: Arc<Offboarding>,
+    conv: Conversation,
     api: Arc<SlackApi>,
-    directory: Arc<dyn Directory>,
     verifier: Verifier,
     clock: Arc<dyn Clock>,
     approvals_channel: String,
@@ -87,9 +87,6 @@ impl AckLatency {
 /// Signatures are remembered as long as their timestamps are accepted.
 const REPLAY_WINDOW: chrono::Duration = chrono::Duration::seconds(crate::signature::WINDOW_SECS + 60);
 
-/// How long a wizard's answers wait for the next page.
-const DRAFT_TTL: chrono::Duration = chrono::Duration::hours(2);
-
 impl SlackApp {
     pub fn new(
         svc: Arc<Offboarding>,
@@ -100,9 +97,9 @@ impl SlackApp {
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         Arc::new(SlackApp {
+            conv: Conversation::new(svc.clone(), directory),
             svc,
             api,
-            directory,
             verifier: Verifier::new(signing_secret),
             clock,
             approvals_channel: approvals_channel.into(),
@@ -166,11 +163,11 @@ impl SlackApp {
         Actor { platform: "slack".into(), id: id.into(), name: if name.is_empty() { id.into() } else { name.into() }, groups }
     }
 
-    /// Brings back a wizard page, as the draft has it, with what must be corrected.
-    async fn show_again(&self, view_id: &str, page: usize, draft: &Draft, errors: &[offboard_core::chat::FieldError]) {
-        let Some(form) = self.svc.wizard().into_iter().nth(page) else { return };
-        if let Err(e) = self.api.update_view(view_id, blocks::modal_with_errors(&form, &draft.values(page), errors)).await {
-            tracing::warn!(error = %e, "could not show the wizard's page again");
+    /// Shows a page in the wizard's modal after its submission was answered (Slack's own
+    /// field errors are only for the answer itself).
+    async fn show(&self, view_id: &str, view: Json) {
+        if let Err(e) = self.api.update_view(view_id, view).await {
+            tracing::warn!(error = %e, "could not update the wizard");
         }
     }
 
@@ -196,6 +193,10 @@ fn ok() -> Response {
     StatusCode::OK.into_response()
 }
 
+fn update(view: Json) -> Response {
+    axum::Json(json!({ "response_action": "update", "view": view })).into_response()
+}
+
 async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(r) = app.refusal(&headers, &body).await {
         return r;
@@ -209,57 +210,21 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
     if !app.first_time(&trigger).await {
         return ok();
     }
-    match Command::parse(get("text")) {
-        Command::Offboard { .. } if !app.svc.may_request_somewhere(&who) => {
-            // Refused before any wizard opens or any directory is searched; audited off the
-            // request path.
-            let (svc, who) = (app.svc.clone(), who.clone());
-            tokio::spawn(async move {
-                let _ = svc.check_may_request_somewhere(&who).await;
-            });
-            ephemeral("You have no role that may request offboardings. Ask an owner of Offboard to grant one.")
-        }
-        Command::Offboard { user, preset } => {
-            // The trigger id expires about 3 s after it was issued: open the modal first,
-            // before anything slow.
-            let mut prefill = Draft::default().values(0);
-            if let Some(u) = user {
-                prefill.insert("user".into(), Value::Text(u));
-            }
-            if let Some(p) = preset {
-                prefill.insert("preset".into(), Value::Chosen(vec![p]));
-            }
-            let page = blocks::modal(&app.svc.wizard()[0], &prefill);
+    // The modal's draft is keyed by its root view id, which Slack assigns when it opens.
+    match app.conv.command(&who, COMMAND, get("text"), "").await {
+        Reply::Text(text) => ephemeral(blocks::text(&text)),
+        Reply::Status(view) => ephemeral(blocks::status_text(&view)),
+        Reply::Wizard(page) => {
+            // The trigger id expires about 3 s after it was issued: open the modal before
+            // anything slow.
             let api = app.api.clone();
             tokio::spawn(async move {
-                if let Err(e) = api.open_view(&trigger, page).await {
+                if let Err(e) = api.open_view(&trigger, blocks::page(&page)).await {
                     tracing::warn!(error = %e, "could not open the wizard");
                 }
             });
             ok()
         }
-        Command::Help => ephemeral(blocks::help()),
-        Command::List => match app.svc.list(&who, 15).await {
-            Ok(runs) => ephemeral(blocks::list(&runs)),
-            Err(e) => ephemeral(format!("You cannot list runs: {}", blocks::esc(&e.to_string()))),
-        },
-        Command::Status(id) => match app.svc.status(&who, &id).await {
-            Ok((run, steps, _)) => {
-                let view = offboard_core::chat::RunView::from_run(&run, &steps);
-                let lines: Vec<String> = view.lines.iter().map(|l| format!("{} {}", blocks::badge(l.badge), l.title)).collect();
-                ephemeral(format!("`{}` {}: {}\n{}", run.id, blocks::esc(&run.target_upn), run.state.label(), lines.join("\n")))
-            }
-            Err(e) => ephemeral(e.to_string()),
-        },
-        Command::Cancel(id) => match app.svc.cancel(&who, &id).await {
-            Ok(()) => ephemeral(format!("Run `{id}` is cancelled; steps already done stay done.")),
-            Err(e) => ephemeral(format!("Not cancelled: {}", blocks::esc(&e.to_string()))),
-        },
-        Command::RunNow(id) => match app.svc.run_now(&who, &id).await {
-            Ok(()) => ephemeral(format!("Run `{id}` starts now.")),
-            Err(e) => ephemeral(format!("Not started: {}", blocks::esc(&e.to_string()))),
-        },
-        Command::Unknown(hint) => ephemeral(format!("{}\n\n{}", blocks::esc(&hint), blocks::help())),
     }
 }
 
@@ -287,16 +252,16 @@ async fn interactions(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body
                 let Some(value) = action["value"].as_str().and_then(ButtonValue::decode) else { continue };
                 let (app, who, channel, trigger) = (app.clone(), who.clone(), channel.clone(), trigger.clone());
                 tokio::spawn(async move {
-                    match value {
-                        ButtonValue::Approve { run, plan } => {
-                            if let Err(e) = app.svc.approve(&who, &run, &plan).await {
-                                let _ = app.api.ephemeral(&channel, &who.id, &format!("Not approved: {}", blocks::esc(&e.to_string()))).await;
-                            }
-                        }
-                        ButtonValue::Reject { run } => {
+                    match app.conv.click(&who, &value).await {
+                        // The relay edits the message from the store.
+                        Clicked::Decided(_) => {}
+                        Clicked::AskReason(run) => {
                             if let Err(e) = app.api.open_view(&trigger, blocks::reject_modal(run.as_str())).await {
                                 tracing::warn!(error = %e, "could not open the rejection dialog");
                             }
+                        }
+                        Clicked::Refused(text) => {
+                            let _ = app.api.ephemeral(&channel, &who.id, &blocks::text(&text)).await;
                         }
                     }
                 });
@@ -320,81 +285,58 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
         Some(blocks::REJECT) => {
             let Ok(run) = RunId::parse(view["private_metadata"].as_str().unwrap_or("")) else { return ok() };
             let reason = match values.get("reason") {
-                Some(Value::Text(t)) if !t.trim().is_empty() => t.trim().to_string(),
-                _ => return errors([("reason".to_string(), "say why, for the requester and the audit log".to_string())]),
+                Some(Value::Text(t)) => t.clone(),
+                _ => String::new(),
             };
-            match app.svc.reject(who, &run, &reason).await {
+            match app.conv.reject(who, &run, &reason).await {
                 Ok(()) => ok(),
-                Err(e) => errors([("reason".to_string(), format!("Not rejected: {e}"))]),
+                Err(message) => errors([("reason".to_string(), message)]),
             }
         }
         Some(blocks::WIZARD) => {
             let Some(page) = view["private_metadata"].as_str().and_then(blocks::page_of) else { return ok() };
-            // The answers so far are in the store under the modal's root view id, so any
-            // process may take the next page.
-            let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("").to_string();
+            // The answers are in the store under the modal's root view id, so any process
+            // may take the next page.
+            let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("");
             let key = format!("slack:{root}");
-            let pages = app.svc.wizard();
-            let kept = app.svc.store().draft(&key, app.clock.now()).await.ok().flatten().and_then(|d| serde_json::from_str::<Draft>(&d).ok());
-            let mut draft = match (page, kept) {
-                (_, Some(d)) => d,
-                (0, None) => Draft::default(),
-                (_, None) => return axum::Json(json!({ "response_action": "update", "view": blocks::notice_modal("Offboard", "This wizard's earlier answers are gone (it was left open for more than two hours). Please type /offboard again.") })).into_response(),
-            };
-            if let Err(errs) = draft.apply(page, &values, &app.svc) {
-                return errors(errs.into_iter().map(|e| (e.field, e.message)));
-            }
-            let saved = serde_json::to_string(&draft).expect("a draft serialises");
-            if let Err(e) = app.svc.store().save_draft(&key, &saved, app.clock.now() + DRAFT_TTL).await {
-                tracing::error!(error = %e, "could not keep the wizard's answers");
-                return errors([(pages[page].fields[0].id.to_string(), "the answers could not be kept; submit again".to_string())]);
-            }
             let view_id = view["id"].as_str().unwrap_or("").to_string();
-            if page + 1 < pages.len() {
-                if page == 0 {
-                    // Whether the tenant has this user is one directory read: asked after
-                    // answering, and the first page comes back with the error if it has not.
-                    let (app, draft, view_id) = (app.clone(), draft.clone(), view_id.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = draft.confirm_user(app.directory.as_ref()).await {
-                            app.show_again(&view_id, 0, &draft, &[e]).await;
-                        }
-                    });
-                }
-                // The next page shows what the preset or earlier answers chose.
-                let next = blocks::modal(&pages[page + 1], &draft.values(page + 1));
-                return axum::Json(json!({ "response_action": "update", "view": next })).into_response();
-            }
-            let Some(tenant) = draft.tenant.as_deref().and_then(|t| offboard_core::domain::TenantId::parse(t).ok()) else {
-                return errors([("reason".to_string(), "the tenant is not known: start again with /offboard".to_string())]);
-            };
-            let user = draft.user.clone();
-            let (app2, who2) = (app.clone(), who.clone());
-            tokio::spawn(async move {
-                // The answers are kept until the request is made: an error brings back the
-                // page to correct, never a dead end.
-                let text = match app2.svc.request(&who2, draft.clone().into_request(tenant)).await {
-                    Ok(run) => {
-                        format!("The plan for *{}* is posted in <#{}> for approval. Run `{}`.", blocks::esc(&run.target_name), app2.approvals_channel, run.id)
+            match app.conv.submit(who, &key, page, &values).await {
+                Submitted::Again(page) => errors(page.errors.into_iter().map(|e| (e.field, e.message))),
+                Submitted::Gone(text) => update(blocks::notice_modal("Offboard", &blocks::text(&text))),
+                Submitted::Next(next) => {
+                    if page == 0 {
+                        // Whether the tenant has this user is one directory read: asked
+                        // after answering, and the first page comes back if it has not.
+                        let (app, who, key, view_id) = (app.clone(), who.clone(), key.clone(), view_id.clone());
+                        tokio::spawn(async move {
+                            if let Some(again) = app.conv.check_user(&who, &key).await {
+                                app.show(&view_id, blocks::page(&again)).await;
+                            }
+                        });
                     }
-                    Err(ServiceError::AlreadyOpen { run, state, upn }) => format!(
-                        "*{}* already has an open offboarding: run `{run}` ({}), in <#{}>. It was not requested again; `/offboard status {run}` shows its steps.",
-                        blocks::esc(&upn),
-                        state.label(),
-                        app2.approvals_channel
-                    ),
-                    Err(e) => match offboard_core::chat::placed(&e) {
-                        Some((page, errs)) => return app2.show_again(&view_id, page, &draft, &errs).await,
-                        None => format!("Not requested: {}", blocks::esc(&e.to_string())),
-                    },
-                };
-                let _ = app2.svc.store().delete_draft(&key).await;
-                if let Err(e) = app2.api.update_view(&view_id, blocks::notice_modal("Offboard", &text)).await {
-                    tracing::warn!(error = %e, "could not update the wizard");
+                    update(blocks::page(&next))
                 }
-            });
-            let working = blocks::notice_modal("Offboard", &format!("Looking up *{}* and building the plan…", blocks::esc(&user)));
-            axum::Json(json!({ "response_action": "update", "view": working })).into_response()
+                Submitted::Ready { user } => {
+                    let (app, who) = (app.clone(), who.clone());
+                    tokio::spawn(async move {
+                        let view = match app.conv.finish(&who, &key).await {
+                            Finished::Requested(run) => blocks::notice_modal(
+                                "Offboard",
+                                &format!(
+                                    "The plan for *{}* is posted in <#{}> for approval. Run `{}`.",
+                                    blocks::esc(&run.target_name),
+                                    app.approvals_channel,
+                                    run.id
+                                ),
+                            ),
+                            Finished::Said(text) => blocks::notice_modal("Offboard", &blocks::text(&text)),
+                            Finished::Again(page) => blocks::page(&page),
+                        };
+                        app.show(&view_id, view).await;
+                    });
+                    update(blocks::notice_modal("Offboard", &format!("Looking up *{}* and building the plan…", blocks::esc(&user))))
+                }
+            }
         }
         _ => ok(),
     }
@@ -411,7 +353,7 @@ async fn options(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: Byt
     let who = app.actor(p["user"]["id"].as_str().unwrap_or(""), p["user"]["name"].as_str().unwrap_or(""));
     let mut found = Vec::new();
     if text.len() >= 2 {
-        match tokio::time::timeout(SEARCH_BUDGET, app.svc.search_people(&who, app.directory.as_ref(), &text)).await {
+        match tokio::time::timeout(SEARCH_BUDGET, app.conv.search(&who, &text)).await {
             Ok(Ok(people)) => found = people,
             Ok(Err(e)) => tracing::info!(reason = %e, "people search refused"),
             Err(_) => tracing::warn!("people search took longer than Slack waits"),

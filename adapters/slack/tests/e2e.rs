@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use offboard_core::chat::relay::Relay;
 use offboard_core::domain::RunId;
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
-use offboard_core::relay::Relay;
 use offboard_core::run::RunState;
 use offboard_core::templates::Templates;
 use offboard_report::{Evidence, ReportKey, RunReports, Verdict};

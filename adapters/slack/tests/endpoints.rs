@@ -150,7 +150,7 @@ async fn an_expired_trigger_and_a_rate_limit_are_reported_as_slack_reports_them(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_relays_for_one_workspace_post_each_message_once() {
-    use offboard_core::relay::Relay;
+    use offboard_core::chat::relay::Relay;
     use offboard_slack::surface::SlackSurface;
     use std::sync::Arc;
     let w = World::new().await;

@@ -150,7 +150,7 @@ pub fn start_engine(w: &World, reports_dir: &std::path::Path) -> offboard_report
     let reports = Arc::new(offboard_report::RunReports { evidence: Arc::new(offboard_report::Evidence::new(key, reports_dir)), store: w.store.clone() });
     let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
     let surface = Arc::new(offboard_slack::surface::SlackSurface::new(w.api.clone(), APPROVALS));
-    let relay = offboard_core::relay::Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone());
+    let relay = offboard_core::chat::relay::Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone());
     tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
     let config = WorkerConfig {
         poll: Duration::from_millis(20),

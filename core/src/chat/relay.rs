@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chat::{ChatError, ChatSurface, FileOut, MessageRef, PlanPreview, RunView};
+use super::surface::{ChatError, ChatSurface, MessageRef};
+use super::views::{FileOut, PlanPreview, RunView};
 use crate::clock::Clock;
 use crate::domain::RunId;
 use crate::outbox::{Event, EventKind};
@@ -209,10 +210,7 @@ impl Relay {
 
     async fn update_preview(&self, run: &RunId) -> Result<(), RelayError> {
         let Some(at) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
-        let rec = self.store.run(run).await?;
-        let approvals = self.store.approvals(run).await?;
-        let audit = if matches!(rec.state, RunState::Rejected | RunState::Cancelled) { self.store.audit_for_run(run).await? } else { Vec::new() };
-        let r = self.surface.update_preview(&at, &PlanPreview::from_run(&rec, &approvals).decided_by_from(&audit)).await;
+        let r = self.surface.update_preview(&at, &PlanPreview::load(&self.store, run).await?).await;
         self.outcome("update the approval message", run, r)?;
         Ok(())
     }

@@ -1,0 +1,399 @@
+//! The views every platform renders: the plan preview with its decision buttons, the
+//! run's live status, and files for its thread.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{RunId, TenantId};
+use crate::plan::PlanHash;
+use crate::request::Request;
+use crate::run::{RunState, StepState};
+use crate::store::{RunRecord, StepRecord};
+
+/// A step as the preview shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewLine {
+    pub title: &'static str,
+    pub text: String,
+    pub skip: Option<String>,
+    pub warnings: Vec<String>,
+    pub high_risk: bool,
+}
+
+/// Someone the conversation names: the chat identity (`slack:U0ADA`, `cli:alice`), for a
+/// platform to mention, and the name to show where it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub key: String,
+    pub name: String,
+}
+
+impl Who {
+    pub fn new(key: impl Into<String>, name: impl Into<String>) -> Self {
+        Who { key: key.into(), name: name.into() }
+    }
+
+    /// The user id on `platform`, if this person is one of its users.
+    pub fn id_on(&self, platform: &str) -> Option<&str> {
+        self.key.strip_prefix(platform).and_then(|r| r.strip_prefix(':'))
+    }
+}
+
+/// The plan posted for approval, with its decision buttons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanPreview {
+    pub run_id: RunId,
+    pub tenant: TenantId,
+    pub target_upn: String,
+    pub target_name: String,
+    pub target_title: Option<String>,
+    pub manager: Option<String>,
+    pub requester: Who,
+    /// The requester's own words: shown as theirs, never as the product's.
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+    /// The preset the request started from, and every way it departs from it.
+    pub preset: Option<String>,
+    pub deviations: Vec<String>,
+    /// What the approver must know beyond the steps.
+    pub notes: Vec<String>,
+    /// Why two approvers are needed, if they are.
+    pub high_risk: Vec<String>,
+    pub lines: Vec<PreviewLine>,
+    pub plan_hash: PlanHash,
+    pub approvals_needed: usize,
+    pub approvals: Vec<(Who, DateTime<Utc>)>,
+    pub expires_at: DateTime<Utc>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub state: RunState,
+    pub decided_note: Option<String>,
+    /// Who rejected or cancelled the request, from the audit log.
+    pub decided_by: Option<Who>,
+    pub approve: ButtonValue,
+    pub reject: ButtonValue,
+}
+
+impl PlanPreview {
+    /// Who closed the request without running it (rejected, cancelled), as the audit
+    /// log recorded it.
+    pub fn decided_by_from(mut self, audit: &[crate::audit::AuditEntry]) -> Self {
+        let action = match self.state {
+            RunState::Rejected => "run.rejected",
+            RunState::Cancelled => "run.cancelled",
+            _ => return self,
+        };
+        self.decided_by = audit.iter().rev().find(|e| e.action == action).map(|e| {
+            let name = serde_json::from_str::<serde_json::Value>(&e.detail).ok().and_then(|d| d["by"].as_str().map(str::to_string));
+            Who::new(&e.actor, name.unwrap_or_else(|| e.actor.clone()))
+        });
+        self
+    }
+
+    /// The run's preview as it stands now, with who decided.
+    pub async fn load(store: &crate::store::Store, run: &RunId) -> Result<Self, crate::store::StoreError> {
+        let rec = store.run(run).await?;
+        let approvals = store.approvals(run).await?;
+        let audit = if matches!(rec.state, RunState::Rejected | RunState::Cancelled) { store.audit_for_run(run).await? } else { Vec::new() };
+        Ok(PlanPreview::from_run(&rec, &approvals).decided_by_from(&audit))
+    }
+
+    pub fn from_run(run: &RunRecord, approvals: &[crate::policy::Approval]) -> Self {
+        let snapshot: Option<crate::snapshot::UserSnapshot> = serde_json::from_str(&run.snapshot).ok();
+        let request: Option<Request> = serde_json::from_str(&run.request).ok();
+        let mut high_risk: Vec<String> =
+            run.plan.steps.iter().filter(|s| s.high_risk && s.skip.is_none()).map(|s| format!("{} is high risk", s.kind.title())).collect();
+        high_risk.extend(run.plan.high_risk_reasons.iter().cloned());
+        PlanPreview {
+            run_id: run.id.clone(),
+            tenant: run.tenant.clone(),
+            target_upn: run.target_upn.clone(),
+            target_name: run.target_name.clone(),
+            target_title: snapshot.as_ref().and_then(|s| s.job_title.clone()),
+            manager: snapshot.as_ref().and_then(|s| s.manager.as_ref().map(|m| m.display_name.clone())),
+            requester: Who::new(&run.requester, &run.requester_name),
+            reason: request.as_ref().and_then(|r| r.reason.clone()),
+            ticket: request.as_ref().and_then(|r| r.ticket.clone()),
+            preset: run.plan.preset.clone(),
+            deviations: run.plan.deviations.clone(),
+            notes: run.plan.notes.clone(),
+            high_risk,
+            lines: run
+                .plan
+                .steps
+                .iter()
+                .map(|s| PreviewLine {
+                    title: s.kind.title(),
+                    text: s.preview.clone(),
+                    skip: s.skip.clone(),
+                    warnings: s.warnings.clone(),
+                    high_risk: s.high_risk,
+                })
+                .collect(),
+            plan_hash: run.plan_hash.clone(),
+            approvals_needed: run.approvals_needed,
+            approvals: approvals.iter().filter(|a| a.plan_hash == run.plan_hash).map(|a| (Who::new(&a.approver, &a.approver_name), a.at)).collect(),
+            expires_at: run.expires_at,
+            start_at: run.start_at,
+            state: run.state,
+            decided_note: run.reason.clone(),
+            decided_by: None,
+            approve: ButtonValue::Approve { run: run.id.clone(), plan: run.plan_hash.clone() },
+            reject: ButtonValue::Reject { run: run.id.clone() },
+        }
+    }
+}
+
+/// What a button carries back. Only ids: every decision is re-checked on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ButtonValue {
+    Approve { run: RunId, plan: PlanHash },
+    Reject { run: RunId },
+}
+
+impl ButtonValue {
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Approve { run, plan } => format!("approve:{run}:{plan}"),
+            Self::Reject { run } => format!("reject:{run}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut parts = s.splitn(3, ':');
+        match (parts.next()?, parts.next()?, parts.next()) {
+            ("approve", run, Some(plan)) if plan.len() == 64 && plan.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(Self::Approve { run: RunId::parse(run).ok()?, plan: PlanHash(plan.to_ascii_lowercase()) })
+            }
+            ("reject", run, None) => Some(Self::Reject { run: RunId::parse(run).ok()? }),
+            _ => None,
+        }
+    }
+}
+
+/// A step's status in the live pipeline message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badge {
+    Pending,
+    Running,
+    Done,
+    Skipped,
+    Failed,
+    Attention,
+    NotRun,
+}
+
+impl Badge {
+    pub fn of(state: StepState, warning: bool) -> Self {
+        match state {
+            StepState::Waiting | StepState::Ready => Self::Pending,
+            StepState::Running => Self::Running,
+            StepState::Succeeded => Self::Done,
+            StepState::Skipped if warning => Self::Attention,
+            StepState::Skipped => Self::Skipped,
+            StepState::Failed => Self::Failed,
+            StepState::NeedsAttention => Self::Attention,
+            StepState::Cancelled => Self::NotRun,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    pub title: &'static str,
+    pub badge: Badge,
+    pub detail: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// The run as its live status message shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunView {
+    pub run_id: RunId,
+    pub target_upn: String,
+    pub state: RunState,
+    pub lines: Vec<StatusLine>,
+}
+
+impl RunView {
+    pub fn from_run(run: &RunRecord, steps: &[StepRecord]) -> Self {
+        let lines = run
+            .plan
+            .steps
+            .iter()
+            .map(|p| {
+                let rec = steps.iter().find(|s| s.key == p.key);
+                let (badge, detail, duration_ms) = match rec {
+                    Some(s) => (
+                        Badge::of(s.state, s.outcome.as_ref().is_some_and(|o| o.is_warning())),
+                        s.outcome.as_ref().map(|o| o.summary().to_string()),
+                        s.started_at.zip(s.finished_at).map(|(a, b)| (b - a).num_milliseconds()),
+                    ),
+                    None => (Badge::Pending, None, None),
+                };
+                StatusLine { title: p.kind.title(), badge, detail, duration_ms }
+            })
+            .collect();
+        RunView { run_id: run.id.clone(), target_upn: run.target_upn.clone(), state: run.state, lines }
+    }
+}
+
+/// A file to post into the run's thread (the compliance report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOut {
+    pub name: String,
+    pub mime: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// A mark a platform draws as its own icon (Slack's `:warning:`, an emoji elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Warning,
+    HighRisk,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+    Scheduled,
+}
+
+/// A value beside a label: words (from a person, the directory or core), or people, whom
+/// a platform may mention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    Text(String),
+    /// With when, where it matters (an approval).
+    People(Vec<(Who, Option<DateTime<Utc>>)>),
+    /// An outcome, with its mark.
+    Marked(Mark, String),
+}
+
+/// One planned step as the preview says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepText {
+    pub text: String,
+    pub high_risk: bool,
+    pub warnings: Vec<String>,
+}
+
+/// What the approval message says, in order, for every platform: the heading, labelled
+/// facts, notes for the approver, the steps, a footer, and either the decision buttons or
+/// the decision. Values from people or the directory are one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewLayout {
+    pub heading: String,
+    /// For notifications and screen readers.
+    pub summary: String,
+    pub facts: Vec<(&'static str, Fact)>,
+    pub notes: Vec<String>,
+    pub steps: Vec<StepText>,
+    pub footer: String,
+    /// `None` while the decision is open: show Approve and Reject.
+    pub decision: Option<Vec<(&'static str, Fact)>>,
+}
+
+/// A UTC time as every message writes it.
+pub fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn one_line(s: &str) -> String {
+    crate::templates::one_line(s)
+}
+
+impl PlanPreview {
+    pub fn layout(&self) -> PreviewLayout {
+        let p = self;
+        let text = |s: String| Fact::Text(s);
+        let mut facts: Vec<(&'static str, Fact)> = vec![("Employee", text(one_line(&format!("{} ({})", p.target_name, p.target_upn))))];
+        if let Some(t) = &p.target_title {
+            facts.push(("Job title", text(one_line(t))));
+        }
+        facts.push(("Manager", text(p.manager.as_deref().map(one_line).unwrap_or_else(|| "none recorded".into()))));
+        facts.push(("Tenant", text(p.tenant.to_string())));
+        facts.push(("Requested by", Fact::People(vec![(p.requester.clone(), None)])));
+        facts.push(("Reason (requester's words)", text(p.reason.as_deref().map(one_line).unwrap_or_else(|| "none given".into()))));
+        if let Some(t) = &p.ticket {
+            facts.push(("Ticket (requester's words)", text(one_line(t))));
+        }
+        facts.push((
+            "Preset",
+            text(match &p.preset {
+                Some(name) if p.deviations.is_empty() => format!("{name}, unchanged"),
+                Some(name) => format!("{name}, changed: {}", one_line(&p.deviations.join("; "))),
+                None => "none: every option chosen by hand".into(),
+            }),
+        ));
+        if let Some(at) = p.start_at {
+            facts.push(("Scheduled for", text(time(at))));
+        }
+        if !p.high_risk.is_empty() {
+            facts.push(("Two approvers", text(one_line(&p.high_risk.join("; ")))));
+        }
+        if !p.approvals.is_empty() {
+            facts.push(("Approved by", Fact::People(p.approvals.iter().map(|(who, at)| (who.clone(), Some(*at))).collect())));
+        }
+        facts.push(("Run", text(p.run_id.to_string())));
+        let steps = p
+            .lines
+            .iter()
+            .map(|l| StepText {
+                text: match &l.skip {
+                    Some(reason) => format!("{}: skipped, {}", l.title, one_line(reason)),
+                    None => format!("{}: {}", l.title, one_line(&l.text)),
+                },
+                high_risk: l.high_risk,
+                warnings: l.warnings.iter().map(|w| one_line(w)).collect(),
+            })
+            .collect();
+        let open = p.state == RunState::AwaitingApproval;
+        let expiry = if open { format!(" · expires {}", time(p.expires_at)) } else { String::new() };
+        let have = if open && !p.approvals.is_empty() { format!(" · {} of {} given", p.approvals.len(), p.approvals_needed) } else { String::new() };
+        let footer =
+            format!("Needs {} approval{}{have} · plan {}{expiry}", p.approvals_needed, if p.approvals_needed == 1 { "" } else { "s" }, p.plan_hash.short());
+        let decision = (!open).then(|| {
+            let (mark, said) = match p.state {
+                RunState::Rejected => (Mark::Rejected, "Rejected"),
+                RunState::Expired => (Mark::Expired, "Expired without a decision"),
+                RunState::Cancelled => (Mark::Cancelled, "Cancelled"),
+                RunState::Scheduled => (Mark::Scheduled, "Approved, scheduled"),
+                _ => (Mark::Approved, "Approved"),
+            };
+            let mut decided: Vec<(&'static str, Fact)> = vec![("Decision", Fact::Marked(mark, said.into()))];
+            if let Some(by) = &p.decided_by {
+                decided.push(("By", Fact::People(vec![(by.clone(), None)])));
+            }
+            if let (RunState::Rejected, Some(reason)) = (p.state, &p.decided_note) {
+                decided.push(("Reason (rejecter's words)", Fact::Text(one_line(reason))));
+            }
+            if !matches!(p.state, RunState::Rejected | RunState::Expired | RunState::Cancelled | RunState::Scheduled) {
+                decided.push(("Now", Fact::Text(p.state.label().to_string())));
+            }
+            decided
+        });
+        PreviewLayout {
+            heading: one_line(&format!("Offboard {}", p.target_name)),
+            summary: one_line(&format!("Offboarding request for {} ({}) by {}", p.target_name, p.target_upn, p.requester.name)),
+            facts,
+            notes: p.notes.iter().map(|n| one_line(n)).collect(),
+            steps,
+            footer,
+            decision,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every platform's approval message says, open and decided.
+    #[test]
+    fn the_preview_says_the_same_everywhere() {
+        let (mut run, _, approvals) = crate::testing::finished_run();
+        insta::assert_debug_snapshot!("layout_decided", PlanPreview::from_run(&run, &approvals).layout());
+        run.state = RunState::AwaitingApproval;
+        let open = PlanPreview::from_run(&run, &[]).layout();
+        assert!(open.decision.is_none() && open.footer.contains("expires"), "{open:?}");
+        insta::assert_debug_snapshot!("layout_open", open);
+    }
+}
