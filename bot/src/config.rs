@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use offboard_core::domain::{Role, TenantId};
-use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
+use offboard_core::chat::relay::Routes;
+use offboard_core::policy::{Access, AdminTargets, LinkedPerson, ManagerApproves, Principal, RoleBinding, TenantPolicy};
 use offboard_core::secret::Secret;
 use offboard_core::service::Tenant;
 use offboard_m365::{Credential, Endpoints, Settings, TenantConfig, Tenants};
@@ -96,6 +97,36 @@ pub struct Config {
     pub notify: Vec<NotifyEntry>,
     #[serde(default)]
     pub presets: Vec<PresetEntry>,
+    /// One person's identities on several platforms: one person for every approval rule.
+    #[serde(default)]
+    pub people: Vec<PersonEntry>,
+    /// Where a tenant's approval messages go on a platform.
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+    /// The service's address as people reach it (`https://offboard.example.com`): report
+    /// links are made on it. Without it, reports are only uploaded.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonEntry {
+    /// `platform:id`, e.g. `slack:U0ADA`, `teams:<Entra object id>`, `cli:ada`.
+    pub identities: Vec<String>,
+    /// Their address in the directory, to find them as someone's line manager.
+    #[serde(default)]
+    pub upn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub tenant: String,
+    /// `slack`, `teams` or `discord`.
+    pub platform: String,
+    /// The channel (Slack channel id, Teams channel or chat id, Discord channel id).
+    pub channel: String,
 }
 
 /// A named set of wizard defaults; a tenant's own preset wins over a built-in one.
@@ -180,11 +211,21 @@ pub struct PolicyEntry {
     pub approval_hours: u32,
     #[serde(default = "default_escalate_hours")]
     pub escalate_hours: Option<u32>,
+    /// `no` (default), `also` (IT and the line manager) or `alone` (the line manager
+    /// instead of one IT approver).
+    #[serde(default)]
+    pub line_manager: Option<String>,
 }
 
 impl Default for PolicyEntry {
     fn default() -> Self {
-        PolicyEntry { admins: None, managers_may_approve: false, approval_hours: default_approval_hours(), escalate_hours: default_escalate_hours() }
+        PolicyEntry {
+            admins: None,
+            managers_may_approve: false,
+            approval_hours: default_approval_hours(),
+            escalate_hours: default_escalate_hours(),
+            line_manager: None,
+        }
     }
 }
 
@@ -484,6 +525,11 @@ impl Config {
             {
                 return Err(key_error(k("policy.admins"), format!("`{a}` is not allow, high_risk or exclude")));
             }
+            if let Some(m) = &t.policy.line_manager
+                && !["no", "also", "alone"].contains(&m.as_str())
+            {
+                return Err(key_error(k("policy.line_manager"), format!("`{m}` is not no, also or alone")));
+            }
         }
         for (i, r) in self.roles.iter().enumerate() {
             let k = |f: &str| format!("roles[{i}].{f}");
@@ -514,6 +560,35 @@ impl Config {
         }
         for (i, n) in self.notify.iter().enumerate() {
             self.notify_target(i, n)?;
+        }
+        let platforms = ["slack", "teams", "discord", "cli"];
+        for (i, p) in self.people.iter().enumerate() {
+            for id in &p.identities {
+                if !id.split_once(':').is_some_and(|(pl, rest)| platforms.contains(&pl) && !rest.is_empty()) {
+                    return Err(key_error(format!("people[{i}].identities"), format!("`{id}` is not platform:id (slack, teams, discord or cli)")));
+                }
+                if self.people.iter().enumerate().any(|(j, q)| j != i && q.identities.contains(id)) {
+                    return Err(key_error(format!("people[{i}].identities"), format!("`{id}` is linked to two people")));
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if !self.tenants.iter().any(|t| t.key == r.tenant) {
+                return Err(key_error(format!("routes[{i}].tenant"), format!("`{}` is not a configured tenant", r.tenant)));
+            }
+            if !platforms[..3].contains(&r.platform.as_str()) {
+                return Err(key_error(format!("routes[{i}].platform"), format!("`{}` is not slack, teams or discord", r.platform)));
+            }
+            if seen.contains(&(&r.tenant, &r.platform)) {
+                return Err(key_error(format!("routes[{i}]"), format!("{} already has a route on {}", r.tenant, r.platform)));
+            }
+            seen.push((&r.tenant, &r.platform));
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(key_error("public_url", format!("`{u}` is not an http(s) address")));
         }
         for (i, p) in self.presets.iter().enumerate() {
             offboard_core::domain::PresetName::parse(&p.name).map_err(|e| key_error(format!("presets[{i}].name"), e.to_string()))?;
@@ -565,6 +640,11 @@ impl Config {
                         _ => AdminTargets::HighRisk,
                     },
                     managers_may_approve: t.policy.managers_may_approve,
+                    line_manager: match t.policy.line_manager.as_deref() {
+                        Some("also") => ManagerApproves::Also,
+                        Some("alone") => ManagerApproves::Alone,
+                        _ => ManagerApproves::No,
+                    },
                     approval_ttl: chrono::Duration::hours(t.policy.approval_hours as i64),
                     escalate_after: t.policy.escalate_hours.map(|h| chrono::Duration::hours(h as i64)),
                     ..TenantPolicy::default()
@@ -629,7 +709,21 @@ impl Config {
                     tenants: r.tenants.as_ref().map(|ts| ts.iter().filter_map(|t| TenantId::parse(t).ok()).collect()),
                 })
                 .collect(),
+            people: self.people.iter().map(|p| LinkedPerson { identities: p.identities.clone(), upn: p.upn.clone() }).collect(),
         }
+    }
+
+    /// Where each tenant's approvals go, per platform; a platform's own approvals channel
+    /// for tenants without a route of their own.
+    pub fn routes(&self) -> Routes {
+        let mut routes = Routes::default();
+        for r in &self.routes {
+            routes.add(TenantId::parse(&r.tenant).expect("checked at load"), &r.platform, &r.channel);
+        }
+        if let Some(s) = &self.slack {
+            routes.default_for("slack", &s.approvals_channel);
+        }
+        routes
     }
 
     fn notify_target(&self, i: usize, n: &NotifyEntry) -> Result<Target, ConfigError> {

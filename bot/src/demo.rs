@@ -86,7 +86,7 @@ fn to_terminal(blocks: &Json) -> String {
 fn access() -> Access {
     let bind = |(id, _): (&str, &str), role| RoleBinding { principal: Principal::User { platform: "slack".into(), id: id.into() }, role, tenants: None };
     // The requester is an admin too, so the demo shows the requester ≠ approver rule.
-    Access { bindings: vec![bind(REQUESTER, Role::Admin), bind(VIEWER, Role::Viewer), bind(APPROVER, Role::Admin)] }
+    Access { bindings: vec![bind(REQUESTER, Role::Admin), bind(VIEWER, Role::Viewer), bind(APPROVER, Role::Admin)], people: vec![] }
 }
 
 fn text(v: &str) -> Json {
@@ -161,9 +161,11 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
 
     let public = key.public();
     let reports_dir = args.dir.join("reports");
-    let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, &reports_dir)), store: store.clone() });
+    let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, &reports_dir)), store: store.clone(), links: None });
     let templates = Arc::new(Templates::load(None, &[])?);
-    let relay = Relay::new(store.clone(), Arc::new(SlackSurface::new(api.clone(), CHANNEL)), "slack:demo", Some(reports), templates, clock.clone());
+    let mut routes = offboard_core::chat::relay::Routes::default();
+    routes.default_for("slack", CHANNEL);
+    let relay = Relay::new(store.clone(), Arc::new(SlackSurface::new(api.clone())), "slack:demo", routes, Some(reports), templates, clock.clone());
     tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
     let config = WorkerConfig {
         poll: Duration::from_millis(20),

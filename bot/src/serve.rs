@@ -27,7 +27,9 @@ use offboard_core::templates::Templates;
 use offboard_m365::M365;
 use offboard_m365::auth::Resource;
 use offboard_notify::Notifier;
-use offboard_report::{Evidence, ReportKey, RunReports};
+use offboard_core::audit::NewAudit;
+use offboard_report::links::LINK_TTL;
+use offboard_report::{Evidence, ReportKey, ReportLinks, RunReports};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -117,6 +119,45 @@ impl StepExecutor for Timed {
 
     async fn reconcile(&self, cx: &StepContext) -> Reconciled {
         self.inner.reconcile(cx).await
+    }
+}
+
+/// What a report link needs to serve its file.
+#[derive(Clone)]
+struct Downloads {
+    links: Arc<ReportLinks>,
+    evidence: Arc<Evidence>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+/// A report by its signed link. Anything wrong (another run, expiry or signature, an
+/// expired link, no report) is the same 403, which names nothing; every download is
+/// audited.
+async fn download(
+    State(d): State<Downloads>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> axum::response::Response {
+    let q: std::collections::HashMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let now = d.clock.now();
+    let forbidden = || (StatusCode::FORBIDDEN, "forbidden").into_response();
+    let (Some(expires), Some(sig)) = (q.get("expires"), q.get("sig")) else { return forbidden() };
+    let Some(run) = d.links.check(&file, expires, sig, now) else { return forbidden() };
+    match d.evidence.pdf(&d.store, &run, now).await {
+        Ok((_, bytes)) => {
+            let audit = NewAudit::new("link:report", "report.downloaded").run(&run).detail(serde_json::json!({ "expires": expires }));
+            if let Err(e) = d.store.audit(audit, now).await {
+                tracing::error!(error = %e, "could not audit a report download");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+            }
+            let disposition = format!("attachment; filename=\"{run}.pdf\"");
+            ([(axum::http::header::CONTENT_TYPE, "application/pdf".to_string()), (axum::http::header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(run = %run, error = %e, "a report link led to no report");
+            forbidden()
+        }
     }
 }
 
@@ -234,13 +275,21 @@ pub async fn wire(cfg: &Config) -> anyhow::Result<Wired> {
     let templates = Arc::new(Templates::load(cfg.template_dir.as_deref(), offboard_notify::webhook::TEMPLATES)?);
     let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, clock.clone(), cfg.m365_settings()));
     let presets = cfg.presets(templates.out_of_office());
-    let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets));
+    // Where a line manager's chat identity is looked up by e-mail.
+    let mut identities: Vec<Arc<dyn offboard_core::service::ChatIdentities>> = Vec::new();
+    if let Some(slack) = &cfg.slack
+        && let Ok((_, token)) = slack.secrets()
+    {
+        identities.push(Arc::new(offboard_slack::surface::SlackIdentities(Arc::new(offboard_slack::api::SlackApi::new(&slack.api_url, token)?))));
+    }
+    let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), cfg.access(), cfg.tenants(), presets).with_identities(identities));
     Ok(Wired { store, signing, clock, templates, m365, svc })
 }
 
 pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let Wired { store, signing, clock, templates, m365, svc } = wire(&cfg).await?;
+    let links = cfg.public_url.as_deref().map(|u| Arc::new(ReportLinks::new(u, &signing, LINK_TTL)));
     let evidence = Arc::new(Evidence::new(signing, &cfg.reports_dir));
 
     let (stop, stopped) = watch::channel(false);
@@ -265,15 +314,19 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let stop = shutdown();
         tasks.spawn(app.clone().memberships_until(stop));
         if !args.no_relay {
-            let surface = Arc::new(offboard_slack::surface::SlackSurface::new(api, &slack.approvals_channel));
-            let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone() });
-            let relay = Relay::new(store.clone(), surface, "slack", Some(reports), templates.clone(), clock.clone());
+            let surface = Arc::new(offboard_slack::surface::SlackSurface::new(api));
+            let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone(), links: links.clone() });
+            let relay = Relay::new(store.clone(), surface, "slack", cfg.routes(), Some(reports), templates.clone(), clock.clone());
             let stop = shutdown();
             tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
         }
     }
     let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone(), ready: Default::default() };
-    let router = router.route("/healthz", get(healthz));
+    let mut router = router.route("/healthz", get(healthz));
+    if let Some(links) = links {
+        let downloads = Downloads { links, evidence: evidence.clone(), store: store.clone(), clock: clock.clone() };
+        router = router.merge(Router::new().route("/reports/{file}", get(download)).with_state(downloads));
+    }
     let ops = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health);
     let targets = cfg.notify_targets();
     if !targets.is_empty() && !args.no_relay {

@@ -27,20 +27,51 @@ pub struct RoleBinding {
     pub tenants: Option<Vec<TenantId>>,
 }
 
-/// The role bindings of the installation.
+/// One person's identities on several platforms (`slack:U0ADA`, `teams:…`, `cli:ada`) and,
+/// optionally, the directory address that names them: one person for every rule about
+/// people (the requester never approves; two approvers are two people).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LinkedPerson {
+    pub identities: Vec<String>,
+    #[serde(default)]
+    pub upn: Option<String>,
+}
+
+/// The role bindings of the installation, and who is whom across platforms.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub bindings: Vec<RoleBinding>,
+    pub people: Vec<LinkedPerson>,
 }
 
 impl Access {
-    /// The highest role any binding gives this actor for this tenant.
+    /// Every identity of the person behind `key` (just `key` if it is linked to none).
+    pub fn identities_of(&self, key: &str) -> Vec<String> {
+        match self.people.iter().find(|p| p.identities.iter().any(|i| i == key)) {
+            Some(p) => p.identities.clone(),
+            None => vec![key.to_string()],
+        }
+    }
+
+    /// The person behind an identity, as one key: the first identity they are linked by.
+    pub fn person_of(&self, key: &str) -> String {
+        self.identities_of(key).swap_remove(0)
+    }
+
+    /// The identities linked to a directory address.
+    pub fn identities_for_upn(&self, upn: &str) -> Vec<String> {
+        self.people.iter().filter(|p| p.upn.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(upn))).flat_map(|p| p.identities.clone()).collect()
+    }
+
+    /// The highest role any binding gives this actor for this tenant: a binding to any of
+    /// the person's linked identities, or to a group the platform reports for this one.
     pub fn role_of(&self, actor: &Actor, tenant: &TenantId) -> Option<Role> {
+        let mine = self.identities_of(&actor.key());
         self.bindings
             .iter()
             .filter(|b| b.tenants.as_ref().is_none_or(|ts| ts.contains(tenant)))
             .filter(|b| match &b.principal {
-                Principal::User { platform, id } => *platform == actor.platform && *id == actor.id,
+                Principal::User { platform, id } => mine.iter().any(|k| *k == format!("{platform}:{id}")),
                 Principal::Group { platform, id } => *platform == actor.platform && actor.groups.iter().any(|g| g == id),
             })
             .map(|b| b.role)
@@ -80,6 +111,8 @@ pub struct TenantPolicy {
     pub admins: AdminTargets,
     /// Managers may approve, not only request.
     pub managers_may_approve: bool,
+    /// The leaver's line manager approves too, or alone.
+    pub line_manager: ManagerApproves,
     pub approval_ttl: Duration,
     /// Post a reminder to the approvers after this long without a decision.
     pub escalate_after: Option<Duration>,
@@ -91,6 +124,7 @@ impl Default for TenantPolicy {
             scope: TargetScope::AllUsers,
             admins: AdminTargets::HighRisk,
             managers_may_approve: false,
+            line_manager: ManagerApproves::No,
             approval_ttl: Duration::hours(24),
             escalate_after: Some(Duration::hours(4)),
         }
@@ -123,6 +157,33 @@ pub enum Refusal {
     AdminExcluded(String),
 }
 
+/// Whether the leaver's line manager approves, by the tenant's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagerApproves {
+    /// IT decides alone.
+    #[default]
+    No,
+    /// The manager's approval is needed as well as IT's.
+    Also,
+    /// The manager's approval is enough, as IT's is (a plan that needs two approvers
+    /// still needs an IT approver beside them).
+    Alone,
+}
+
+/// The line manager a run waits for, and how they were found, for the preview and the
+/// buttons: their clicks count, with no role, only as theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineManager {
+    pub upn: String,
+    pub name: String,
+    /// The chat identities their clicks come from (`slack:U0MARY`).
+    pub identities: Vec<String>,
+    pub mode: ManagerApproves,
+    /// How the identities were found, said in the preview ("found in Slack by e-mail").
+    pub found: String,
+}
+
 /// A recorded approval of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
@@ -142,6 +203,7 @@ pub struct PendingRun<'a> {
     pub expires_at: DateTime<Utc>,
     pub approvals_needed: usize,
     pub approvals: &'a [Approval],
+    pub line_manager: Option<&'a LineManager>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,36 +257,56 @@ pub fn check_operate(access: &Access, actor: &Actor, tenant: &TenantId, requeste
     require(access, actor, tenant, need, "change this run")
 }
 
+/// Whether `key` is one of the line manager's identities (or linked to one).
+fn is_line_manager(access: &Access, run: &PendingRun<'_>, key: &str) -> bool {
+    let person = access.person_of(key);
+    run.line_manager.is_some_and(|m| m.identities.iter().any(|i| access.person_of(i) == person))
+}
+
 fn check_decider(access: &Access, policy: &TenantPolicy, actor: &Actor, run: &PendingRun<'_>, now: DateTime<Utc>) -> Result<(), Refusal> {
-    let need = if policy.managers_may_approve { Role::Manager } else { Role::Admin };
-    require(access, actor, run.tenant, need, "decide on offboardings")?;
+    // The leaver's line manager decides on this run, and only this one, without a role.
+    if !is_line_manager(access, run, &actor.key()) {
+        let need = if policy.managers_may_approve { Role::Manager } else { Role::Admin };
+        require(access, actor, run.tenant, need, "decide on offboardings")?;
+    }
     if run.state != RunState::AwaitingApproval {
         return Err(Refusal::NotAwaiting(run.state));
     }
     if now >= run.expires_at {
         return Err(Refusal::Expired(run.expires_at));
     }
-    if actor.key() == run.requester {
+    if access.person_of(&actor.key()) == access.person_of(run.requester) {
         return Err(Refusal::SelfApproval);
     }
     Ok(())
 }
 
-/// Decide an approval click. `seen` is the plan hash the button carried.
+/// Decide an approval click. `seen` is the plan hash the button carried. Approvers are
+/// people, not identities: one person linked on two platforms counts once.
 pub fn approve(access: &Access, policy: &TenantPolicy, actor: &Actor, run: &PendingRun<'_>, seen: &PlanHash, now: DateTime<Utc>) -> Result<Verdict, Refusal> {
     check_decider(access, policy, actor, run, now)?;
     if seen != run.plan_hash {
         return Err(Refusal::PlanChanged { seen: seen.short().into(), current: run.plan_hash.short().into() });
     }
     // Only approvals of the current plan count; an approval of an older plan is void.
-    let mut approvers: Vec<&str> = run.approvals.iter().filter(|a| &a.plan_hash == run.plan_hash).map(|a| a.approver.as_str()).collect();
-    let me = actor.key();
-    if approvers.contains(&me.as_str()) {
+    let mut approvers: Vec<String> = run.approvals.iter().filter(|a| &a.plan_hash == run.plan_hash).map(|a| access.person_of(&a.approver)).collect();
+    let me = access.person_of(&actor.key());
+    if approvers.contains(&me) {
         return Err(Refusal::AlreadyApproved);
     }
-    approvers.push(&me);
-    let have = approvers.len();
-    if have >= run.approvals_needed { Ok(Verdict::Released) } else { Ok(Verdict::Recorded { have, need: run.approvals_needed }) }
+    approvers.push(me);
+    let manager = approvers.iter().any(|p| is_line_manager(access, run, p));
+    let it = approvers.iter().filter(|p| !is_line_manager(access, run, p)).count();
+    let (released, have, need) = match run.line_manager.map(|m| m.mode) {
+        None | Some(ManagerApproves::No) => (it >= run.approvals_needed, it, run.approvals_needed),
+        // The manager, and IT as the plan asks.
+        Some(ManagerApproves::Also) => (manager && it >= run.approvals_needed, it + usize::from(manager), run.approvals_needed + 1),
+        // The manager in place of one IT approver; IT can still decide on its own.
+        Some(ManagerApproves::Alone) => {
+            ((manager && it + 1 >= run.approvals_needed) || it >= run.approvals_needed, it + usize::from(manager), run.approvals_needed.max(1))
+        }
+    };
+    if released { Ok(Verdict::Released) } else { Ok(Verdict::Recorded { have, need }) }
 }
 
 /// Decide a rejection click: any authorised decider but the requester may reject.
@@ -249,6 +331,7 @@ mod tests {
     fn access() -> Access {
         let user = |id: &str, role| RoleBinding { principal: Principal::User { platform: "slack".into(), id: id.into() }, role, tenants: None };
         Access {
+            people: vec![],
             bindings: vec![
                 user("UREQ", Role::Manager),
                 user("UADM1", Role::Admin),
@@ -289,6 +372,7 @@ mod tests {
                 expires_at: now() + Duration::hours(24),
                 approvals_needed: self.needed,
                 approvals: &self.approvals,
+                line_manager: None,
             }
         }
     }

@@ -67,9 +67,20 @@ pub enum Decided {
     Released(RunState),
 }
 
+/// Finds a person's identity on a chat platform by their e-mail address (Slack's
+/// `users.lookupByEmail`), so the line manager can be sent the approval message directly.
+#[async_trait::async_trait]
+pub trait ChatIdentities: Send + Sync {
+    /// `slack`, `teams`, `discord`: the identity's prefix.
+    fn platform(&self) -> &str;
+    /// The user id, if the platform has someone with this address.
+    async fn by_email(&self, email: &str) -> Result<Option<String>, crate::chat::ChatError>;
+}
+
 pub struct Offboarding {
     store: Store,
     discovery: Arc<dyn Discovery>,
+    identities: Vec<Arc<dyn ChatIdentities>>,
     clock: Arc<dyn Clock>,
     access: Access,
     tenants: Vec<Tenant>,
@@ -84,7 +95,54 @@ pub const SEARCHES_PER_MINUTE: usize = 30;
 
 impl Offboarding {
     pub fn new(store: Store, discovery: Arc<dyn Discovery>, clock: Arc<dyn Clock>, access: Access, tenants: Vec<Tenant>, presets: Presets) -> Self {
-        Self { store, discovery, clock, access, tenants, presets, searches: Default::default() }
+        Self { store, discovery, identities: Vec::new(), clock, access, tenants, presets, searches: Default::default() }
+    }
+
+    /// Where the line manager's chat identities are looked up (besides linked identities).
+    pub fn with_identities(mut self, finders: Vec<Arc<dyn ChatIdentities>>) -> Self {
+        self.identities = finders;
+        self
+    }
+
+    /// The line manager who is to approve, with their chat identities, or why IT decides
+    /// alone (a note for the preview).
+    async fn line_manager(&self, tenant: &Tenant, actor: &Actor, snapshot: &crate::snapshot::UserSnapshot, leaving: bool) -> (Option<policy::LineManager>, Option<String>) {
+        let mode = tenant.policy.line_manager;
+        if mode == policy::ManagerApproves::No {
+            return (None, None);
+        }
+        let Some(m) = snapshot.manager.as_ref() else {
+            return (None, Some("The line manager would approve, but the directory names none: IT decides.".into()));
+        };
+        if leaving || !m.enabled {
+            return (None, Some(format!("The line manager would approve, but {} is leaving or disabled: IT decides.", m.display_name)));
+        }
+        let mut identities = self.access.identities_for_upn(m.upn.as_str());
+        let mut found = Vec::new();
+        if !identities.is_empty() {
+            found.push("linked in the configuration".to_string());
+        }
+        for finder in &self.identities {
+            match finder.by_email(m.upn.as_str()).await {
+                Ok(Some(id)) => {
+                    let key = format!("{}:{id}", finder.platform());
+                    if !identities.contains(&key) {
+                        identities.push(key);
+                        found.push(format!("found in {} by e-mail", platform_name(finder.platform())));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(platform = finder.platform(), error = %e, "could not look the line manager up"),
+            }
+        }
+        let requester = self.access.person_of(&actor.key());
+        if identities.iter().any(|i| self.access.person_of(i) == requester) {
+            return (None, Some(format!("{} asked for this and is the line manager: their approval does not count; IT decides.", m.display_name)));
+        }
+        if identities.is_empty() {
+            return (None, Some(format!("The line manager, {}, was not found on any chat platform: IT decides.", m.display_name)));
+        }
+        (Some(policy::LineManager { upn: m.upn.to_string(), name: m.display_name.clone(), identities, mode, found: found.join(", ") }), None)
     }
 
     pub fn store(&self) -> &Store {
@@ -227,6 +285,11 @@ impl Offboarding {
     /// are exactly the request's: a preset names where they started, and the plan records
     /// every way they depart from it.
     pub async fn request(&self, actor: &Actor, req: Request) -> Result<RunRecord, ServiceError> {
+        self.request_from(actor, req, None).await
+    }
+
+    /// [`Self::request`], remembering the conversation it was asked from.
+    pub async fn request_from(&self, actor: &Actor, req: Request, conversation: Option<String>) -> Result<RunRecord, ServiceError> {
         let now = self.clock.now();
         let tenant = self.tenant(&req.tenant)?.clone();
         if let Err(r) = policy::check_may_request(&self.access, actor, &tenant.id) {
@@ -265,6 +328,7 @@ impl Offboarding {
             Some(m) => self.store.open_run_for(&tenant.id, m.id.as_str()).await?,
             None => None,
         };
+        let (line_manager, manager_note) = self.line_manager(&tenant, actor, &snapshot, manager_leaving.is_some()).await;
         let rules = PlanRules { admins_high_risk: tenant.policy.admins == AdminTargets::HighRisk, manager_leaving };
         let mut plan = plan::build(&valid, &snapshot, rules);
         plan.deviations = deviations.unwrap_or_default();
@@ -288,6 +352,7 @@ impl Offboarding {
             plan.notes.push(said);
         }
         plan.high_risk_reasons.extend(self.said_outside(&valid.request));
+        plan.notes.extend(manager_note);
         if valid.request.emergency && plan.needs_two_approvers() {
             plan.notes.push(
                 "Emergency: sign-in is blocked and sessions revoked now; the password reset, the MFA removal and everything else wait for two approvals."
@@ -313,6 +378,8 @@ impl Offboarding {
             escalate_at: tenant.policy.escalate_after.map(|d| now + d),
             start_at: valid.start_at,
             emergency: valid.request.emergency,
+            origin: Some(crate::store::Origin { platform: actor.platform.clone(), conversation }),
+            line_manager,
         };
         let audit = NewAudit::new(actor.key(), "run.requested").tenant(&tenant.id).run(&id).detail(json!({
             "requester": actor.name, "plan_hash": plan_hash, "steps": run.plan.steps.len(),
@@ -485,8 +552,19 @@ impl Offboarding {
     }
 }
 
+/// A platform's name as people say it.
+fn platform_name(p: &str) -> &str {
+    match p {
+        "slack" => "Slack",
+        "teams" => "Teams",
+        "discord" => "Discord",
+        other => other,
+    }
+}
+
 fn pending<'a>(run: &'a RunRecord, approvals: &'a [Approval]) -> PendingRun<'a> {
     PendingRun {
+        line_manager: run.line_manager.as_ref(),
         tenant: &run.tenant,
         state: run.state,
         requester: &run.requester,

@@ -257,6 +257,8 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
         finished_at: Some(at),
         reason: None,
         version: 40,
+        origin: Some(crate::store::Origin { platform: "slack".into(), conversation: Some("C0REQUESTS".into()) }),
+        line_manager: None,
     };
     let approvals = vec![crate::policy::Approval { approver: "slack:U0ADMIN1".into(), approver_name: "Ada Admin".into(), plan_hash, at: approved }];
     (run, steps, approvals)

@@ -37,7 +37,7 @@ pub fn viewer() -> Actor {
 
 pub fn access() -> Access {
     let bind = |id: &str, role| RoleBinding { principal: Principal::User { platform: "slack".into(), id: id.into() }, role, tenants: None };
-    Access { bindings: vec![bind("UREQ", Role::Manager), bind("UADM1", Role::Admin), bind("UADM2", Role::Admin), bind("UVIEW", Role::Viewer)] }
+    Access { bindings: vec![bind("UREQ", Role::Manager), bind("UADM1", Role::Admin), bind("UADM2", Role::Admin), bind("UVIEW", Role::Viewer)], people: vec![] }
 }
 
 /// `users` users numbered from 1 (user 1 is the rich test user).

@@ -93,6 +93,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EvidenceError> {
 pub struct RunReports {
     pub evidence: std::sync::Arc<Evidence>,
     pub store: Store,
+    /// Signed links beside the file, when the service has a public address.
+    pub links: Option<std::sync::Arc<crate::ReportLinks>>,
 }
 
 #[async_trait::async_trait]
@@ -100,6 +102,11 @@ impl offboard_core::chat::relay::Reports for RunReports {
     async fn report(&self, run: &RunId) -> Result<offboard_core::chat::FileOut, String> {
         let now = chrono::Utc::now();
         let (path, bytes) = self.evidence.pdf(&self.store, run, now).await.map_err(|e| e.to_string())?;
-        Ok(offboard_core::chat::FileOut { name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), mime: "application/pdf", bytes })
+        Ok(offboard_core::chat::FileOut {
+            name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            mime: "application/pdf",
+            bytes,
+            link: self.links.as_ref().map(|l| l.link(run, now)),
+        })
     }
 }

@@ -7,10 +7,12 @@
 //! trusted public key.
 
 pub mod evidence;
+pub mod links;
 pub mod pdf;
 pub mod sign;
 
 pub use evidence::{Evidence, EvidenceError, RunReports};
+pub use links::ReportLinks;
 pub use sign::{KeyError, PublicKey, ReportKey, Verdict};
 
 /// Renders and signs in one go: the bytes to write to `report.pdf`.

@@ -49,6 +49,14 @@ impl ReportKey {
         offboard_core::audit::AuditKey::derive(self.0.as_bytes())
     }
 
+    /// The key report links are signed with, derived from this one.
+    pub fn link_key(&self) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.0.as_bytes()).expect("HMAC takes any key length");
+        mac.update(b"offboard report links v1");
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn generate() -> Self {
         Self::from_seed(rand::random())
     }

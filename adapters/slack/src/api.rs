@@ -27,7 +27,12 @@ pub const METHOD_SCOPES: &[(&str, Option<&str>)] = &[
     ("files.getUploadURLExternal", Some("files:write")),
     ("files.completeUploadExternal", Some("files:write")),
     ("usergroups.list", Some("usergroups:read")),
+    ("users.lookupByEmail", Some("users:read.email")),
 ];
+
+/// Scopes Slack grants only together with another one: asked for because a listed scope
+/// needs them, not for a method of their own.
+pub const COMPANION_SCOPES: &[(&str, &str)] = &[("users:read.email", "users:read")];
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -95,6 +100,12 @@ impl SlackApi {
 
     /// Posts a message (into a thread with `thread_ts`); returns its `ts`.
     pub async fn post(&self, channel: &str, thread_ts: Option<&str>, text: &str, blocks: Vec<Json>) -> Result<String, ChatError> {
+        self.post_in(channel, thread_ts, text, blocks).await.map(|(_, ts)| ts)
+    }
+
+    /// [`Self::post`], with the channel Slack put it in (a user id becomes their direct
+    /// message channel).
+    pub async fn post_in(&self, channel: &str, thread_ts: Option<&str>, text: &str, blocks: Vec<Json>) -> Result<(String, String), ChatError> {
         let mut body = json!({ "channel": channel, "text": text });
         if !blocks.is_empty() {
             body["blocks"] = Json::Array(blocks);
@@ -104,7 +115,7 @@ impl SlackApi {
         }
         let req: SlackApiChatPostMessageRequest = model(body)?;
         let resp = within("chat.postMessage", self.client.open_session(&self.token).chat_post_message(&req)).await?;
-        Ok(resp.ts.0)
+        Ok((resp.channel.0, resp.ts.0))
     }
 
     pub async fn update(&self, channel: &str, ts: &str, text: &str, blocks: Vec<Json>) -> Result<(), ChatError> {
@@ -123,6 +134,16 @@ impl SlackApi {
     pub async fn auth_test(&self) -> Result<String, ChatError> {
         let r = within("auth.test", self.client.open_session(&self.token).auth_test()).await?;
         Ok(r.team)
+    }
+
+    /// The Slack user with this e-mail address, if the workspace has one.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<String>, ChatError> {
+        let req: SlackApiUsersLookupByEmailRequest = model(json!({ "email": email }))?;
+        match within("users.lookupByEmail", self.client.open_session(&self.token).users_lookup_by_email(&req)).await {
+            Ok(resp) => Ok(Some(resp.user.id.0)),
+            Err(ChatError::Permanent(code)) if code == "users_not_found" || code == "user_not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every user group with its members: `(group id, user ids)`.

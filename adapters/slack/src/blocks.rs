@@ -39,6 +39,11 @@ pub fn page_of(private_metadata: &str) -> Option<usize> {
     private_metadata.strip_prefix("page:")?.split(':').next()?.parse().ok()
 }
 
+/// The channel the wizard was opened from, carried by its first page (`page:0:C0123`).
+pub fn origin_of(private_metadata: &str) -> Option<&str> {
+    private_metadata.strip_prefix("page:")?.split_once(':').map(|(_, o)| o).filter(|o| !o.is_empty())
+}
+
 /// One wizard page as a modal view. `prefill` gives initial values (the user from the
 /// slash command).
 pub fn modal(form: &Form, prefill: &Values) -> Json {
@@ -391,7 +396,11 @@ pub fn status_text(view: &RunView) -> String {
 
 /// A wizard page, with what to correct under its fields.
 pub fn page(p: &Page) -> Json {
-    modal_with_errors(&p.form, &p.values, &p.errors)
+    let mut view = modal_with_errors(&p.form, &p.values, &p.errors);
+    if let Some(origin) = &p.origin {
+        view["private_metadata"] = json!(format!("page:{}:{}", p.form.page, cut(origin, 64)));
+    }
+    view
 }
 
 #[cfg(test)]

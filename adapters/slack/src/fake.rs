@@ -60,6 +60,8 @@ struct Inner {
     /// them does (`plan_upgrade_required`, `missing_scope`).
     refusals: HashMap<String, String>,
     usergroups: Vec<(String, Vec<String>)>,
+    /// Members' e-mail addresses, for `users.lookupByEmail`.
+    emails: HashMap<String, String>,
     next: u64,
 }
 
@@ -86,6 +88,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/files.getUploadURLExternal", get(upload_url))
             .route("/api/usergroups.list", get(usergroups))
+            .route("/api/users.lookupByEmail", get(lookup_by_email))
             .route("/api/auth.test", get(auth_test))
             .route("/api/{method}", post(method))
             .route("/upload/{file}", post(upload))
@@ -116,6 +119,11 @@ impl FakeSlack {
     /// Every call of `method` answers `{"ok": false, "error": code}` from now on.
     pub fn refuse(&self, method: &str, code: &str) {
         self.inner.lock().expect("fake lock").refusals.insert(method.to_string(), code.to_string());
+    }
+
+    /// A workspace member's e-mail address, as `users.lookupByEmail` finds it.
+    pub fn add_member(&self, user: &str, email: &str) {
+        self.inner.lock().expect("fake lock").emails.insert(email.to_ascii_lowercase(), user.to_string());
     }
 
     /// A user group and its members, as `usergroups.list` reports them.
@@ -247,8 +255,11 @@ async fn method(State(fake): State<FakeSlack>, Path(method): Path<String>, heade
                 return error("no_text");
             }
             let ts = FakeSlack::ts(&mut i);
+            // A user id as the channel is a direct message from the app, in its own channel.
+            let to = args["channel"].as_str().unwrap_or("");
+            let channel = if to.starts_with('U') || to.starts_with('W') { format!("D{}", &to[1..]) } else { to.to_string() };
             let m = Message {
-                channel: args["channel"].as_str().unwrap_or("").into(),
+                channel,
                 ts: ts.clone(),
                 thread_ts: args["thread_ts"].as_str().map(String::from),
                 text: args["text"].as_str().unwrap_or("").into(),
@@ -344,6 +355,23 @@ async fn upload_url(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(
     let id = format!("F{}", FakeSlack::ts(&mut i).replace('.', ""));
     i.files.insert(id.clone(), File { id: id.clone(), name: name.clone(), bytes: vec![], shared_to: None });
     reply(json!({ "ok": true, "upload_url": format!("http://{}/upload/{id}", fake.addr), "file_id": id }))
+}
+
+async fn lookup_by_email(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let mut i = fake.inner.lock().expect("fake lock");
+    i.calls.push(Call { method: "users.lookupByEmail".into(), args: json!(query) });
+    if let Some(r) = i.limited_or_refused("users.lookupByEmail") {
+        return r;
+    }
+    if !fake.authorised(&headers) {
+        return error("invalid_auth");
+    }
+    let form: HashMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let Some(email) = form.get("email").map(|e| e.to_ascii_lowercase()) else { return error("invalid_arguments") };
+    match i.emails.get(&email) {
+        Some(id) => reply(json!({ "ok": true, "user": { "id": id, "team_id": "T0FAKE", "name": email.split('@').next().unwrap_or(""), "deleted": false, "profile": { "email": email } } })),
+        None => error("users_not_found"),
+    }
 }
 
 async fn usergroups(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {

@@ -211,7 +211,7 @@ async fn commands(State(app): State<Arc<SlackApp>>, headers: HeaderMap, body: By
         return ok();
     }
     // The modal's draft is keyed by its root view id, which Slack assigns when it opens.
-    match app.conv.command(&who, COMMAND, get("text"), "").await {
+    match app.conv.command(&who, COMMAND, get("text"), "", Some(get("channel_id")).filter(|c| !c.is_empty())).await {
         Reply::Text(text) => ephemeral(blocks::text(&text)),
         Reply::Status(view) => ephemeral(blocks::status_text(&view)),
         Reply::Wizard(page) => {
@@ -294,13 +294,14 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
             }
         }
         Some(blocks::WIZARD) => {
-            let Some(page) = view["private_metadata"].as_str().and_then(blocks::page_of) else { return ok() };
+            let metadata = view["private_metadata"].as_str().unwrap_or("");
+            let Some(page) = blocks::page_of(metadata) else { return ok() };
             // The answers are in the store under the modal's root view id, so any process
             // may take the next page.
             let root = view["root_view_id"].as_str().or(view["id"].as_str()).unwrap_or("");
             let key = format!("slack:{root}");
             let view_id = view["id"].as_str().unwrap_or("").to_string();
-            match app.conv.submit(who, &key, page, &values).await {
+            match app.conv.submit(who, &key, page, &values, blocks::origin_of(metadata)).await {
                 Submitted::Again(page) => errors(page.errors.into_iter().map(|e| (e.field, e.message))),
                 Submitted::Gone(text) => update(blocks::notice_modal("Offboard", &blocks::text(&text))),
                 Submitted::Next(next) => {

@@ -1,6 +1,6 @@
-//! Core's `ChatSurface` on Slack: approval messages in the approvals channel, the run's
-//! thread under each, and the report uploaded into that thread. A message is referred to
-//! as `CHANNEL|TS`.
+//! Core's `ChatSurface` on Slack: approval messages in the channel a route names (or a
+//! direct message), the run's thread under each (Slack's thread is the message itself),
+//! and the report uploaded into that thread. A message is referred to as `CHANNEL|TS`.
 
 use std::sync::Arc;
 
@@ -13,12 +13,25 @@ use crate::blocks;
 
 pub struct SlackSurface {
     api: Arc<SlackApi>,
-    approvals_channel: String,
 }
 
 impl SlackSurface {
-    pub fn new(api: Arc<SlackApi>, approvals_channel: impl Into<String>) -> Self {
-        SlackSurface { api, approvals_channel: approvals_channel.into() }
+    pub fn new(api: Arc<SlackApi>) -> Self {
+        SlackSurface { api }
+    }
+}
+
+/// Slack users found by their e-mail address (`users.lookupByEmail`).
+pub struct SlackIdentities(pub Arc<SlackApi>);
+
+#[async_trait]
+impl offboard_core::service::ChatIdentities for SlackIdentities {
+    fn platform(&self) -> &str {
+        "slack"
+    }
+
+    async fn by_email(&self, email: &str) -> Result<Option<String>, ChatError> {
+        self.0.user_by_email(email).await
     }
 }
 
@@ -32,10 +45,23 @@ fn reference(channel: &str, ts: &str) -> MessageRef {
 
 #[async_trait]
 impl ChatSurface for SlackSurface {
-    async fn post_preview(&self, preview: &PlanPreview) -> Result<MessageRef, ChatError> {
+    fn platform(&self) -> &str {
+        "slack"
+    }
+
+    async fn post_preview(&self, to: &str, preview: &PlanPreview) -> Result<MessageRef, ChatError> {
         let (text, blocks) = blocks::preview(preview);
-        let ts = self.api.post(&self.approvals_channel, None, &text, blocks).await?;
-        Ok(reference(&self.approvals_channel, &ts))
+        let (channel, ts) = self.api.post_in(to, None, &text, blocks).await?;
+        Ok(reference(&channel, &ts))
+    }
+
+    async fn direct_preview(&self, user: &str, preview: &PlanPreview) -> Result<MessageRef, ChatError> {
+        // A user id as the channel: Slack delivers it in the app's direct messages.
+        self.post_preview(user, preview).await
+    }
+
+    async fn open_thread(&self, root: &MessageRef) -> Result<MessageRef, ChatError> {
+        Ok(root.clone())
     }
 
     async fn update_preview(&self, m: &MessageRef, preview: &PlanPreview) -> Result<(), ChatError> {
@@ -65,6 +91,10 @@ impl ChatSurface for SlackSurface {
 
     async fn attach(&self, thread: &MessageRef, file: &FileOut) -> Result<(), ChatError> {
         let (channel, thread_ts) = at(thread)?;
-        self.api.upload(channel, thread_ts, file, "The signed compliance report. Check it with: offboard verify").await
+        let comment = match &file.link {
+            Some(link) => format!("The signed compliance report (also at {link}, for a limited time). Check it with: offboard verify"),
+            None => "The signed compliance report. Check it with: offboard verify".to_string(),
+        };
+        self.api.upload(channel, thread_ts, file, &comment).await
     }
 }

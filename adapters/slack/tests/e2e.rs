@@ -47,10 +47,10 @@ async fn the_whole_offboarding_loop_runs_in_slack() {
     let dir = tempfile::tempdir().unwrap();
     let key = ReportKey::generate();
     let public = key.public();
-    let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, dir.path())), store: w.store.clone() });
+    let reports = Arc::new(RunReports { evidence: Arc::new(Evidence::new(key, dir.path())), store: w.store.clone(), links: None });
     let templates = Arc::new(Templates::load(None, &[]).unwrap());
-    let surface = Arc::new(SlackSurface::new(w.api.clone(), APPROVALS));
-    let relay = Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone());
+    let surface = Arc::new(SlackSurface::new(w.api.clone()));
+    let relay = Relay::new(w.store.clone(), surface, "slack:T0FAKE", routes(), Some(reports), templates, w.clock.clone());
     tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
     let config = WorkerConfig {
         poll: Duration::from_millis(20),
@@ -66,7 +66,8 @@ async fn the_whole_offboarding_loop_runs_in_slack() {
     assert_eq!(r.status(), 200);
     w.until(3, "the wizard to open", || !w.slack.views().is_empty()).await;
     let (view_id, page0) = w.slack.views().remove(0);
-    assert_eq!(page0["private_metadata"], "page:0");
+    // The first page carries the channel it was opened from, which the run records.
+    assert_eq!(page0["private_metadata"], "page:0:C0IT");
     let user_el = page0["blocks"].as_array().unwrap().iter().find(|b| b["block_id"] == "user").unwrap();
     assert_eq!(user_el["element"]["initial_option"]["value"], "alice.able@contoso.com");
 

@@ -156,7 +156,7 @@ async fn two_relays_for_one_workspace_post_each_message_once() {
     let w = World::new().await;
     let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
     let relay = || {
-        Arc::new(Relay::new(w.store.clone(), Arc::new(SlackSurface::new(w.api.clone(), APPROVALS)), "slack:T0FAKE", None, templates.clone(), w.clock.clone()))
+        Arc::new(Relay::new(w.store.clone(), Arc::new(SlackSurface::new(w.api.clone())), "slack:T0FAKE", routes(), None, templates.clone(), w.clock.clone()))
     };
     let (a, b) = (relay(), relay());
     for user in ["alice.able@contoso.com", "jack.delegate@contoso.com", "frank.nomail@contoso.com"] {

@@ -64,6 +64,9 @@ pub struct Page {
     pub form: Form,
     pub values: Values,
     pub errors: Vec<FieldError>,
+    /// The conversation the wizard was opened from (a channel), for the first page to
+    /// carry to its submission.
+    pub origin: Option<String>,
 }
 
 /// What a command answers.
@@ -117,6 +120,9 @@ struct Stored {
     /// Who started the wizard: only they continue it.
     owner: String,
     draft: Draft,
+    /// Where it was opened from.
+    #[serde(default)]
+    origin: Option<String>,
 }
 
 pub struct Conversation {
@@ -169,14 +175,18 @@ impl Conversation {
     /// Answers a command; `text` is what followed the invocation. Refusals are audited.
     /// `key` names the wizard's answers if the command opens it (empty when the platform
     /// names them only once the page is shown, as Slack's view ids).
-    pub async fn command(&self, actor: &Actor, invocation: &str, text: &str, key: &str) -> Reply {
+    pub async fn command(&self, actor: &Actor, invocation: &str, text: &str, key: &str, origin: Option<&str>) -> Reply {
         let svc = &self.svc;
         match Command::parse(text) {
             Command::Offboard { .. } if !svc.may_request_somewhere(actor) => {
                 let _ = svc.check_may_request_somewhere(actor).await;
                 Reply::Text(Text::plain("You have no role that may request offboardings. Ask an owner of Offboard to grant one."))
             }
-            Command::Offboard { user, preset } => Reply::Wizard(self.start(key.to_string(), user, preset)),
+            Command::Offboard { user, preset } => {
+                let mut page = self.start(key.to_string(), user, preset);
+                page.origin = origin.map(str::to_string);
+                Reply::Wizard(page)
+            }
             Command::Help => Reply::Text(Self::help(invocation)),
             Command::List => match svc.list(actor, 15).await {
                 Ok(runs) => Reply::Text(Self::runs(&runs)),
@@ -210,30 +220,37 @@ impl Conversation {
         }
         values.insert("preset".into(), Value::Chosen(vec![preset.unwrap_or_else(|| DEFAULT_PRESET.into())]));
         let form = self.svc.wizard().swap_remove(0);
-        Page { key, form, values, errors: vec![] }
+        Page { key, form, values, errors: vec![], origin: None }
+    }
+
+    async fn stored(&self, actor: &Actor, key: &str) -> Option<Stored> {
+        let text = self.svc.store().draft(key, self.svc.now()).await.ok().flatten()?;
+        let stored: Stored = serde_json::from_str(&text).ok()?;
+        (stored.owner == actor.key()).then_some(stored)
     }
 
     async fn load(&self, actor: &Actor, key: &str) -> Option<Draft> {
-        let text = self.svc.store().draft(key, self.svc.now()).await.ok().flatten()?;
-        let stored: Stored = serde_json::from_str(&text).ok()?;
-        (stored.owner == actor.key()).then_some(stored.draft)
+        self.stored(actor, key).await.map(|s| s.draft)
     }
 
-    async fn keep(&self, actor: &Actor, key: &str, draft: &Draft) -> Result<(), crate::store::StoreError> {
-        let text = serde_json::to_string(&Stored { owner: actor.key(), draft: draft.clone() }).expect("a draft serialises");
+    async fn keep(&self, actor: &Actor, key: &str, draft: &Draft, origin: Option<String>) -> Result<(), crate::store::StoreError> {
+        let text = serde_json::to_string(&Stored { owner: actor.key(), draft: draft.clone(), origin }).expect("a draft serialises");
         self.svc.store().save_draft(key, &text, self.svc.now() + DRAFT_TTL).await
     }
 
     fn page(&self, key: &str, page: usize, draft: &Draft, errors: Vec<FieldError>) -> Page {
         let form = self.svc.wizard().swap_remove(page);
-        Page { key: key.to_string(), values: draft.values(page), form, errors }
+        Page { key: key.to_string(), values: draft.values(page), form, errors, origin: None }
     }
 
     /// Takes one page's answers: checks them, keeps them, and says what to show next.
-    pub async fn submit(&self, actor: &Actor, key: &str, page: usize, values: &Values) -> Submitted {
+    /// `origin`: the conversation the first page carried.
+    pub async fn submit(&self, actor: &Actor, key: &str, page: usize, values: &Values, origin: Option<&str>) -> Submitted {
         let pages = self.svc.wizard().len();
-        let mut draft = match (page, self.load(actor, key).await) {
-            (_, Some(d)) => d,
+        let stored = self.stored(actor, key).await;
+        let origin = stored.as_ref().and_then(|s| s.origin.clone()).or(origin.map(str::to_string));
+        let mut draft = match (page, stored) {
+            (_, Some(s)) => s.draft,
             (0, None) => Draft::default(),
             (_, None) => {
                 return Submitted::Gone(Text::plain("This wizard's earlier answers are gone (it was left open for more than two hours). Please start again."));
@@ -248,7 +265,7 @@ impl Conversation {
             again.values.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
             return Submitted::Again(again);
         }
-        if let Err(e) = self.keep(actor, key, &draft).await {
+        if let Err(e) = self.keep(actor, key, &draft, origin).await {
             tracing::error!(error = %e, "could not keep the wizard's answers");
             let first = self.svc.wizard()[page].fields[0].id.to_string();
             return Submitted::Again(self.page(
@@ -275,13 +292,13 @@ impl Conversation {
     /// answers are kept until the request is made: an error brings back the page to
     /// correct, never a dead end.
     pub async fn finish(&self, actor: &Actor, key: &str) -> Finished {
-        let Some(draft) = self.load(actor, key).await else {
+        let Some(Stored { draft, origin, .. }) = self.stored(actor, key).await else {
             return Finished::Said(Text::plain("This wizard's answers are gone (it was left open for more than two hours). Please start again."));
         };
         let Some(tenant) = draft.tenant.as_deref().and_then(|t| TenantId::parse(t).ok()) else {
             return Finished::Again(self.page(key, 0, &draft, vec![FieldError { field: "user".into(), message: "choose the user (and tenant) again".into() }]));
         };
-        let said = match self.svc.request(actor, draft.clone().into_request(tenant)).await {
+        let said = match self.svc.request_from(actor, draft.clone().into_request(tenant), origin).await {
             Ok(run) => Finished::Requested(Box::new(run)),
             Err(ServiceError::AlreadyOpen { run, state, upn }) => Finished::Said(Text(vec![
                 Span::Strong(upn),

@@ -39,9 +39,48 @@ pub enum RelayError {
     Wait(std::time::Duration),
 }
 
+/// Where each tenant's approval messages go on each platform (spec: routes per tenant and
+/// platform; an MSP sends each customer's approvals to its own channel).
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    routes: std::collections::BTreeMap<(String, String), String>,
+    defaults: std::collections::BTreeMap<String, String>,
+}
+
+impl Routes {
+    pub fn add(&mut self, tenant: crate::domain::TenantId, platform: &str, to: &str) {
+        self.routes.insert((tenant.to_string(), platform.to_string()), to.to_string());
+    }
+
+    /// The platform's own approvals channel, for tenants without routes.
+    pub fn default_for(&mut self, platform: &str, to: &str) {
+        self.defaults.insert(platform.to_string(), to.to_string());
+    }
+
+    /// Where a run's approval message goes on `platform`: its tenant's route there. A
+    /// tenant routed only elsewhere gets nothing here. A tenant with no routes goes to the
+    /// default channel of the platform it was asked from, or of every platform when it was
+    /// asked from none (the CLI).
+    pub fn destination(&self, platform: &str, run: &crate::store::RunRecord) -> Option<String> {
+        let tenant = run.tenant.to_string();
+        if let Some(to) = self.routes.get(&(tenant.clone(), platform.to_string())) {
+            return Some(to.clone());
+        }
+        if self.routes.keys().any(|(t, _)| *t == tenant) {
+            return None;
+        }
+        let asked_from = run.origin.as_ref().map(|o| o.platform.as_str()).filter(|p| self.defaults.contains_key(*p));
+        match asked_from {
+            Some(p) if p != platform => None,
+            _ => self.defaults.get(platform).cloned(),
+        }
+    }
+}
+
 pub struct Relay {
     store: Store,
     surface: Arc<dyn ChatSurface>,
+    routes: Routes,
     /// Names the cursor and the remembered messages, e.g. `slack:T0123`.
     name: String,
     reports: Option<Arc<dyn Reports>>,
@@ -56,6 +95,7 @@ pub struct Relay {
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 
 const PREVIEW: &str = "preview";
+const THREAD: &str = "thread";
 const STATUS: &str = "status";
 const REPORT: &str = "report";
 const CLOSING: &str = "closing";
@@ -65,11 +105,12 @@ impl Relay {
         store: Store,
         surface: Arc<dyn ChatSurface>,
         name: impl Into<String>,
+        routes: Routes,
         reports: Option<Arc<dyn Reports>>,
         templates: Arc<Templates>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Relay { store, surface, name: name.into(), reports, templates, clock, owner: format!("relay-{}", uuid::Uuid::new_v4().simple()) }
+        Relay { store, surface, routes, name: name.into(), reports, templates, clock, owner: format!("relay-{}", uuid::Uuid::new_v4().simple()) }
     }
 
     fn consumer(&self) -> String {
@@ -195,28 +236,72 @@ impl Relay {
         }
     }
 
+    /// The line manager's ids on this surface's platform, each with its remembered kind.
+    fn direct(&self, rec: &crate::store::RunRecord) -> Vec<(String, String)> {
+        let prefix = format!("{}:", self.surface.platform());
+        rec.line_manager
+            .iter()
+            .flat_map(|m| m.identities.iter())
+            .filter_map(|i| i.strip_prefix(&prefix).map(|id| (id.to_string(), format!("direct:{i}"))))
+            .collect()
+    }
+
     async fn post_preview(&self, run: &RunId) -> Result<(), RelayError> {
-        if self.remembered(run, PREVIEW).await?.is_some() {
-            return Ok(());
-        }
         let rec = self.store.run(run).await?;
-        let approvals = self.store.approvals(run).await?;
-        let r = self.surface.post_preview(&PlanPreview::from_run(&rec, &approvals)).await;
-        if let Some(m) = self.outcome("post the approval message", run, r)? {
-            self.remember(run, PREVIEW, &m).await?;
+        // Only where the run's tenant routes its approvals on this platform.
+        let Some(to) = self.routes.destination(self.surface.platform(), &rec) else { return Ok(()) };
+        let preview = PlanPreview::load(&self.store, run).await?;
+        if self.remembered(run, PREVIEW).await?.is_none() {
+            let r = self.surface.post_preview(&to, &preview).await;
+            if let Some(m) = self.outcome("post the approval message", run, r)? {
+                self.remember(run, PREVIEW, &m).await?;
+            }
+        }
+        // The line manager, when they approve, gets the message directly too.
+        for (user, kind) in self.direct(&rec) {
+            if self.remembered(run, &kind).await?.is_none() {
+                let r = self.surface.direct_preview(&user, &preview).await;
+                if let Some(m) = self.outcome("send the approval message to the line manager", run, r)? {
+                    self.remember(run, &kind, &m).await?;
+                }
+            }
         }
         Ok(())
     }
 
     async fn update_preview(&self, run: &RunId) -> Result<(), RelayError> {
         let Some(at) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
-        let r = self.surface.update_preview(&at, &PlanPreview::load(&self.store, run).await?).await;
+        let preview = PlanPreview::load(&self.store, run).await?;
+        let r = self.surface.update_preview(&at, &preview).await;
         self.outcome("update the approval message", run, r)?;
+        let rec = self.store.run(run).await?;
+        for (_, kind) in self.direct(&rec) {
+            if let Some(at) = self.remembered(run, &kind).await? {
+                let r = self.surface.update_preview(&at, &preview).await;
+                self.outcome("update the line manager's approval message", run, r)?;
+            }
+        }
         Ok(())
     }
 
+    /// The run's thread under its approval message, opened once.
+    async fn thread(&self, run: &RunId) -> Result<Option<MessageRef>, RelayError> {
+        if let Some(t) = self.remembered(run, THREAD).await? {
+            return Ok(Some(t));
+        }
+        let Some(root) = self.remembered(run, PREVIEW).await? else { return Ok(None) };
+        let r = self.surface.open_thread(&root).await;
+        match self.outcome("open the run's thread", run, r)? {
+            Some(t) => {
+                self.remember(run, THREAD, &t).await?;
+                Ok(Some(t))
+            }
+            None => Ok(None),
+        }
+    }
+
     async fn update_status(&self, run: &RunId) -> Result<(), RelayError> {
-        let Some(thread) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let Some(thread) = self.thread(run).await? else { return Ok(()) };
         let rec = self.store.run(run).await?;
         let steps = self.store.steps(run).await?;
         let view = RunView::from_run(&rec, &steps);
@@ -250,7 +335,7 @@ impl Relay {
         if self.remembered(run, &kind).await?.is_some() {
             return Ok(());
         }
-        let Some(thread) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let Some(thread) = self.thread(run).await? else { return Ok(()) };
         let r = self.surface.reply(&thread, &text).await;
         if self.outcome("reply in the thread", run, r)?.is_some() {
             self.remember(run, &kind, &MessageRef(String::new())).await?;
@@ -259,7 +344,7 @@ impl Relay {
     }
 
     async fn close(&self, run: &RunId) -> Result<(), RelayError> {
-        let Some(thread) = self.remembered(run, PREVIEW).await? else { return Ok(()) };
+        let Some(thread) = self.thread(run).await? else { return Ok(()) };
         let rec = self.store.run(run).await?;
         let started = self.store.steps(run).await?.iter().any(|s| s.started_at.is_some());
         if let Some(reports) = &self.reports

@@ -242,6 +242,9 @@ pub struct FileOut {
     pub name: String,
     pub mime: &'static str,
     pub bytes: Vec<u8>,
+    /// Where it can be downloaded (signed and expiring), when the service has a public
+    /// address: for surfaces that cannot upload, and beside the upload for those that can.
+    pub link: Option<String>,
 }
 
 /// A mark a platform draws as its own icon (Slack's `:warning:`, an emoji elsewhere).

@@ -91,6 +91,16 @@ pub struct NewRun {
     pub escalate_at: Option<DateTime<Utc>>,
     pub start_at: Option<DateTime<Utc>>,
     pub emergency: bool,
+    pub origin: Option<Origin>,
+    pub line_manager: Option<crate::policy::LineManager>,
+}
+
+/// Where a run was asked for: the platform (`slack`, `cli`) and, when known, its
+/// conversation (a channel, a chat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub platform: String,
+    pub conversation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +128,9 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// Bumped by every change; decisions are fenced by it.
     pub version: i64,
+    pub origin: Option<Origin>,
+    /// The line manager the tenant's policy asks to approve, when one was found.
+    pub line_manager: Option<crate::policy::LineManager>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

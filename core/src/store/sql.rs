@@ -21,7 +21,7 @@ macro_rules! backend {
             use crate::plan::{Plan, PlanHash, PlannedStep};
             use crate::policy::Approval;
             use crate::run::{RunState, StepOutcome, StepState, settle};
-            use crate::store::{ApprovalEffect, Claim, DueSchedule, NewRun, Result, RunRecord, StepRecord, StoreError};
+            use crate::store::{ApprovalEffect, Claim, DueSchedule, NewRun, Origin, Result, RunRecord, StepRecord, StoreError};
 
             type Db = $Db;
             type Tx = Transaction<'static, Db>;
@@ -129,8 +129,8 @@ macro_rules! backend {
                 }
                 sqlx::query(
                     "INSERT INTO runs (id, tenant, target_upn, target_id, target_name, requester, requester_name, state, request, snapshot, plan, plan_hash, \
-                     approvals_needed, expires_at, escalate_at, start_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+                     approvals_needed, expires_at, escalate_at, start_at, created_at, updated_at, origin_platform, origin_conversation, line_manager) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20)",
                 )
                 .bind(run.id.as_str())
                 .bind(run.tenant.as_str())
@@ -149,6 +149,9 @@ macro_rules! backend {
                 .bind(run.escalate_at.map(to_ms))
                 .bind(run.start_at.map(to_ms))
                 .bind(now_ms)
+                .bind(run.origin.as_ref().map(|o| o.platform.clone()))
+                .bind(run.origin.as_ref().and_then(|o| o.conversation.clone()))
+                .bind(run.line_manager.as_ref().map(|m| serde_json::to_string(m).expect("json")))
                 .execute(&mut *tx)
                 .await?;
                 for (pos, s) in run.plan.steps.iter().enumerate() {
@@ -205,6 +208,11 @@ macro_rules! backend {
                     finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(from_ms),
                     reason: r.try_get("reason")?,
                     version: r.try_get("version")?,
+                    origin: r
+                        .try_get::<Option<String>, _>("origin_platform")?
+                        .map(|platform| Ok::<_, StoreError>(Origin { platform, conversation: r.try_get("origin_conversation")? }))
+                        .transpose()?,
+                    line_manager: r.try_get::<Option<String>, _>("line_manager")?.map(|j| serde_json::from_str(&j)).transpose().map_err(corrupt)?,
                 })
             }
 

@@ -129,6 +129,13 @@ impl World {
     }
 }
 
+/// Every tenant's approvals in the approvals channel.
+pub fn routes() -> offboard_core::chat::relay::Routes {
+    let mut r = offboard_core::chat::relay::Routes::default();
+    r.default_for("slack", APPROVALS);
+    r
+}
+
 pub fn text(v: &str) -> Json {
     json!({ "type": "plain_text_input", "value": v })
 }
@@ -147,10 +154,10 @@ pub fn start_engine(w: &World, reports_dir: &std::path::Path) -> offboard_report
     use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
     let key = offboard_report::ReportKey::generate();
     let public = key.public();
-    let reports = Arc::new(offboard_report::RunReports { evidence: Arc::new(offboard_report::Evidence::new(key, reports_dir)), store: w.store.clone() });
+    let reports = Arc::new(offboard_report::RunReports { evidence: Arc::new(offboard_report::Evidence::new(key, reports_dir)), store: w.store.clone(), links: None });
     let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
-    let surface = Arc::new(offboard_slack::surface::SlackSurface::new(w.api.clone(), APPROVALS));
-    let relay = offboard_core::chat::relay::Relay::new(w.store.clone(), surface, "slack:T0FAKE", Some(reports), templates, w.clock.clone());
+    let surface = Arc::new(offboard_slack::surface::SlackSurface::new(w.api.clone()));
+    let relay = offboard_core::chat::relay::Relay::new(w.store.clone(), surface, "slack:T0FAKE", routes(), Some(reports), templates, w.clock.clone());
     tokio::spawn(async move { relay.run_until(Duration::from_millis(30), std::future::pending::<()>()).await });
     let config = WorkerConfig {
         poll: Duration::from_millis(20),
