@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use offboard_core::domain::{Role, TenantId};
 use offboard_core::chat::relay::Routes;
+use offboard_core::domain::{Role, TenantId};
 use offboard_core::policy::{Access, AdminTargets, LinkedPerson, ManagerApproves, Principal, RoleBinding, TenantPolicy};
 use offboard_core::secret::Secret;
 use offboard_core::service::Tenant;

@@ -106,7 +106,13 @@ impl Offboarding {
 
     /// The line manager who is to approve, with their chat identities, or why IT decides
     /// alone (a note for the preview).
-    async fn line_manager(&self, tenant: &Tenant, actor: &Actor, snapshot: &crate::snapshot::UserSnapshot, leaving: bool) -> (Option<policy::LineManager>, Option<String>) {
+    async fn line_manager(
+        &self,
+        tenant: &Tenant,
+        actor: &Actor,
+        snapshot: &crate::snapshot::UserSnapshot,
+        leaving: bool,
+    ) -> (Option<policy::LineManager>, Option<String>) {
         let mode = tenant.policy.line_manager;
         if mode == policy::ManagerApproves::No {
             return (None, None);

@@ -325,4 +325,8 @@ pub trait Directory: Send + Sync {
     /// The user, if the tenant has one by this address or id: one cheap read, for the
     /// wizard's first page.
     async fn find(&self, tenant: &TenantId, user: &UserRef) -> Result<Option<Person>, DiscoveryError>;
+    /// The object ids of every group the user is in, directly or through nested groups:
+    /// role bindings by directory group (a platform whose users are directory users, as
+    /// Teams' are, binds roles this way).
+    async fn member_of(&self, tenant: &TenantId, user: &UserRef) -> Result<Vec<ObjectId>, DiscoveryError>;
 }

@@ -5,6 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::chat::surface::{ChatError, ChatSurface, MessageRef};
+use crate::chat::views::{FileOut, PlanPreview, RunView};
 use crate::domain::{ObjectId, TenantId, Upn};
 use crate::snapshot::*;
 
@@ -73,6 +75,12 @@ impl Directory for InMemoryDirectory {
                 UserRef::Id(id) => &u.id == id,
             })
             .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone(), enabled: u.account_enabled }))
+    }
+
+    /// The snapshot's groups (the test directory has no nesting).
+    async fn member_of(&self, tenant: &TenantId, user: &UserRef) -> Result<Vec<ObjectId>, DiscoveryError> {
+        let u = self.discover(tenant, user).await?;
+        Ok(u.groups.iter().filter_map(|g| ObjectId::parse(&g.id).ok()).collect())
     }
 }
 
@@ -262,4 +270,121 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
     };
     let approvals = vec![crate::policy::Approval { approver: "slack:U0ADMIN1".into(), approver_name: "Ada Admin".into(), plan_hash, at: approved }];
     (run, steps, approvals)
+}
+
+/// What a chat surface shows, as the relay contract reads it from any platform: top-level
+/// messages in a place (a channel, or a person's direct messages), replies and files in
+/// a message's thread, and how often each was edited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub id: String,
+    /// The channel or direct conversation.
+    pub place: String,
+    /// The top-level message whose thread this is in.
+    pub thread: Option<String>,
+    /// Everything the message says, for finding a run's id in it.
+    pub text: String,
+    /// A file's name, when this is a file.
+    pub file: Option<String>,
+    pub edits: usize,
+}
+
+/// A chat surface that records what it was asked to show. Its threads are separate
+/// objects opened from a message (as Discord's are), so the relay is held to
+/// [`ChatSurface::open_thread`].
+#[derive(Debug, Default)]
+pub struct RecordingSurface {
+    posted: Mutex<Vec<Posted>>,
+    /// Thread id → the message it was opened from.
+    threads: Mutex<HashMap<String, String>>,
+    opened: Mutex<usize>,
+}
+
+impl RecordingSurface {
+    pub fn posted(&self) -> Vec<Posted> {
+        self.posted.lock().expect("recording lock").clone()
+    }
+
+    /// How many threads were opened.
+    pub fn threads_opened(&self) -> usize {
+        *self.opened.lock().expect("recording lock")
+    }
+
+    fn add(&self, place: String, thread: Option<String>, text: String, file: Option<String>) -> MessageRef {
+        let mut all = self.posted.lock().expect("recording lock");
+        let id = format!("m{}", all.len() + 1);
+        all.push(Posted { id: id.clone(), place, thread, text, file, edits: 0 });
+        MessageRef(id)
+    }
+
+    fn edit(&self, at: &MessageRef, text: String) -> Result<(), ChatError> {
+        let mut all = self.posted.lock().expect("recording lock");
+        let m = all.iter_mut().find(|m| m.id == at.0).ok_or_else(|| ChatError::Permanent("message_not_found".into()))?;
+        m.text = text;
+        m.edits += 1;
+        Ok(())
+    }
+
+    /// The place and root message of a thread this surface opened.
+    fn in_thread(&self, thread: &MessageRef) -> Result<(String, String), ChatError> {
+        let root = self.threads.lock().expect("recording lock").get(&thread.0).cloned();
+        let root = root.ok_or_else(|| ChatError::Permanent(format!("no thread {}", thread.0)))?;
+        let place = self.posted.lock().expect("recording lock").iter().find(|m| m.id == root).map(|m| m.place.clone()).unwrap_or_default();
+        Ok((place, root))
+    }
+}
+
+fn preview_text(p: &PlanPreview) -> String {
+    format!("{} {} {:?}", p.run_id, p.target_upn, p.layout())
+}
+
+fn status_text(v: &RunView) -> String {
+    format!("{} {:?} {:?}", v.run_id, v.state, v.lines)
+}
+
+#[async_trait]
+impl ChatSurface for RecordingSurface {
+    fn platform(&self) -> &str {
+        "recording"
+    }
+
+    async fn post_preview(&self, to: &str, p: &PlanPreview) -> Result<MessageRef, ChatError> {
+        Ok(self.add(to.to_string(), None, preview_text(p), None))
+    }
+
+    async fn direct_preview(&self, user: &str, p: &PlanPreview) -> Result<MessageRef, ChatError> {
+        Ok(self.add(format!("direct:{user}"), None, preview_text(p), None))
+    }
+
+    async fn update_preview(&self, at: &MessageRef, p: &PlanPreview) -> Result<(), ChatError> {
+        self.edit(at, preview_text(p))
+    }
+
+    async fn open_thread(&self, root: &MessageRef) -> Result<MessageRef, ChatError> {
+        *self.opened.lock().expect("recording lock") += 1;
+        let id = format!("thread-{}", root.0);
+        self.threads.lock().expect("recording lock").insert(id.clone(), root.0.clone());
+        Ok(MessageRef(id))
+    }
+
+    async fn post_status(&self, thread: &MessageRef, v: &RunView) -> Result<MessageRef, ChatError> {
+        let (place, root) = self.in_thread(thread)?;
+        Ok(self.add(place, Some(root), status_text(v), None))
+    }
+
+    async fn update_status(&self, at: &MessageRef, v: &RunView) -> Result<(), ChatError> {
+        self.edit(at, status_text(v))
+    }
+
+    async fn reply(&self, thread: &MessageRef, text: &str) -> Result<(), ChatError> {
+        let (place, root) = self.in_thread(thread)?;
+        self.add(place, Some(root), text.to_string(), None);
+        Ok(())
+    }
+
+    async fn attach(&self, thread: &MessageRef, file: &FileOut) -> Result<(), ChatError> {
+        let (place, root) = self.in_thread(thread)?;
+        self.add(place, Some(root), file.link.clone().unwrap_or_default(), Some(file.name.clone()));
+        Ok(())
+    }
 }

@@ -276,4 +276,5 @@ impl StepExecutor for HttpExecutor {
 }
 
 pub mod fixtures;
+pub mod relay_contract;
 pub mod smtp;

@@ -294,3 +294,77 @@ async fn two_schedulers_fire_each_occurrence_once() {
     })
     .await;
 }
+
+/// One person with identities on two platforms is one person: they cannot approve their
+/// own request from the other platform, and their two identities count once toward two
+/// distinct approvers.
+#[tokio::test]
+async fn a_person_linked_across_platforms_is_one_approver() {
+    use offboard_core::domain::{Actor, Role};
+    use offboard_core::policy::{LinkedPerson, Principal, RoleBinding};
+    with_store(|store| async move {
+        let teams = |id: &str| Actor { platform: "teams".into(), id: id.into(), name: format!("{id} on Teams"), groups: vec![] };
+        let mut access = access();
+        access.bindings.push(RoleBinding { principal: Principal::User { platform: "slack".into(), id: "UADM3".into() }, role: Role::Admin, tenants: None });
+        access.people = vec![
+            LinkedPerson { identities: vec!["slack:UADM1".into(), "teams:29:adm1".into()], upn: None },
+            LinkedPerson { identities: vec!["slack:UADM2".into(), "teams:29:adm2".into()], upn: None },
+        ];
+        let policy = TenantPolicy { admins: offboard_core::policy::AdminTargets::Allow, ..TenantPolicy::default() };
+        let tenant = offboard_core::service::Tenant { id: tenant_id(), name: "Contoso".into(), domains: vec!["contoso.com".into()], policy };
+        let svc = offboard_core::service::Offboarding::new(store.clone(), Arc::new(directory(3)), clock(), access, vec![tenant], Default::default());
+        let o = Options { disable_sign_in: true, device_action: Some(DeviceAction::Wipe), ..Options::default() };
+        // An admin asks on Slack, then tries to approve on Teams.
+        let run = svc.request(&admin1(), request("alice@contoso.com", o)).await.unwrap();
+        assert_eq!(run.approvals_needed, 2);
+        assert_eq!(refusal(svc.approve(&teams("29:adm1"), &run.id, &run.plan_hash).await), Refusal::SelfApproval);
+        // The second admin on Slack, then the same admin on Teams: one approver.
+        assert_eq!(svc.approve(&admin2(), &run.id, &run.plan_hash).await.unwrap(), Decided::Counted { have: 1, need: 2 });
+        assert_eq!(refusal(svc.approve(&teams("29:adm2"), &run.id, &run.plan_hash).await), Refusal::AlreadyApproved);
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::AwaitingApproval);
+        // A Teams identity linked to nobody has no role.
+        assert!(matches!(refusal(svc.approve(&teams("29:stranger"), &run.id, &run.plan_hash).await), Refusal::NoRole(_)));
+        assert_eq!(svc.approve(&actor("UADM3"), &run.id, &run.plan_hash).await.unwrap(), Decided::Released(RunState::Approved));
+    })
+    .await;
+}
+
+/// With "the line manager approves alone", the leaver's manager (from the directory, linked
+/// in the configuration) decides without a role, and only on their report's run; a
+/// manager who asked for the offboarding does not count, and the preview says so.
+#[tokio::test]
+async fn the_line_manager_approves_their_reports_run_only() {
+    use offboard_core::domain::Actor;
+    use offboard_core::policy::{LinkedPerson, ManagerApproves};
+    with_store(|store| async move {
+        let teams = |id: &str| Actor { platform: "teams".into(), id: id.into(), name: format!("{id} on Teams"), groups: vec![] };
+        let build = |people: Vec<LinkedPerson>| {
+            let mut access = access();
+            access.people = people;
+            let policy = TenantPolicy { admins: offboard_core::policy::AdminTargets::Allow, line_manager: ManagerApproves::Alone, ..TenantPolicy::default() };
+            let tenant = offboard_core::service::Tenant { id: tenant_id(), name: "Contoso".into(), domains: vec!["contoso.com".into()], policy };
+            offboard_core::service::Offboarding::new(store.clone(), Arc::new(directory(3)), clock(), access, vec![tenant], Default::default())
+        };
+        let morgan = LinkedPerson { identities: vec!["teams:29:morgan".into()], upn: Some("morgan@contoso.com".into()) };
+        let svc = build(vec![morgan]);
+        let run = svc.request(&requester(), request("alice@contoso.com", simple())).await.unwrap();
+        let manager = run.line_manager.clone().expect("the line manager approves");
+        assert_eq!((manager.name.as_str(), manager.found.as_str()), ("Morgan Manager", "linked in the configuration"));
+        let preview = offboard_core::chat::views::PlanPreview::load(&store, &run.id).await.unwrap().layout();
+        assert!(preview.facts.iter().any(
+            |(l, f)| *l == "May approve" && format!("{f:?}").contains("Morgan Manager, the line manager (linked in the configuration), or one IT approver")
+        ));
+        // Another employee without a role cannot; the manager can, without one.
+        assert!(matches!(refusal(svc.approve(&teams("29:someone"), &run.id, &run.plan_hash).await), Refusal::NoRole(_)));
+        assert_eq!(svc.approve(&teams("29:morgan"), &run.id, &run.plan_hash).await.unwrap(), Decided::Released(RunState::Approved));
+
+        // Morgan asks for their own report's offboarding: their approval would not count,
+        // so IT decides, and the plan says why.
+        let asks = build(vec![LinkedPerson { identities: vec!["slack:UREQ".into()], upn: Some("morgan@contoso.com".into()) }]);
+        let own = asks.request(&requester(), request("user2@contoso.com", simple())).await.unwrap();
+        assert!(own.line_manager.is_none());
+        assert!(own.plan.notes.iter().any(|n| n.contains("asked for this and is the line manager")), "{:?}", own.plan.notes);
+        assert!(matches!(refusal(asks.approve(&teams("29:morgan"), &own.id, &own.plan_hash).await), Refusal::NoRole(_)));
+    })
+    .await;
+}

@@ -590,3 +590,19 @@ async fn the_delegation_index_covers_a_tenant_a_few_mailboxes_at_a_time() {
     })
     .await;
 }
+
+/// Conversation references (how Teams reaches a conversation later): kept per platform and
+/// key, the newest wins, and another platform's key is another entry.
+#[tokio::test]
+async fn conversation_references_are_kept_per_platform_and_replaced() {
+    for_each_backend(|store, backend| async move {
+        let now = clock().now();
+        assert_eq!(store.conversation("teams", "19:abc").await.unwrap(), None, "{backend}");
+        store.save_conversation("teams", "19:abc", r#"{"serviceUrl":"http://one"}"#, now).await.unwrap();
+        store.save_conversation("discord", "19:abc", "other", now).await.unwrap();
+        store.save_conversation("teams", "19:abc", r#"{"serviceUrl":"http://two"}"#, now + Duration::minutes(1)).await.unwrap();
+        assert_eq!(store.conversation("teams", "19:abc").await.unwrap().as_deref(), Some(r#"{"serviceUrl":"http://two"}"#), "{backend}");
+        assert_eq!(store.conversation("discord", "19:abc").await.unwrap().as_deref(), Some("other"), "{backend}");
+    })
+    .await;
+}

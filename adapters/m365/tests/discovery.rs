@@ -137,3 +137,17 @@ async fn wrong_user_tenant_or_permission_get_clear_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Role bindings by directory group read the user's groups, nested ones included.
+#[tokio::test]
+async fn member_of_lists_every_group_of_the_user() {
+    use offboard_core::snapshot::Directory;
+    let w = World::new().await;
+    let alice = UserRef::Upn(Upn::parse(ALICE).unwrap());
+    let direct: Vec<String> = w.m365.discover(&World::tenant(), &alice).await.unwrap().groups.into_iter().map(|g| g.id).collect();
+    let all: Vec<String> = w.m365.member_of(&World::tenant(), &alice).await.unwrap().iter().map(|g| g.to_string()).collect();
+    assert!(!direct.is_empty());
+    assert!(direct.iter().all(|g| all.contains(g)), "{direct:?} not all in {all:?}");
+    let ghost = w.m365.member_of(&World::tenant(), &UserRef::Upn(Upn::parse("ghost@contoso.com").unwrap())).await;
+    assert_eq!(ghost.unwrap_err(), DiscoveryError::UserNotFound { user: "ghost@contoso.com".into(), tenant: "contoso.com".into() });
+}

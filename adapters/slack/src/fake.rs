@@ -45,6 +45,8 @@ pub struct File {
     pub name: String,
     pub bytes: Vec<u8>,
     pub shared_to: Option<(String, String)>,
+    /// The message shared with it (`initial_comment`).
+    pub comment: Option<String>,
 }
 
 #[derive(Default)]
@@ -322,6 +324,7 @@ async fn method(State(fake): State<FakeSlack>, Path(method): Path<String>, heade
                     return error("file_not_found");
                 }
                 file.shared_to = channel.clone().zip(thread.clone());
+                file.comment = args["initial_comment"].as_str().map(String::from);
                 shared.push(json!({ "id": id, "title": f["title"] }));
             }
             reply(json!({ "ok": true, "files": shared }))
@@ -353,7 +356,7 @@ async fn upload_url(State(fake): State<FakeSlack>, headers: HeaderMap, RawQuery(
         return error("invalid_arguments");
     }
     let id = format!("F{}", FakeSlack::ts(&mut i).replace('.', ""));
-    i.files.insert(id.clone(), File { id: id.clone(), name: name.clone(), bytes: vec![], shared_to: None });
+    i.files.insert(id.clone(), File { id: id.clone(), name: name.clone(), bytes: vec![], shared_to: None, comment: None });
     reply(json!({ "ok": true, "upload_url": format!("http://{}/upload/{id}", fake.addr), "file_id": id }))
 }
 
@@ -369,7 +372,9 @@ async fn lookup_by_email(State(fake): State<FakeSlack>, headers: HeaderMap, RawQ
     let form: HashMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
     let Some(email) = form.get("email").map(|e| e.to_ascii_lowercase()) else { return error("invalid_arguments") };
     match i.emails.get(&email) {
-        Some(id) => reply(json!({ "ok": true, "user": { "id": id, "team_id": "T0FAKE", "name": email.split('@').next().unwrap_or(""), "deleted": false, "profile": { "email": email } } })),
+        Some(id) => reply(
+            json!({ "ok": true, "user": { "id": id, "team_id": "T0FAKE", "name": email.split('@').next().unwrap_or(""), "deleted": false, "profile": { "email": email } } }),
+        ),
         None => error("users_not_found"),
     }
 }

@@ -61,6 +61,9 @@ pub struct PlanPreview {
     pub lines: Vec<PreviewLine>,
     pub plan_hash: PlanHash,
     pub approvals_needed: usize,
+    /// Who may approve, when the line manager is among them, and how they were found
+    /// (when IT decides alone, the footer's count says it).
+    pub approvers: Option<String>,
     pub approvals: Vec<(Who, DateTime<Utc>)>,
     pub expires_at: DateTime<Utc>,
     pub start_at: Option<DateTime<Utc>>,
@@ -129,7 +132,9 @@ impl PlanPreview {
                 })
                 .collect(),
             plan_hash: run.plan_hash.clone(),
-            approvals_needed: run.approvals_needed,
+            // The manager's approval is one more when IT's is needed as well.
+            approvals_needed: run.approvals_needed + usize::from(run.line_manager.as_ref().is_some_and(|m| m.mode == crate::policy::ManagerApproves::Also)),
+            approvers: may_approve(run),
             approvals: approvals.iter().filter(|a| a.plan_hash == run.plan_hash).map(|a| (Who::new(&a.approver, &a.approver_name), a.at)).collect(),
             expires_at: run.expires_at,
             start_at: run.start_at,
@@ -294,6 +299,24 @@ pub struct PreviewLayout {
     pub decision: Option<Vec<(&'static str, Fact)>>,
 }
 
+/// Who may approve a run, in words: IT by role, and the line manager by name with how
+/// their chat identity was found, as the tenant's policy asks.
+fn may_approve(run: &RunRecord) -> Option<String> {
+    use crate::policy::ManagerApproves;
+    let it = match run.approvals_needed {
+        1 => "one IT approver".to_string(),
+        n => format!("{n} different IT approvers"),
+    };
+    let m = run.line_manager.as_ref()?;
+    let manager = format!("{}, the line manager ({})", m.name, m.found);
+    Some(match (m.mode, run.approvals_needed) {
+        (ManagerApproves::Also, _) => format!("{manager}, and {it}"),
+        (ManagerApproves::Alone, 1) => format!("{manager}, or {it}"),
+        (ManagerApproves::Alone, n) => format!("{manager} with {} more IT approver{}, or {it}", n - 1, if n == 2 { "" } else { "s" }),
+        (ManagerApproves::No, _) => return None,
+    })
+}
+
 /// A UTC time as every message writes it.
 pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -331,6 +354,9 @@ impl PlanPreview {
         }
         if !p.high_risk.is_empty() {
             facts.push(("Two approvers", text(one_line(&p.high_risk.join("; ")))));
+        }
+        if let Some(who) = &p.approvers {
+            facts.push(("May approve", text(one_line(who))));
         }
         if !p.approvals.is_empty() {
             facts.push(("Approved by", Fact::People(p.approvals.iter().map(|(who, at)| (who.clone(), Some(*at))).collect())));
@@ -398,5 +424,32 @@ mod tests {
         let open = PlanPreview::from_run(&run, &[]).layout();
         assert!(open.decision.is_none() && open.footer.contains("expires"), "{open:?}");
         insta::assert_debug_snapshot!("layout_open", open);
+    }
+
+    /// With the line manager among the approvers, the preview names them and how they were
+    /// found, in each mode; without, it adds nothing.
+    #[test]
+    fn the_preview_says_who_may_approve() {
+        use crate::policy::{LineManager, ManagerApproves};
+        let (mut run, _, _) = crate::testing::finished_run();
+        run.state = RunState::AwaitingApproval;
+        let said = |run: &RunRecord| PlanPreview::from_run(run, &[]).layout().facts.into_iter().find(|(label, _)| *label == "May approve").map(|(_, f)| f);
+        assert_eq!(said(&run), None);
+        let mary = |mode| LineManager {
+            upn: "mary@contoso.com".into(),
+            name: "Mary Manager".into(),
+            identities: vec!["slack:U0MARY".into()],
+            mode,
+            found: "found in Slack by e-mail".into(),
+        };
+        run.line_manager = Some(mary(ManagerApproves::Alone));
+        assert_eq!(said(&run), Some(Fact::Text("Mary Manager, the line manager (found in Slack by e-mail), or one IT approver".into())));
+        run.approvals_needed = 2;
+        assert_eq!(
+            said(&run),
+            Some(Fact::Text("Mary Manager, the line manager (found in Slack by e-mail) with 1 more IT approver, or 2 different IT approvers".into()))
+        );
+        run.line_manager = Some(mary(ManagerApproves::Also));
+        assert_eq!(said(&run), Some(Fact::Text("Mary Manager, the line manager (found in Slack by e-mail), and 2 different IT approvers".into())));
     }
 }

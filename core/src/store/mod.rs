@@ -468,6 +468,16 @@ impl Store {
         dispatch!(self.message(run.as_str(), surface, kind))
     }
 
+    /// Remembers how to reach a conversation later without being asked (Teams' conversation
+    /// reference, by conversation or user id); the newest reference wins.
+    pub async fn save_conversation(&self, platform: &str, key: &str, reference: &str, now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.save_conversation(platform, key, reference, now.timestamp_millis()))
+    }
+
+    pub async fn conversation(&self, platform: &str, key: &str) -> Result<Option<String>> {
+        dispatch!(self.conversation(platform, key))
+    }
+
     pub async fn cursor(&self, consumer: &str) -> Result<i64> {
         dispatch!(self.cursor(consumer))
     }

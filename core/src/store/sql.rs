@@ -853,6 +853,29 @@ macro_rules! backend {
                 Ok(r.map(|r| r.try_get(0)).transpose()?)
             }
 
+            pub async fn save_conversation(pool: &Pool<Db>, platform: &str, key: &str, reference: &str, now_ms: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO chat_conversations (platform, key, reference, updated_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (platform, key) DO UPDATE SET reference = excluded.reference, updated_ms = excluded.updated_ms",
+                )
+                .bind(platform)
+                .bind(key)
+                .bind(reference)
+                .bind(now_ms)
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+
+            pub async fn conversation(pool: &Pool<Db>, platform: &str, key: &str) -> Result<Option<String>> {
+                let r = sqlx::query("SELECT reference FROM chat_conversations WHERE platform = $1 AND key = $2")
+                    .bind(platform)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(r.map(|r| r.try_get(0)).transpose()?)
+            }
+
             pub async fn cursor(pool: &Pool<Db>, consumer: &str) -> Result<i64> {
                 let r = sqlx::query("SELECT seq FROM outbox_cursors WHERE consumer = $1").bind(consumer).fetch_optional(pool).await?;
                 Ok(r.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))

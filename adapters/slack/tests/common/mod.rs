@@ -48,18 +48,22 @@ impl World {
     }
 
     pub async fn with_access(access: offboard_core::policy::Access) -> Self {
-        Self::build(access, None).await
+        Self::build(access, None, TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() }).await
+    }
+
+    /// Contoso with this policy (say, its line manager approving).
+    pub async fn with_policy(policy: TenantPolicy) -> Self {
+        Self::build(access(), None, policy).await
     }
 
     /// The adapter's Web API calls go to `api_url` (one that never answers, say) instead of
     /// the fake Slack.
     pub async fn with_silent_slack(api_url: &str) -> Self {
-        Self::build(access(), Some(api_url)).await
+        Self::build(access(), Some(api_url), TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() }).await
     }
 
-    async fn build(access: offboard_core::policy::Access, api_url: Option<&str>) -> Self {
+    async fn build(access: offboard_core::policy::Access, api_url: Option<&str>, policy: TenantPolicy) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
         let cfg = SimConfig { conversion_delay: Duration::from_millis(200), ..SimConfig::default() };
         let Simulated { sim, m365, tenants, .. } =
             offboard_m365::simulated::start(&Scenario::contoso(), cfg, clock.clone(), Settings::default(), policy).await.unwrap();
@@ -69,9 +73,10 @@ impl World {
         let ids = tenants.iter().map(|t| t.id.clone()).collect();
         let failed = offboard_core::delegations::Indexer::new(store.clone(), m365.clone(), clock.clone(), ids).build_all().await;
         assert!(failed.iter().all(|(t, _)| t.as_str() != CONTOSO), "{failed:?}");
-        let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access, tenants, Presets::default()));
         let slack = FakeSlack::start(BOT_TOKEN).await;
         let api = Arc::new(SlackApi::new(api_url.unwrap_or(&slack.api_url()), &Secret::new(BOT_TOKEN)).unwrap());
+        let identities: Vec<Arc<dyn offboard_core::service::ChatIdentities>> = vec![Arc::new(offboard_slack::surface::SlackIdentities(api.clone()))];
+        let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access, tenants, Presets::default()).with_identities(identities));
         let app = SlackApp::new(svc.clone(), api.clone(), m365.clone(), Secret::new(SIGNING_SECRET), APPROVALS, clock.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -154,7 +159,8 @@ pub fn start_engine(w: &World, reports_dir: &std::path::Path) -> offboard_report
     use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
     let key = offboard_report::ReportKey::generate();
     let public = key.public();
-    let reports = Arc::new(offboard_report::RunReports { evidence: Arc::new(offboard_report::Evidence::new(key, reports_dir)), store: w.store.clone(), links: None });
+    let reports =
+        Arc::new(offboard_report::RunReports { evidence: Arc::new(offboard_report::Evidence::new(key, reports_dir)), store: w.store.clone(), links: None });
     let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
     let surface = Arc::new(offboard_slack::surface::SlackSurface::new(w.api.clone()));
     let relay = offboard_core::chat::relay::Relay::new(w.store.clone(), surface, "slack:T0FAKE", routes(), Some(reports), templates, w.clock.clone());
