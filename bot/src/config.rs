@@ -567,7 +567,7 @@ impl Config {
                 if !id.split_once(':').is_some_and(|(pl, rest)| platforms.contains(&pl) && !rest.is_empty()) {
                     return Err(key_error(format!("people[{i}].identities"), format!("`{id}` is not platform:id (slack, teams, discord or cli)")));
                 }
-                if self.people.iter().enumerate().any(|(j, q)| j != i && q.identities.contains(id)) {
+                if self.people.iter().take(i).any(|q| q.identities.contains(id)) {
                     return Err(key_error(format!("people[{i}].identities"), format!("`{id}` is linked to two people")));
                 }
             }
@@ -895,6 +895,24 @@ format = "teams"
         assert!(load_for(Some(Path::new(example)), without_secrets, Secrets::NotNeeded).is_ok(), "reading records needs no secret");
     }
 
+    /// Linked people, routes per tenant and platform, and the line manager's part, as the
+    /// service and the relay receive them.
+    #[test]
+    fn people_routes_and_the_line_manager_load() {
+        let text = format!(
+            "public_url = \"https://offboard.example.com\"\n{}\n[[people]]\nidentities = [\"slack:U0ADA\", \"teams:9b1f4c3e\"]\nupn = \"ada@contoso.com\"\n\n[[routes]]\ntenant = \"contoso.com\"\nplatform = \"slack\"\nchannel = \"C0CONTOSO\"\n",
+            GOOD.replace("client_secret = \"s3cr3t~value\"", "client_secret = \"s3cr3t~value\"\npolicy = { line_manager = \"alone\" }")
+        );
+        let c = load(Some(file(&text).path()), Vec::new()).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://offboard.example.com"));
+        assert_eq!(c.tenants()[0].policy.line_manager, offboard_core::policy::ManagerApproves::Alone);
+        let access = c.access();
+        assert_eq!(access.person_of("teams:9b1f4c3e"), access.person_of("slack:U0ADA"));
+        assert_eq!(access.identities_for_upn("ADA@contoso.com"), ["slack:U0ADA", "teams:9b1f4c3e"]);
+        let run = offboard_core::testing::finished_run().0;
+        assert_eq!(c.routes().destination("slack", &run).as_deref(), Some("C0CONTOSO"), "the tenant's route, not the default channel");
+    }
+
     #[test]
     fn the_exchange_pace_is_cautious_unless_raised() {
         let c = load(Some(file(GOOD).path()), Vec::new()).unwrap();
@@ -914,6 +932,15 @@ format = "teams"
             (GOOD.replace("[slack]", "[slack]\nsigning_secrett = 1"), "slack"),
             (format!("{GOOD}\nlisten = 3000"), "listen"),
             (format!("{GOOD}\n[microsoft]\nexchange_calls_per_second = 0"), "microsoft.exchange_calls_per_second"),
+            (format!("{GOOD}\n[[people]]\nidentities = [\"U0ADA\"]"), "people[0].identities"),
+            (format!("{GOOD}\n[[people]]\nidentities = [\"slack:U0ADA\"]\n[[people]]\nidentities = [\"slack:U0ADA\", \"teams:x\"]"), "people[1].identities"),
+            (format!("{GOOD}\n[[routes]]\ntenant = \"fabrikam.com\"\nplatform = \"slack\"\nchannel = \"C1\""), "routes[0].tenant"),
+            (format!("{GOOD}\n[[routes]]\ntenant = \"contoso.com\"\nplatform = \"fax\"\nchannel = \"C1\""), "routes[0].platform"),
+            (format!("public_url = \"ftp://x\"\n{GOOD}"), "public_url"),
+            (
+                GOOD.replace("client_secret = \"s3cr3t~value\"", "client_secret = \"s3cr3t~value\"\npolicy = { line_manager = \"sometimes\" }"),
+                "tenants[0].policy.line_manager",
+            ),
         ];
         for (text, key) in cases {
             let e = load(Some(file(&text).path()), Vec::new()).unwrap_err().to_string();

@@ -153,7 +153,14 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new(bot_token))?);
     // A fresh signing secret per demo, so nothing fixed is reused.
     let signing = Secret::new(format!("demo-{}", uuid::Uuid::new_v4().simple()));
-    let app = SlackApp::new(svc.clone(), api.clone(), simulated.m365.clone(), signing.clone(), CHANNEL, clock.clone());
+    let app = SlackApp::new(
+        svc.clone(),
+        api.clone(),
+        simulated.m365.clone(),
+        signing.clone(),
+        offboard_core::chat::relay::Routes::single("slack", CHANNEL),
+        clock.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let app_url = format!("http://{}", listener.local_addr()?);
     let router = app.router();

@@ -307,8 +307,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(slack) = &cfg.slack {
         let (signing_secret, bot_token) = slack.secrets()?;
         let api = Arc::new(offboard_slack::api::SlackApi::new(&slack.api_url, bot_token)?);
-        let app =
-            offboard_slack::server::SlackApp::new(svc.clone(), api.clone(), m365.clone(), signing_secret.clone(), &slack.approvals_channel, clock.clone());
+        let app = offboard_slack::server::SlackApp::new(svc.clone(), api.clone(), m365.clone(), signing_secret.clone(), cfg.routes(), clock.clone());
         router = router.merge(app.router());
         slack_app = Some(app.clone());
         let stop = shutdown();

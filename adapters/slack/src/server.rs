@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value as Json, json};
 
+use offboard_core::chat::relay::Routes;
 use offboard_core::chat::{ButtonValue, Clicked, Conversation, Finished, Reply, Submitted, Value};
 use offboard_core::clock::Clock;
 use offboard_core::domain::{Actor, RunId};
@@ -42,7 +43,8 @@ pub struct SlackApp {
     api: Arc<SlackApi>,
     verifier: Verifier,
     clock: Arc<dyn Clock>,
-    approvals_channel: String,
+    /// Where each tenant's approvals are posted: named in the wizard's last words.
+    routes: Routes,
     memberships: Arc<Memberships>,
     pub ack: AckLatency,
 }
@@ -93,7 +95,7 @@ impl SlackApp {
         api: Arc<SlackApi>,
         directory: Arc<dyn Directory>,
         signing_secret: Secret,
-        approvals_channel: impl Into<String>,
+        routes: Routes,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         Arc::new(SlackApp {
@@ -102,7 +104,7 @@ impl SlackApp {
             api,
             verifier: Verifier::new(signing_secret),
             clock,
-            approvals_channel: approvals_channel.into(),
+            routes,
             memberships: Arc::new(Memberships::default()),
             ack: AckLatency::default(),
         })
@@ -321,15 +323,14 @@ async fn submission(app: &Arc<SlackApp>, who: &Actor, p: &Json) -> Response {
                     let (app, who) = (app.clone(), who.clone());
                     tokio::spawn(async move {
                         let view = match app.conv.finish(&who, &key).await {
-                            Finished::Requested(run) => blocks::notice_modal(
-                                "Offboard",
-                                &format!(
-                                    "The plan for *{}* is posted in <#{}> for approval. Run `{}`.",
-                                    blocks::esc(&run.target_name),
-                                    app.approvals_channel,
-                                    run.id
-                                ),
-                            ),
+                            Finished::Requested(run) => {
+                                let place = match app.routes.destination("slack", &run) {
+                                    Some(channel) => format!("posted in <#{channel}>"),
+                                    None => "posted where this tenant's approvals go".to_string(),
+                                };
+                                let text = format!("The plan for *{}* is {place} for approval. Run `{}`.", blocks::esc(&run.target_name), run.id);
+                                blocks::notice_modal("Offboard", &text)
+                            }
                             Finished::Said(text) => blocks::notice_modal("Offboard", &blocks::text(&text)),
                             Finished::Again(page) => blocks::page(&page),
                         };

@@ -142,7 +142,7 @@ async fn a_replay_is_refused_however_spelt_and_whichever_process_receives_it() {
     let shouted = format!("v0={}", sig.trim_start_matches("v0=").to_ascii_uppercase());
     assert_eq!(send(w.url.clone(), shouted, body.clone()).await, 401, "the same signature in upper case");
     // A second process on the same store.
-    let other = offboard_slack::server::SlackApp::new(w.svc.clone(), w.api.clone(), w.m365.clone(), Secret::new(SIGNING_SECRET), APPROVALS, w.clock.clone());
+    let other = offboard_slack::server::SlackApp::new(w.svc.clone(), w.api.clone(), w.m365.clone(), Secret::new(SIGNING_SECRET), routes(), w.clock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = other.router();

@@ -30,7 +30,7 @@ pub async fn run(full: bool) -> Outcome {
     let run = svc.request(&requester(), request("alice@contoso.com", crash_options())).await.expect("request");
     let slack = FakeSlack::start("xoxb-bench").await;
     let api = Arc::new(SlackApi::new(&slack.api_url(), &Secret::new("xoxb-bench")).expect("api"));
-    let app = SlackApp::new(svc, api, Arc::new(directory(3)), Secret::new(SECRET), "C0APPROVALS", clock);
+    let app = SlackApp::new(svc, api, Arc::new(directory(3)), Secret::new(SECRET), offboard_core::chat::relay::Routes::single("slack", "C0APPROVALS"), clock);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let router = app.router();

@@ -52,6 +52,13 @@ impl Routes {
         self.routes.insert((tenant.to_string(), platform.to_string()), to.to_string());
     }
 
+    /// Every tenant's approvals in one place on one platform.
+    pub fn single(platform: &str, to: &str) -> Self {
+        let mut r = Routes::default();
+        r.default_for(platform, to);
+        r
+    }
+
     /// The platform's own approvals channel, for tenants without routes.
     pub fn default_for(&mut self, platform: &str, to: &str) {
         self.defaults.insert(platform.to_string(), to.to_string());

@@ -77,7 +77,7 @@ impl World {
         let api = Arc::new(SlackApi::new(api_url.unwrap_or(&slack.api_url()), &Secret::new(BOT_TOKEN)).unwrap());
         let identities: Vec<Arc<dyn offboard_core::service::ChatIdentities>> = vec![Arc::new(offboard_slack::surface::SlackIdentities(api.clone()))];
         let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access, tenants, Presets::default()).with_identities(identities));
-        let app = SlackApp::new(svc.clone(), api.clone(), m365.clone(), Secret::new(SIGNING_SECRET), APPROVALS, clock.clone());
+        let app = SlackApp::new(svc.clone(), api.clone(), m365.clone(), Secret::new(SIGNING_SECRET), routes(), clock.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = app.router();
