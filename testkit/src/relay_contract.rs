@@ -37,13 +37,15 @@ pub fn two_tenants(store: Store, clock: Arc<dyn Clock>, access: Access) -> Offbo
     Offboarding::new(store, Arc::new(dir), clock, access, tenants, Presets::default())
 }
 
-/// A report that is only its name and a few bytes.
+/// A report that is only its name, a few bytes and a link.
 struct StubReports;
 
 #[async_trait]
 impl Reports for StubReports {
     async fn report(&self, run: &RunId) -> Result<FileOut, String> {
-        Ok(FileOut { name: format!("{run}.pdf"), mime: "application/pdf", bytes: b"%PDF-1.7\n%stub\n%%EOF\n".to_vec(), link: None })
+        let name = format!("{run}.pdf");
+        let link = Some(format!("https://offboard.example.com/reports/{name}?expires=1&sig=00"));
+        Ok(FileOut { name, mime: "application/pdf", bytes: b"%PDF-1.7\n%stub\n%%EOF\n".to_vec(), link })
     }
 }
 

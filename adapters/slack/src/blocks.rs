@@ -331,39 +331,11 @@ pub fn badge(b: Badge) -> &'static str {
     }
 }
 
-/// A step's duration where it tells something: from a second up, rounded as people say it.
-fn duration(ms: i64) -> Option<String> {
-    if ms < 1000 {
-        return None;
-    }
-    let s = (ms + 500) / 1000;
-    match s {
-        0..=59 => Some(format!("{s} s")),
-        60..=3599 => Some(format!("{} min {} s", s / 60, s % 60)),
-        _ => Some(format!("{} h {} min", s / 3600, (s % 3600) / 60)),
-    }
-}
-
 /// The pipeline message in the run's thread.
 pub fn status(v: &RunView) -> (String, Vec<Json>) {
     let fallback = esc(&value(&format!("Offboarding {}: {}", v.target_upn, v.state.label())));
     let head = value(&format!("Offboarding {} · {} · run {}", v.target_upn, v.state.label(), v.run_id));
-    let lines: Vec<String> = v
-        .lines
-        .iter()
-        .map(|l| {
-            let mut s = format!("{} {}", badge(l.badge), l.title);
-            if let Some(d) = l.duration_ms.and_then(duration) {
-                s.push_str(&format!(" ({d})"));
-            }
-            if let Some(d) = &l.detail
-                && matches!(l.badge, Badge::Skipped | Badge::Failed | Badge::Attention)
-            {
-                s.push_str(&format!(": {}", cut(&value(d), 200)));
-            }
-            s
-        })
-        .collect();
+    let lines: Vec<String> = v.lines.iter().map(|l| format!("{} {}", badge(l.badge), l.text())).collect();
     let mut blocks = vec![json!({ "type": "section", "text": inert(&head) })];
     blocks.extend(sections(&lines));
     (fallback, blocks)
@@ -437,15 +409,6 @@ mod tests {
         insta::assert_json_snapshot!("preview_open", open);
         let (_, s) = status(&RunView::from_run(&run, &steps));
         insta::assert_json_snapshot!("status", s);
-    }
-
-    #[test]
-    fn durations_are_shown_from_a_second_up() {
-        assert_eq!(duration(0), None);
-        assert_eq!(duration(999), None);
-        assert_eq!(duration(1_400).as_deref(), Some("1 s"));
-        assert_eq!(duration(65_000).as_deref(), Some("1 min 5 s"));
-        assert_eq!(duration(7_260_000).as_deref(), Some("2 h 1 min"));
     }
 
     #[test]

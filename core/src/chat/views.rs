@@ -209,6 +209,39 @@ pub struct StatusLine {
     pub duration_ms: Option<i64>,
 }
 
+impl StatusLine {
+    /// The line's words after its badge, as every platform says them: the title, the
+    /// duration where it tells something, and the detail of a step that did not simply
+    /// succeed (one line, at most 200 characters).
+    pub fn text(&self) -> String {
+        let mut s = self.title.to_string();
+        if let Some(d) = self.duration_ms.and_then(duration) {
+            s.push_str(&format!(" ({d})"));
+        }
+        if let Some(d) = &self.detail
+            && matches!(self.badge, Badge::Skipped | Badge::Failed | Badge::Attention)
+        {
+            let d = one_line(d);
+            let d = if d.chars().count() <= 200 { d } else { format!("{}…", d.chars().take(199).collect::<String>()) };
+            s.push_str(&format!(": {d}"));
+        }
+        s
+    }
+}
+
+/// A step's duration where it tells something: from a second up, rounded as people say it.
+pub fn duration(ms: i64) -> Option<String> {
+    if ms < 1000 {
+        return None;
+    }
+    let s = (ms + 500) / 1000;
+    match s {
+        0..=59 => Some(format!("{s} s")),
+        60..=3599 => Some(format!("{} min {} s", s / 60, s % 60)),
+        _ => Some(format!("{} h {} min", s / 3600, (s % 3600) / 60)),
+    }
+}
+
 /// The run as its live status message shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunView {
@@ -451,5 +484,14 @@ mod tests {
         );
         run.line_manager = Some(mary(ManagerApproves::Also));
         assert_eq!(said(&run), Some(Fact::Text("Mary Manager, the line manager (found in Slack by e-mail), and 2 different IT approvers".into())));
+    }
+
+    #[test]
+    fn durations_are_shown_from_a_second_up() {
+        assert_eq!(duration(0), None);
+        assert_eq!(duration(999), None);
+        assert_eq!(duration(1_400).as_deref(), Some("1 s"));
+        assert_eq!(duration(65_000).as_deref(), Some("1 min 5 s"));
+        assert_eq!(duration(7_260_000).as_deref(), Some("2 h 1 min"));
     }
 }
