@@ -142,6 +142,24 @@ pub fn preview(p: &PlanPreview) -> Value {
     card(body, actions)
 }
 
+/// Reject asks for a reason first: a card with the field, shown to the clicker in place of
+/// the approval card, and the same card again with what to correct.
+pub fn reject_reason(run: &offboard_core::domain::RunId, error: Option<&str>) -> Value {
+    let mut body = vec![
+        json!({ "type": "TextBlock", "text": format!("Reject run {run}"), "weight": "Bolder", "wrap": true }),
+        json!({ "type": "Input.Text", "id": "reason", "label": "Reason (shown to the requester)", "isMultiline": true, "isRequired": true, "maxLength": 1000, "errorMessage": "Say why" }),
+    ];
+    if let Some(e) = error {
+        body.push(json!({ "type": "TextBlock", "text": format!("{} {}", mark(Mark::Warning), inert(e)), "color": "Attention", "wrap": true }));
+    }
+    card(
+        body,
+        vec![
+            json!({ "type": "Action.Execute", "title": "Reject", "verb": crate::server::REJECT_CONFIRM_VERB, "style": "destructive", "data": { "value": run.to_string() } }),
+        ],
+    )
+}
+
 /// The live status card in the run's thread.
 pub fn status(v: &RunView) -> Value {
     let head = format!("Offboarding {} · {} · run {}", inert(&v.target_upn), v.state.label(), v.run_id);
@@ -186,6 +204,7 @@ mod tests {
         let open = preview(&PlanPreview::from_run(&run, &[]));
         insta::assert_json_snapshot!("preview_open", open);
         insta::assert_json_snapshot!("status", status(&RunView::from_run(&run, &steps)));
+        insta::assert_json_snapshot!("reject_reason", reject_reason(&run.id, Some("say why in a few words")));
         insta::assert_json_snapshot!("report", report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=ab"));
         for c in [&decided, &open] {
             assert!(c.to_string().len() < MAX_CARD_BYTES);

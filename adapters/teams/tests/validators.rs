@@ -40,6 +40,7 @@ async fn every_card_and_connector_body_validates() {
     let (mut run, steps, approvals) = offboard_core::testing::finished_run();
     write(dir.path(), "preview_decided.card.json", &cards::preview(&PlanPreview::from_run(&run, &approvals)));
     write(dir.path(), "status.card.json", &cards::status(&RunView::from_run(&run, &steps)));
+    write(dir.path(), "reject_reason.card.json", &cards::reject_reason(&run.id, Some("say why")));
     write(dir.path(), "report.card.json", &cards::report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=00"));
     run.state = RunState::AwaitingApproval;
     let open = PlanPreview::from_run(&run, &[]);
@@ -69,7 +70,7 @@ async fn every_card_and_connector_body_validates() {
     }
     let (ok, said) = validate(dir.path());
     assert!(ok, "{said}");
-    assert!(said.contains("ok: 13 payloads"), "{said}");
+    assert!(said.contains("ok: 14 payloads"), "{said}");
 }
 
 #[test]

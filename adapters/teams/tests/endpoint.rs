@@ -1,0 +1,214 @@
+//! The messaging endpoint over real HTTP, with activities signed as Bot Framework signs
+//! them and the fake Bot Connector receiving what the bot sends: the install event keeps
+//! the channel's reference, forged activities do nothing, commands are answered in the
+//! conversation, and Approve / Reject are decided by core and answered in the click's own
+//! response (refusals only to the clicker, and audited).
+
+use std::sync::Arc;
+
+use offboard_core::chat::relay::{Relay, Routes};
+use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::policy::LinkedPerson;
+use offboard_core::request::{Options, Request};
+use offboard_core::run::RunState;
+use offboard_core::secret::Secret;
+use offboard_core::store::Store;
+use offboard_teams::auth::Verifier;
+use offboard_teams::connector::{BotIdentity, Connector};
+use offboard_teams::fake::{FakeBotFramework, SigningKey};
+use offboard_teams::server::TeamsApp;
+use offboard_teams::surface::TeamsSurface;
+use offboard_testkit::TestDb;
+use offboard_testkit::fixtures::{access, directory, tenant_id};
+use offboard_testkit::relay_contract::two_tenants;
+use serde_json::{Value, json};
+
+const APP_ID: &str = "8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+const TENANT: &str = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+const CHANNEL: &str = "19:it-approvals@thread.tacv2";
+const REQUESTER: &str = "aad-requester";
+const ADMIN1: &str = "aad-admin-1";
+const ADMIN2: &str = "aad-admin-2";
+
+struct World {
+    _db: TestDb,
+    store: Store,
+    svc: Arc<offboard_core::service::Offboarding>,
+    teams: FakeBotFramework,
+    key: SigningKey,
+    url: String,
+    http: reqwest::Client,
+    relay: Relay,
+    next: std::sync::atomic::AtomicU64,
+}
+
+async fn world() -> World {
+    let key = SigningKey::generate("k-teams", &["msteams"]);
+    let teams = FakeBotFramework::start(vec![key.clone()]).await;
+    teams.register_bot(APP_ID, "bot-password");
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The Teams users are the fixtures' Slack users, linked.
+    let mut access = access();
+    let link = |slack: &str, aad: &str| LinkedPerson { identities: vec![format!("slack:{slack}"), format!("teams:{aad}")], upn: None };
+    access.people = vec![link("UREQ", REQUESTER), link("UADM1", ADMIN1), link("UADM2", ADMIN2)];
+    let svc = Arc::new(two_tenants(store.clone(), clock.clone(), access));
+    let bot = BotIdentity { app_id: APP_ID.into(), password: Secret::new("bot-password"), token_url: format!("{}/{TENANT}/oauth2/v2.0/token", teams.url()) };
+    let connector = Arc::new(Connector::new(bot, &teams.url(), clock.clone()));
+    let verifier = Verifier::new(APP_ID, teams.metadata_url(), clock.clone());
+    let app = TeamsApp::new(svc.clone(), Arc::new(directory(3)), verifier, connector.clone(), clock.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
+    let relay = Relay::new(store.clone(), Arc::new(TeamsSurface::new(connector, TENANT)), "teams", Routes::single("teams", CHANNEL), None, templates, clock);
+    World { _db: db, store, svc, teams, key, url, http: reqwest::Client::new(), relay, next: 0.into() }
+}
+
+impl World {
+    fn activity(&self, kind: &str, from: &str, extra: Value) -> Value {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut a = json!({
+            "type": kind,
+            "id": format!("act-{n}"),
+            "channelId": "msteams",
+            "serviceUrl": self.teams.url(),
+            "from": { "id": format!("29:{from}"), "name": format!("{from} name"), "aadObjectId": from },
+            "recipient": { "id": format!("28:{APP_ID}"), "name": "Offboard" },
+            "conversation": { "id": CHANNEL, "conversationType": "channel", "tenantId": TENANT },
+            "channelData": { "tenant": { "id": TENANT }, "team": { "id": "19:team@thread.tacv2" }, "channel": { "id": CHANNEL } },
+        });
+        a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        a
+    }
+
+    async fn send_with(&self, activity: &Value, token: Option<String>) -> reqwest::Response {
+        let mut r = self.http.post(format!("{}/api/messages", self.url)).json(activity);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    fn token(&self) -> String {
+        self.key.sign(&FakeBotFramework::claims(APP_ID, &self.teams.url(), chrono::Utc::now()))
+    }
+
+    async fn send(&self, activity: &Value) -> reqwest::Response {
+        self.send_with(activity, Some(self.token())).await
+    }
+
+    /// `who` clicks a button (`verb`, `data`) on a card; the invoke's answer.
+    async fn click(&self, who: &str, verb: &str, data: Value) -> Value {
+        let a = self.activity(
+            "invoke",
+            who,
+            json!({ "name": "adaptiveCard/action", "value": { "action": { "type": "Action.Execute", "verb": verb, "data": data } } }),
+        );
+        let r = self.send(&a).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    async fn until_messages(&self, n: usize) -> Vec<offboard_teams::fake::Message> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let m = self.teams.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} messages, expected {n}", m.len());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn button(card: &Value, verb: &str) -> Value {
+    card["actions"].as_array().unwrap().iter().find(|a| a["verb"] == verb).unwrap()["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_install_event_keeps_the_channel_and_forgeries_do_nothing() {
+    let w = world().await;
+    let install = w.activity("installationUpdate", ADMIN1, json!({ "action": "add" }));
+    // Forged: no token, another bot's audience, a key Bot Framework never published.
+    assert_eq!(w.send_with(&install, None).await.status(), 401);
+    let other_aud = w.key.sign(&FakeBotFramework::claims("another-app", &w.teams.url(), chrono::Utc::now()));
+    assert_eq!(w.send_with(&install, Some(other_aud)).await.status(), 403);
+    let stranger = SigningKey::generate("k-stranger", &["msteams"]);
+    let forged = stranger.sign(&FakeBotFramework::claims(APP_ID, &w.teams.url(), chrono::Utc::now()));
+    assert_eq!(w.send_with(&install, Some(forged)).await.status(), 403);
+    assert_eq!(w.store.conversation("teams", CHANNEL).await.unwrap(), None, "nothing was kept from a forged activity");
+
+    assert_eq!(w.send(&install).await.status(), 200);
+    let reference: Value = serde_json::from_str(&w.store.conversation("teams", CHANNEL).await.unwrap().expect("kept")).unwrap();
+    assert_eq!(reference["serviceUrl"], json!(w.teams.url()));
+    assert_eq!(reference["tenant"], json!(TENANT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_answered_in_the_conversation() {
+    let w = world().await;
+    let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{APP_ID}"), "name": "Offboard" } }]);
+    let help = w.activity("message", REQUESTER, json!({ "text": "<at>Offboard</at> offboard help", "entities": mention }));
+    assert_eq!(w.send(&help).await.status(), 200);
+    let said = w.until_messages(1).await;
+    assert_eq!(said[0].conversation, CHANNEL);
+    let text = said[0].activity["text"].as_str().unwrap();
+    assert!(text.contains("offboard") && text.contains("status"), "{text}");
+    // The same activity again (Bot Framework redelivers): answered once.
+    assert_eq!(w.send(&help).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(w.teams.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_decided_by_core_and_answered_in_the_click() {
+    let w = world().await;
+    // Asked by the requester from Teams (a high-risk plan: two approvers).
+    let options = Options { disable_sign_in: true, revoke_sessions: true, ..Options::default() };
+    let requester = offboard_core::domain::Actor { platform: "teams".into(), id: REQUESTER.into(), name: "Riley".into(), groups: vec![] };
+    let run = w.svc.request(&requester, Request::now(tenant_id(), "alice@contoso.com", options.clone())).await.unwrap();
+    assert_eq!(run.approvals_needed, 2);
+    w.relay.drain().await.unwrap();
+    let card = w.until_messages(1).await[0].activity["attachments"][0]["content"].clone();
+    let approve = button(&card, "approve");
+
+    // An outsider and the requester: told privately, audited, nothing changes.
+    let outsider = w.click("aad-stranger", "approve", approve.clone()).await;
+    assert_eq!(outsider["type"], "application/vnd.microsoft.activity.message", "{outsider}");
+    assert!(outsider["value"].as_str().unwrap().contains("no role"), "{outsider}");
+    let own = w.click(REQUESTER, "approve", approve.clone()).await;
+    assert!(own["value"].as_str().unwrap().starts_with("Not approved"), "{own}");
+    let refusals = w.store.audit_entries(0, 200).await.unwrap().into_iter().filter(|e| e.action == "approval.refused").count();
+    assert_eq!(refusals, 2);
+    assert!(w.store.approvals(&run.id).await.unwrap().is_empty());
+
+    // The first admin: counted, and the refreshed card comes back in the response.
+    let first = w.click(ADMIN1, "approve", approve.clone()).await;
+    assert_eq!(first["type"], "application/vnd.microsoft.card.adaptive", "{first}");
+    assert!(first["value"].to_string().contains("1 of 2 given"), "{first}");
+    // The second: released; the card shows the decision and no buttons.
+    let second = w.click(ADMIN2, "approve", approve).await;
+    assert!(second["value"].to_string().contains("Approved"), "{second}");
+    assert!(second["value"].get("actions").is_none(), "{second}");
+    assert_eq!(w.store.run(&run.id).await.unwrap().state, RunState::Approved);
+    // The relay edits the card for everyone.
+    w.relay.drain().await.unwrap();
+    let edited = w.teams.messages().into_iter().find(|m| m.thread.is_none()).unwrap();
+    assert!(edited.edits >= 1 && edited.activity.to_string().contains("Approved"));
+
+    // Reject asks for a reason; an empty one is refused on the field; then rejected.
+    let other = w.svc.request(&requester, Request::now(tenant_id(), "user2@contoso.com", options)).await.unwrap();
+    let reject = json!({ "value": format!("reject:{}", other.id) });
+    let ask = w.click(ADMIN1, "reject", reject).await;
+    assert!(ask["value"].to_string().contains("Input.Text"), "{ask}");
+    let empty = w.click(ADMIN1, "reject_confirm", json!({ "value": other.id.to_string(), "reason": " " })).await;
+    assert!(empty["value"].to_string().contains("Attention"), "{empty}");
+    assert_eq!(w.store.run(&other.id).await.unwrap().state, RunState::AwaitingApproval);
+    let done = w.click(ADMIN1, "reject_confirm", json!({ "value": other.id.to_string(), "reason": "Wrong person" })).await;
+    assert!(done["value"].to_string().contains("Rejected"), "{done}");
+    assert_eq!(w.store.run(&other.id).await.unwrap().state, RunState::Rejected);
+}
