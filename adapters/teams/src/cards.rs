@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use offboard_core::chat::views::{Badge, Fact, Mark, PlanPreview, RunView, Who, time};
+use offboard_core::chat::{FieldKind, Page, Value as Answer, Values};
 
 /// The card's content type in an activity's attachments.
 pub const CARD: &str = "application/vnd.microsoft.card.adaptive";
@@ -160,6 +161,99 @@ pub fn reject_reason(run: &offboard_core::domain::RunId, error: Option<&str>) ->
     )
 }
 
+/// A wizard page as a dialog's card: each field an input with its current value, what to
+/// correct under its field, and the submit button carrying which wizard and page it is.
+pub fn page(p: &Page) -> Value {
+    let warning = |m: &str| json!({ "type": "TextBlock", "text": format!("{} {}", mark(Mark::Warning), inert(m)), "color": "Attention", "wrap": true });
+    let mut body: Vec<Value> = p.errors.iter().filter(|e| e.field.is_empty()).map(|e| warning(&e.message)).collect();
+    for f in &p.form.fields {
+        let current = p.values.get(f.id);
+        let text_of = |v: Option<&Answer>| match v {
+            Some(Answer::Text(t)) => t.clone(),
+            Some(Answer::Chosen(c)) => c.join(","),
+            None => String::new(),
+        };
+        let mut input = match &f.kind {
+            FieldKind::Text { multiline, placeholder } => {
+                json!({ "type": "Input.Text", "isMultiline": multiline, "placeholder": placeholder, "value": text_of(current), "maxLength": 4000 })
+            }
+            FieldKind::User => json!({ "type": "Input.Text", "placeholder": "name@company.com", "value": text_of(current), "maxLength": 256 }),
+            FieldKind::Select(choices) | FieldKind::Checkboxes(choices) => {
+                let multi = matches!(f.kind, FieldKind::Checkboxes(_));
+                let options: Vec<Value> = choices.iter().map(|c| json!({ "title": c.label, "value": c.value })).collect();
+                json!({ "type": "Input.ChoiceSet", "choices": options, "isMultiSelect": multi, "style": if multi { "expanded" } else { "compact" }, "value": text_of(current) })
+            }
+        };
+        input["id"] = json!(f.id);
+        input["label"] = json!(f.label);
+        input["isRequired"] = json!(f.required);
+        if f.required {
+            input["errorMessage"] = json!(format!("{} is needed", f.label));
+        }
+        body.push(input);
+        if let Some(h) = f.hint {
+            body.push(json!({ "type": "TextBlock", "text": inert(h), "isSubtle": true, "size": "Small", "wrap": true, "spacing": "None" }));
+        }
+        body.extend(p.errors.iter().filter(|e| e.field == f.id).map(|e| warning(&e.message)));
+    }
+    let data = json!({ "wizard": p.key, "page": p.form.page, "origin": p.origin });
+    card(body, vec![json!({ "type": "Action.Submit", "title": p.form.submit, "data": data })])
+}
+
+/// The dialog around a page: Teams' `task/fetch` and `task/submit` "continue" answer.
+pub fn dialog(p: &Page) -> Value {
+    json!({ "task": { "type": "continue", "value": {
+        "title": format!("Offboard · {} of {} · {}", p.form.page + 1, p.form.pages, p.form.title),
+        "height": "large",
+        "width": "medium",
+        "card": { "contentType": CARD, "content": page(p) },
+    } } })
+}
+
+/// A page's answers from a dialog's submission (`value.data`): multi-selects come as
+/// comma-separated values, every other input as its text.
+pub fn answers(p: &offboard_core::chat::Form, data: &Value) -> Values {
+    let mut out = Values::new();
+    for f in &p.fields {
+        let Some(raw) = data[f.id].as_str() else { continue };
+        let v = match &f.kind {
+            FieldKind::Select(_) => Answer::Chosen(vec![raw.to_string()].into_iter().filter(|s| !s.is_empty()).collect()),
+            FieldKind::Checkboxes(_) => Answer::Chosen(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+            FieldKind::Text { .. } | FieldKind::User => Answer::Text(raw.to_string()),
+        };
+        out.insert(f.id.to_string(), v);
+    }
+    out
+}
+
+/// The card a command answers with when it opens the wizard: Teams opens dialogs only
+/// from a click, so a button that fetches the first page.
+pub fn open_wizard(p: &Page) -> Value {
+    let user = match p.values.get("user") {
+        Some(Answer::Text(u)) if !u.is_empty() => format!("Offboard {}", inert(u)),
+        _ => "Offboard someone".to_string(),
+    };
+    let data = json!({ "msteams": { "type": "task/fetch" }, "wizard": p.key, "page": 0, "origin": p.origin, "user": p.values.get("user").map(|v| match v { Answer::Text(t) => t.clone(), Answer::Chosen(c) => c.join(",") }), "preset": p.values.get("preset").and_then(|v| match v { Answer::Chosen(c) => c.first().cloned(), Answer::Text(t) => Some(t.clone()) }) });
+    card(
+        vec![json!({ "type": "TextBlock", "text": user, "weight": "Bolder", "wrap": true }), text("The wizard opens in a dialog.")],
+        vec![json!({ "type": "Action.Submit", "title": "Open the wizard", "data": data })],
+    )
+}
+
+/// A request refused after the dialog closed: what to correct, and a button back to that
+/// page with the answers kept.
+pub fn correct(p: &Page) -> Value {
+    let mut body = vec![text("Not requested yet: this needs correcting.")];
+    body.extend(
+        p.errors
+            .iter()
+            .map(|e| json!({ "type": "TextBlock", "text": format!("{} {}", mark(Mark::Warning), inert(&e.message)), "color": "Attention", "wrap": true })),
+    );
+    let errors: Vec<Value> = p.errors.iter().map(|e| json!({ "field": e.field, "message": e.message })).collect();
+    let data = json!({ "msteams": { "type": "task/fetch" }, "wizard": p.key, "page": p.form.page, "errors": errors });
+    card(body, vec![json!({ "type": "Action.Submit", "title": format!("Correct page {}", p.form.page + 1), "data": data })])
+}
+
 /// The live status card in the run's thread.
 pub fn status(v: &RunView) -> Value {
     let head = format!("Offboarding {} · {} · run {}", inert(&v.target_upn), v.state.label(), v.run_id);
@@ -204,6 +298,14 @@ mod tests {
         let open = preview(&PlanPreview::from_run(&run, &[]));
         insta::assert_json_snapshot!("preview_open", open);
         insta::assert_json_snapshot!("status", status(&RunView::from_run(&run, &steps)));
+        let conv_page = offboard_core::chat::Page {
+            key: "teams:act-1".into(),
+            form: offboard_core::chat::wizard(&[], &[]).swap_remove(1),
+            values: Values::new(),
+            errors: vec![offboard_core::chat::FieldError { field: "device_action".into(), message: "wipe needs two approvers".into() }],
+            origin: Some("19:it@thread.tacv2".into()),
+        };
+        insta::assert_json_snapshot!("page", dialog(&conv_page));
         insta::assert_json_snapshot!("reject_reason", reject_reason(&run.id, Some("say why in a few words")));
         insta::assert_json_snapshot!("report", report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=ab"));
         for c in [&decided, &open] {

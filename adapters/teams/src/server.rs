@@ -5,7 +5,12 @@
 //! - install and conversation events keep the conversation's reference, so the bot can
 //!   post there later;
 //! - a message is a command (the bot's mention removed by its `entities`), answered in the
-//!   conversation off the request path;
+//!   conversation off the request path; one that opens the wizard answers with a button,
+//!   since Teams opens dialogs only from a click;
+//! - `task/fetch` and `task/submit` invokes are the wizard's dialog: each page answered with
+//!   the next (`continue`), or the same page with its errors; the last page closes the
+//!   dialog with a message and the request is made off the request path, its outcome said
+//!   in the conversation (with a button back to the page to correct, if it was refused);
 //! - an `adaptiveCard/action` invoke (Approve, Reject) is decided by core and answered in
 //!   the invoke's own response: the refreshed card for a counted approval, the reason
 //!   dialog for Reject, or a message only the clicker sees for a refusal.
@@ -22,7 +27,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use offboard_core::chat::conversation::{Span, Text};
-use offboard_core::chat::{ButtonValue, Clicked, Conversation, Reply};
+use offboard_core::chat::relay::Routes;
+use offboard_core::chat::{ButtonValue, Clicked, Conversation, FieldError, Finished, Reply, Submitted};
 use offboard_core::clock::Clock;
 use offboard_core::domain::{Actor, RunId};
 use offboard_core::service::Offboarding;
@@ -41,6 +47,8 @@ pub const REJECT_CONFIRM_VERB: &str = "reject_confirm";
 
 pub struct TeamsApp {
     conv: Conversation,
+    /// Where each tenant's approvals go: named in the wizard's last words.
+    routes: Routes,
     verifier: Verifier,
     connector: Arc<Connector>,
     clock: Arc<dyn Clock>,
@@ -56,8 +64,15 @@ struct Envelope {
 }
 
 impl TeamsApp {
-    pub fn new(svc: Arc<Offboarding>, directory: Arc<dyn Directory>, verifier: Verifier, connector: Arc<Connector>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(TeamsApp { conv: Conversation::new(svc, directory), verifier, connector, clock })
+    pub fn new(
+        svc: Arc<Offboarding>,
+        directory: Arc<dyn Directory>,
+        routes: Routes,
+        verifier: Verifier,
+        connector: Arc<Connector>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        Arc::new(TeamsApp { conv: Conversation::new(svc, directory), routes, verifier, connector, clock })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -126,6 +141,8 @@ async fn messages(State(app): State<Arc<TeamsApp>>, headers: HeaderMap, body: By
             StatusCode::OK.into_response()
         }
         Some("invoke") if activity["name"] == "adaptiveCard/action" => action(&app, &activity).await,
+        Some("invoke") if activity["name"] == "task/fetch" => fetch(&app, &activity).await,
+        Some("invoke") if activity["name"] == "task/submit" => submit(&app, &activity).await,
         _ => StatusCode::OK.into_response(),
     }
 }
@@ -166,10 +183,7 @@ async fn command(app: &TeamsApp, activity: &Value) {
     let reply = match app.conv.command(&actor, COMMAND, text, &key, Some(conversation)).await {
         Reply::Text(t) => json!({ "type": "message", "textFormat": "markdown", "text": said(&t) }),
         Reply::Status(view) => cards::activity(&format!("Offboarding {}", view.target_upn), cards::status(&view)),
-        // The wizard is a Teams dialog, which this adapter does not open yet.
-        Reply::Wizard(_) => {
-            json!({ "type": "message", "text": "The offboarding wizard does not open in Teams yet: ask from Slack, or with `offboard request` on the server." })
-        }
+        Reply::Wizard(page) => cards::activity("Offboard: the wizard", cards::open_wizard(&page)),
     };
     if let Err(e) = app.connector.send(conversation, &reply).await {
         tracing::warn!(error = %e, "could not answer in Teams");
@@ -211,5 +225,87 @@ async fn action(app: &TeamsApp, activity: &Value) -> Response {
             }
         }
         _ => invoke_message("This button is not one of Offboard's."),
+    }
+}
+
+fn dialog_message(text: &str) -> Response {
+    axum::Json(json!({ "task": { "type": "message", "value": text } })).into_response()
+}
+
+/// Opens the wizard's dialog: the first page from the command's button, or a page of a
+/// wizard in progress with what to correct.
+async fn fetch(app: &TeamsApp, activity: &Value) -> Response {
+    let Some(actor) = TeamsApp::actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
+    let data = &activity["value"]["data"];
+    let Some(key) = data["wizard"].as_str().filter(|k| k.starts_with("teams:")) else { return dialog_message("This button is not one of Offboard's.") };
+    let page = data["page"].as_u64().unwrap_or(0) as usize;
+    let shown = if page == 0 && data.get("errors").is_none() {
+        if !app.conv.service().may_request_somewhere(&actor) {
+            return dialog_message("You have no role that may request offboardings. Ask an owner of Offboard to grant one.");
+        }
+        let mut p = app.conv.start(key.to_string(), data["user"].as_str().map(String::from), data["preset"].as_str().map(String::from));
+        p.origin = data["origin"].as_str().map(String::from);
+        Some(p)
+    } else {
+        let errors = data["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| FieldError { field: e["field"].as_str().unwrap_or_default().into(), message: e["message"].as_str().unwrap_or_default().into() })
+            .collect();
+        app.conv.reopen(&actor, key, page, errors).await
+    };
+    match shown {
+        Some(p) => axum::Json(cards::dialog(&p)).into_response(),
+        None => dialog_message("This wizard's answers are gone (it was left open for more than two hours). Please start again."),
+    }
+}
+
+/// The first page's user is checked against the directory before the second is shown, for
+/// as long as Teams waits on a dialog; a slower directory is checked with the request.
+const USER_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn submit(app: &Arc<TeamsApp>, activity: &Value) -> Response {
+    let Some(actor) = TeamsApp::actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
+    let data = &activity["value"]["data"];
+    let Some(key) = data["wizard"].as_str().filter(|k| k.starts_with("teams:")).map(String::from) else {
+        return dialog_message("This dialog is not one of Offboard's.");
+    };
+    let page = data["page"].as_u64().unwrap_or(0) as usize;
+    let Some(form) = app.conv.service().wizard().into_iter().nth(page) else { return dialog_message("This wizard has no such page. Please start again.") };
+    let values = cards::answers(&form, data);
+    let origin = data["origin"].as_str();
+    match app.conv.submit(&actor, &key, page, &values, origin).await {
+        Submitted::Again(p) => axum::Json(cards::dialog(&p)).into_response(),
+        Submitted::Gone(text) => dialog_message(&text.to_plain()),
+        Submitted::Next(next) => {
+            if page == 0
+                && let Ok(Some(again)) = tokio::time::timeout(USER_CHECK_BUDGET, app.conv.check_user(&actor, &key)).await
+            {
+                return axum::Json(cards::dialog(&again)).into_response();
+            }
+            axum::Json(cards::dialog(&next)).into_response()
+        }
+        Submitted::Ready { user } => {
+            let conversation = activity["conversation"]["id"].as_str().unwrap_or_default().to_string();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let answer = match app.conv.finish(&actor, &key).await {
+                    Finished::Requested(run) => {
+                        let place = match app.routes.destination("teams", &run) {
+                            Some(_) => "is posted for approval in the approvals channel",
+                            None => "is posted where this tenant's approvals go",
+                        };
+                        json!({ "type": "message", "textFormat": "markdown", "text": format!("The plan for **{}** {place}. Run `{}`.", cards::inert(&run.target_name), run.id) })
+                    }
+                    Finished::Said(text) => json!({ "type": "message", "textFormat": "markdown", "text": said(&text) }),
+                    Finished::Again(p) => cards::activity("Offboard: a page to correct", cards::correct(&p)),
+                };
+                if let Err(e) = app.connector.send(&conversation, &answer).await {
+                    tracing::warn!(error = %e, "could not answer in Teams");
+                }
+            });
+            dialog_message(&format!("Looking up {user} and building the plan; the answer follows in this conversation."))
+        }
     }
 }

@@ -57,7 +57,7 @@ async fn world() -> World {
     let bot = BotIdentity { app_id: APP_ID.into(), password: Secret::new("bot-password"), token_url: format!("{}/{TENANT}/oauth2/v2.0/token", teams.url()) };
     let connector = Arc::new(Connector::new(bot, &teams.url(), clock.clone()));
     let verifier = Verifier::new(APP_ID, teams.metadata_url(), clock.clone());
-    let app = TeamsApp::new(svc.clone(), Arc::new(directory(3)), verifier, connector.clone(), clock.clone());
+    let app = TeamsApp::new(svc.clone(), Arc::new(directory(3)), Routes::single("teams", CHANNEL), verifier, connector.clone(), clock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = app.router();
@@ -211,4 +211,59 @@ async fn approvals_are_decided_by_core_and_answered_in_the_click() {
     let done = w.click(ADMIN1, "reject_confirm", json!({ "value": other.id.to_string(), "reason": "Wrong person" })).await;
     assert!(done["value"].to_string().contains("Rejected"), "{done}");
     assert_eq!(w.store.run(&other.id).await.unwrap().state, RunState::Rejected);
+}
+
+/// What Teams sends when a dialog's card is submitted unchanged but for `changes`: every
+/// input's current value, with the submit button's data.
+fn submitted(dialog: &Value, changes: Value) -> Value {
+    let card = &dialog["task"]["value"]["card"]["content"];
+    let mut data = card["actions"][0]["data"].clone();
+    for input in card["body"].as_array().unwrap().iter().filter(|b| b.get("id").is_some()) {
+        data[input["id"].as_str().unwrap()] = input["value"].clone();
+    }
+    for (k, v) in changes.as_object().unwrap() {
+        data[k] = v.clone();
+    }
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizard_is_a_chain_of_dialogs() {
+    let w = world().await;
+    let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{APP_ID}"), "name": "Offboard" } }]);
+    let asked = w.activity("message", REQUESTER, json!({ "text": "<at>Offboard</at> offboard ghost@contoso.com", "entities": mention }));
+    assert_eq!(w.send(&asked).await.status(), 200);
+    let card = w.until_messages(1).await[0].activity["attachments"][0]["content"].clone();
+    let open = card["actions"][0]["data"].clone();
+    assert_eq!(open["msteams"]["type"], "task/fetch");
+
+    let invoke = |name: &str, data: Value| w.activity("invoke", REQUESTER, json!({ "name": name, "value": { "data": data } }));
+    let answer = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let mut dialog = answer(w.send(&invoke("task/fetch", open)).await).await;
+    assert_eq!(dialog["task"]["type"], "continue", "{dialog}");
+    assert!(dialog.to_string().contains("ghost@contoso.com"), "the command's user is filled in");
+    // The first page: a user the directory does not have comes back on its field.
+    dialog = answer(w.send(&invoke("task/submit", submitted(&dialog, json!({})))).await).await;
+    assert!(dialog["task"]["value"]["title"].as_str().unwrap().contains("1 of"), "{dialog}");
+    assert!(dialog.to_string().contains("Attention") && dialog.to_string().contains("ghost@contoso.com"), "{dialog}");
+    dialog = answer(w.send(&invoke("task/submit", submitted(&dialog, json!({ "user": "alice@contoso.com" })))).await).await;
+    assert!(dialog["task"]["value"]["title"].as_str().unwrap().contains("2 of"), "{dialog}");
+    let mut guard = 0;
+    while dialog["task"]["type"] == "continue" {
+        dialog = answer(w.send(&invoke("task/submit", submitted(&dialog, json!({ "reason": "Resigned" })))).await).await;
+        assert!(!dialog.to_string().contains("Attention"), "{dialog}");
+        guard += 1;
+        assert!(guard < 6, "{dialog}");
+    }
+    assert_eq!(dialog["task"]["type"], "message", "{dialog}");
+    assert!(dialog["task"]["value"].as_str().unwrap().contains("Looking up alice@contoso.com"), "{dialog}");
+    let said = w.until_messages(2).await[1].activity["text"].as_str().unwrap().to_string();
+    assert!(said.contains("Alice Example") && said.contains("posted for approval"), "{said}");
+    let run = offboard_core::domain::RunId::parse(said.split('`').nth(1).unwrap()).unwrap();
+    let rec = w.store.run(&run).await.unwrap();
+    assert_eq!(rec.requester, format!("teams:{REQUESTER}"));
+    assert_eq!(rec.origin.map(|o| (o.platform, o.conversation)), Some(("teams".to_string(), Some(CHANNEL.to_string()))));
 }

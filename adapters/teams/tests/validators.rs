@@ -40,6 +40,11 @@ async fn every_card_and_connector_body_validates() {
     let (mut run, steps, approvals) = offboard_core::testing::finished_run();
     write(dir.path(), "preview_decided.card.json", &cards::preview(&PlanPreview::from_run(&run, &approvals)));
     write(dir.path(), "status.card.json", &cards::status(&RunView::from_run(&run, &steps)));
+    for (i, form) in offboard_core::chat::wizard(&[], &[]).into_iter().enumerate() {
+        let errors = vec![offboard_core::chat::FieldError { field: form.fields[0].id.into(), message: "correct this".into() }];
+        let page = offboard_core::chat::Page { key: "teams:act-1".into(), form, values: Default::default(), errors, origin: None };
+        write(dir.path(), &format!("page{i}.card.json"), &cards::page(&page));
+    }
     write(dir.path(), "reject_reason.card.json", &cards::reject_reason(&run.id, Some("say why")));
     write(dir.path(), "report.card.json", &cards::report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=00"));
     run.state = RunState::AwaitingApproval;
@@ -70,7 +75,8 @@ async fn every_card_and_connector_body_validates() {
     }
     let (ok, said) = validate(dir.path());
     assert!(ok, "{said}");
-    assert!(said.contains("ok: 14 payloads"), "{said}");
+    let pages = offboard_core::chat::wizard(&[], &[]).len();
+    assert!(said.contains(&format!("ok: {} payloads", 14 + pages)), "{said}");
 }
 
 #[test]

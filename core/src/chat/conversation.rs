@@ -278,6 +278,13 @@ impl Conversation {
         if page + 1 < pages { Submitted::Next(self.page(key, page + 1, &draft, vec![])) } else { Submitted::Ready { user: draft.user } }
     }
 
+    /// A page of a wizard in progress, shown again with `errors`: for a platform whose
+    /// dialog closed before the answer came (Teams), reopened from a button.
+    pub async fn reopen(&self, actor: &Actor, key: &str, page: usize, errors: Vec<FieldError>) -> Option<Page> {
+        let draft = self.load(actor, key).await?;
+        (page < self.svc.wizard().len()).then(|| self.page(key, page, &draft, errors))
+    }
+
     /// Whether the tenant has the user the first page names: one directory read, asked
     /// after the page was answered. The first page again, with the error, if it has not.
     pub async fn check_user(&self, actor: &Actor, key: &str) -> Option<Page> {
