@@ -16,6 +16,9 @@ use offboard_core::service::Tenant;
 use offboard_m365::{Credential, Endpoints, Settings, TenantConfig, Tenants};
 use offboard_notify::{Channel, Format, Smtp, SmtpTls, Target, Webhook};
 
+mod teams;
+pub use teams::TeamsEntry;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration {path}: {message}")]
@@ -87,6 +90,8 @@ pub struct Config {
     pub roles: Vec<RoleEntry>,
     #[serde(default)]
     pub slack: Option<SlackEntry>,
+    #[serde(default)]
+    pub teams: Option<TeamsEntry>,
     #[serde(default)]
     pub http: Http,
     #[serde(default)]
@@ -543,6 +548,9 @@ impl Config {
                 }
             }
         }
+        if let Some(t) = &self.teams {
+            t.check(secrets)?;
+        }
         if let Some(s) = &self.slack {
             if s.approvals_channel.trim().is_empty() {
                 return Err(key_error("slack.approvals_channel", "the channel id where plans are posted for approval is required"));
@@ -720,6 +728,9 @@ impl Config {
         for r in &self.routes {
             routes.add(TenantId::parse(&r.tenant).expect("checked at load"), &r.platform, &r.channel);
         }
+        if let Some(t) = &self.teams {
+            routes.default_for("teams", &t.approvals_channel);
+        }
         if let Some(s) = &self.slack {
             routes.default_for("slack", &s.approvals_channel);
         }
@@ -781,6 +792,12 @@ impl Config {
         match &self.slack {
             Some(sl) => s.push_str(&format!("  slack      approvals in {} via {}\n", sl.approvals_channel, sl.api_url)),
             None => s.push_str("  slack      off\n"),
+        }
+        match &self.teams {
+            Some(t) => {
+                s.push_str(&format!("  teams      app {} in tenant {}, approvals in {} via {}\n", t.app_id, t.tenant_id, t.approvals_channel, t.service_url))
+            }
+            None => s.push_str("  teams      off\n"),
         }
         for n in &self.notify {
             s.push_str(&format!(
@@ -893,6 +910,22 @@ format = "teams"
         let e = load(Some(Path::new(example)), without_secrets.clone()).unwrap_err().to_string();
         assert!(e.contains("`slack.signing_secret`") && e.contains("OFFBOARD__SLACK__SIGNING_SECRET"), "{e}");
         assert!(load_for(Some(Path::new(example)), without_secrets, Secrets::NotNeeded).is_ok(), "reading records needs no secret");
+    }
+
+    const TEAMS: &str = "[teams]\napp_id = \"8f0c1a2b\"\napp_password = \"p\"\ntenant_id = \"0b1c2d3e\"\napprovals_channel = \"19:it@thread.tacv2\"\n";
+
+    /// `[teams]`: the bot's token URL from the login and its tenant, the approvals channel
+    /// as Teams' default route, and the public cloud's addresses unless said otherwise.
+    #[test]
+    fn teams_loads_with_the_public_cloud_by_default() {
+        let c = load(Some(file(&format!("{GOOD}\n{TEAMS}")).path()), Vec::new()).unwrap();
+        let t = c.teams.as_ref().unwrap();
+        assert_eq!(t.bot().unwrap().token_url, "https://login.microsoftonline.com/0b1c2d3e/oauth2/v2.0/token");
+        assert_eq!(t.openid_metadata, "https://login.botframework.com/v1/.well-known/openidconfiguration");
+        let mut run = offboard_core::testing::finished_run().0;
+        run.origin = Some(offboard_core::store::Origin { platform: "teams".into(), conversation: None });
+        assert_eq!(c.routes().destination("teams", &run).as_deref(), Some("19:it@thread.tacv2"));
+        assert!(!c.summary().contains("app_password") && !format!("{c:?}").contains("\"p\""));
     }
 
     /// Linked people, routes per tenant and platform, and the line manager's part, as the

@@ -320,6 +320,19 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
         }
     }
+    if let Some(teams) = &cfg.teams {
+        let connector = Arc::new(offboard_teams::connector::Connector::new(teams.bot()?, &teams.service_url, clock.clone()));
+        let verifier = offboard_teams::auth::Verifier::new(&teams.app_id, &teams.openid_metadata, clock.clone());
+        let app = offboard_teams::server::TeamsApp::new(svc.clone(), m365.clone(), cfg.routes(), verifier, connector.clone(), clock.clone());
+        router = router.merge(app.router());
+        if !args.no_relay {
+            let surface = Arc::new(offboard_teams::surface::TeamsSurface::new(connector, &teams.tenant_id));
+            let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone(), links: links.clone() });
+            let relay = Relay::new(store.clone(), surface, "teams", cfg.routes(), Some(reports), templates.clone(), clock.clone());
+            let stop = shutdown();
+            tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
+        }
+    }
     let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone(), ready: Default::default() };
     let mut router = router.route("/healthz", get(healthz));
     if let Some(links) = links {
