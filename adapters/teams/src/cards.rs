@@ -306,6 +306,12 @@ mod tests {
             origin: Some("19:it@thread.tacv2".into()),
         };
         insta::assert_json_snapshot!("page", dialog(&conv_page));
+        insta::assert_json_snapshot!("correct", correct(&conv_page));
+        let mut first = conv_page.clone();
+        first.form = offboard_core::chat::wizard(&[], &[]).swap_remove(0);
+        first.values.insert("user".into(), Answer::Text("alice@contoso.com".into()));
+        first.values.insert("preset".into(), Answer::Chosen(vec!["standard-leaver".into()]));
+        insta::assert_json_snapshot!("open_wizard", open_wizard(&first));
         insta::assert_json_snapshot!("reject_reason", reject_reason(&run.id, Some("say why in a few words")));
         insta::assert_json_snapshot!("report", report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=ab"));
         for c in [&decided, &open] {

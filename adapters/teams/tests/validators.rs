@@ -44,6 +44,8 @@ async fn every_card_and_connector_body_validates() {
         let errors = vec![offboard_core::chat::FieldError { field: form.fields[0].id.into(), message: "correct this".into() }];
         let page = offboard_core::chat::Page { key: "teams:act-1".into(), form, values: Default::default(), errors, origin: None };
         write(dir.path(), &format!("page{i}.card.json"), &cards::page(&page));
+        write(dir.path(), &format!("correct{i}.card.json"), &cards::correct(&page));
+        write(dir.path(), &format!("open_wizard{i}.card.json"), &cards::open_wizard(&page));
     }
     write(dir.path(), "reject_reason.card.json", &cards::reject_reason(&run.id, Some("say why")));
     write(dir.path(), "report.card.json", &cards::report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=00"));
@@ -76,7 +78,7 @@ async fn every_card_and_connector_body_validates() {
     let (ok, said) = validate(dir.path());
     assert!(ok, "{said}");
     let pages = offboard_core::chat::wizard(&[], &[]).len();
-    assert!(said.contains(&format!("ok: {} payloads", 14 + pages)), "{said}");
+    assert!(said.contains(&format!("ok: {} payloads", 14 + 3 * pages)), "{said}");
 }
 
 #[test]
