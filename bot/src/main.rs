@@ -18,6 +18,7 @@ mod evidence;
 mod http;
 mod ops;
 mod serve;
+mod teams_package;
 
 const DEFAULT_DATABASE: &str = "sqlite://offboard.db";
 
@@ -103,6 +104,17 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve a simulated Microsoft 365 tenant (login, Graph, Exchange) and print its URLs.
     Sim(offboard_m365_sim::cli::SimArgs),
+    /// Microsoft Teams.
+    Teams {
+        #[command(subcommand)]
+        command: TeamsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TeamsCommand {
+    /// Write the app package to upload to Teams, for this bot and host.
+    Package(teams_package::PackageArgs),
 }
 
 #[derive(Subcommand)]
@@ -238,6 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Demo(args) => return demo::run(args, &mut out).await,
+        Command::Teams { command: TeamsCommand::Package(args) } => return teams_package::run(args, &mut out),
         Command::Serve(args) => {
             let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
             init_logs(cfg.log.json, cfg.log.level.as_deref());
@@ -334,6 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Demo(_)
         | Command::Serve(_)
         | Command::Doctor
+        | Command::Teams { .. }
         | Command::Request(_)
         | Command::Runs { command: RunsCommand::Cancel { .. } | RunsCommand::RunNow { .. } }
         | Command::Config { .. }
