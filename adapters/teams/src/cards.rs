@@ -13,6 +13,8 @@ pub const CARD: &str = "application/vnd.microsoft.card.adaptive";
 /// Teams' budget for one card, with room for the activity around it.
 pub const MAX_CARD_BYTES: usize = 28 * 1024;
 pub const APPROVE_VERB: &str = "approve";
+/// The typeahead's dataset: searches arrive as `application/search` invokes naming it.
+pub const PEOPLE: &str = "offboard.people";
 pub const REJECT_VERB: &str = "reject";
 
 /// Escapes what Teams' card markdown acts on: emphasis, links, code and angle brackets
@@ -177,7 +179,13 @@ pub fn page(p: &Page) -> Value {
             FieldKind::Text { multiline, placeholder } => {
                 json!({ "type": "Input.Text", "isMultiline": multiline, "placeholder": placeholder, "value": text_of(current), "maxLength": 4000 })
             }
-            FieldKind::User => json!({ "type": "Input.Text", "placeholder": "name@company.com", "value": text_of(current), "maxLength": 256 }),
+            // A typeahead over the customer tenant's directory (Teams' own people picker
+            // sees only the bot's tenant): each keystroke is an `application/search` invoke.
+            FieldKind::User => {
+                let chosen = text_of(current);
+                let known: Vec<Value> = Some(&chosen).filter(|c| !c.is_empty()).map(|c| json!({ "title": c, "value": c })).into_iter().collect();
+                json!({ "type": "Input.ChoiceSet", "style": "filtered", "placeholder": "Type a name or address", "choices": known, "choices.data": { "type": "Data.Query", "dataset": PEOPLE }, "value": chosen })
+            }
             FieldKind::Select(choices) | FieldKind::Checkboxes(choices) => {
                 let multi = matches!(f.kind, FieldKind::Checkboxes(_));
                 let options: Vec<Value> = choices.iter().map(|c| json!({ "title": c.label, "value": c.value })).collect();
@@ -252,6 +260,15 @@ pub fn correct(p: &Page) -> Value {
     let errors: Vec<Value> = p.errors.iter().map(|e| json!({ "field": e.field, "message": e.message })).collect();
     let data = json!({ "msteams": { "type": "task/fetch" }, "wizard": p.key, "page": p.form.page, "errors": errors });
     card(body, vec![json!({ "type": "Action.Submit", "title": format!("Correct page {}", p.form.page + 1), "data": data })])
+}
+
+/// People found as someone types, as the typeahead's search response.
+pub fn search_results(found: &[offboard_core::snapshot::Person]) -> Value {
+    let results: Vec<Value> = found
+        .iter()
+        .map(|p| json!({ "title": format!("{} ({}){}", p.display_name, p.upn, if p.enabled { "" } else { ", sign-in blocked" }), "value": p.upn.to_string() }))
+        .collect();
+    json!({ "statusCode": 200, "type": "application/vnd.microsoft.search.searchResponse", "value": { "results": results } })
 }
 
 /// The live status card in the run's thread.

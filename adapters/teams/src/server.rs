@@ -11,6 +11,8 @@
 //!   the next (`continue`), or the same page with its errors; the last page closes the
 //!   dialog with a message and the request is made off the request path, its outcome said
 //!   in the conversation (with a button back to the page to correct, if it was refused);
+//! - an `application/search` invoke is the wizard's user field being typed: core's people
+//!   search over the customer tenant's directory;
 //! - an `adaptiveCard/action` invoke (Approve, Reject) is decided by core and answered in
 //!   the invoke's own response: the refreshed card for a counted approval, the reason
 //!   dialog for Reject, or a message only the clicker sees for a refusal.
@@ -118,9 +120,11 @@ async fn messages(State(app): State<Arc<TeamsApp>>, headers: HeaderMap, body: By
     if envelope.channel_id != CHANNEL {
         return StatusCode::OK.into_response();
     }
+    // Activity ids are unique within their conversation.
     let id = activity["id"].as_str().unwrap_or_default();
     if !id.is_empty() {
-        match app.conv.service().store().first_delivery("teams-activity", id, app.clock.now(), chrono::Duration::minutes(10)).await {
+        let key = format!("{}|{id}", activity["conversation"]["id"].as_str().unwrap_or_default());
+        match app.conv.service().store().first_delivery("teams-activity", &key, app.clock.now(), chrono::Duration::minutes(10)).await {
             Ok(true) => {}
             Ok(false) => return StatusCode::OK.into_response(),
             Err(e) => {
@@ -143,6 +147,7 @@ async fn messages(State(app): State<Arc<TeamsApp>>, headers: HeaderMap, body: By
         Some("invoke") if activity["name"] == "adaptiveCard/action" => action(&app, &activity).await,
         Some("invoke") if activity["name"] == "task/fetch" => fetch(&app, &activity).await,
         Some("invoke") if activity["name"] == "task/submit" => submit(&app, &activity).await,
+        Some("invoke") if activity["name"] == "application/search" => search(&app, &activity).await,
         _ => StatusCode::OK.into_response(),
     }
 }
@@ -308,4 +313,26 @@ async fn submit(app: &Arc<TeamsApp>, activity: &Value) -> Response {
             dialog_message(&format!("Looking up {user} and building the plan; the answer follows in this conversation."))
         }
     }
+}
+
+/// How long a keystroke's search may take: Teams shows nothing for a late answer.
+const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The wizard's user field, as it is typed: core's people search, scoped and rate-limited
+/// there; a refusal or a slow directory shows no one.
+async fn search(app: &TeamsApp, activity: &Value) -> Response {
+    let value = &activity["value"];
+    let text = value["queryText"].as_str().unwrap_or_default().trim();
+    let mut found = Vec::new();
+    if let Some(actor) = TeamsApp::actor(activity)
+        && value["dataset"] == cards::PEOPLE
+        && text.chars().count() >= 2
+    {
+        match tokio::time::timeout(SEARCH_BUDGET, app.conv.search(&actor, text)).await {
+            Ok(Ok(people)) => found = people,
+            Ok(Err(e)) => tracing::info!(reason = %e, "people search refused"),
+            Err(_) => tracing::warn!("people search took longer than Teams waits"),
+        }
+    }
+    axum::Json(cards::search_results(&found)).into_response()
 }

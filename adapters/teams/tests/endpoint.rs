@@ -242,6 +242,17 @@ async fn the_wizard_is_a_chain_of_dialogs() {
         assert_eq!(r.status(), 200);
         r.json::<Value>().await.unwrap()
     };
+    // The user field searches the customer tenant's directory as it is typed.
+    let typed = w.activity(
+        "invoke",
+        REQUESTER,
+        json!({ "name": "application/search", "value": { "queryText": "ali", "dataset": "offboard.people", "queryOptions": { "skip": 0, "top": 15 } } }),
+    );
+    let found = answer(w.send(&typed).await).await;
+    assert_eq!(found["type"], "application/vnd.microsoft.search.searchResponse", "{found}");
+    assert_eq!(found["value"]["results"][0]["value"], "alice@contoso.com", "{found}");
+    let stranger = w.activity("invoke", "aad-stranger", json!({ "name": "application/search", "value": { "queryText": "ali", "dataset": "offboard.people" } }));
+    assert_eq!(answer(w.send(&stranger).await).await["value"]["results"], json!([]), "no role, no search");
     let mut dialog = answer(w.send(&invoke("task/fetch", open)).await).await;
     assert_eq!(dialog["task"]["type"], "continue", "{dialog}");
     assert!(dialog.to_string().contains("ghost@contoso.com"), "the command's user is filled in");
