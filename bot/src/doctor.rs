@@ -1,6 +1,7 @@
 //! `offboard doctor`: what would stop the service working, one line per finding, checked
 //! against the real systems: the database, the templates, the signing key, each tenant's
-//! sign-in and every permission and Entra role the steps need, and the Slack token.
+//! sign-in and every permission and Entra role the steps need, the Slack token, and for
+//! Teams the bot's sign-in, Bot Framework's keys, the approvals channel and the report mode.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -124,6 +125,47 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
             Err(e) => line(false, format!("slack: {e}"))?,
         },
         None => line(true, "slack: not configured".into())?,
+    }
+    match &cfg.teams {
+        Some(t) => {
+            let clock: std::sync::Arc<dyn offboard_core::clock::Clock> = std::sync::Arc::new(offboard_core::clock::SystemClock);
+            match t.bot() {
+                Ok(bot) => match offboard_teams::connector::Connector::new(bot, &t.service_url, clock.clone()).sign_in().await {
+                    Ok(()) => line(true, format!("teams: the bot {} signs in to tenant {}", t.app_id, t.tenant_id))?,
+                    Err(ChatError::Permanent(why)) => line(false, format!("teams: {why}: check teams.app_id, teams.tenant_id and the app password"))?,
+                    Err(e) => line(false, format!("teams: {} is unreachable: {e}", t.login))?,
+                },
+                Err(e) => line(false, format!("teams: {e}"))?,
+            }
+            match offboard_teams::auth::Verifier::new(&t.app_id, &t.openid_metadata, clock).keys_for_teams().await {
+                Ok(0) => line(false, format!("teams: {} lists no key for Teams: no activity could be verified", t.openid_metadata))?,
+                Ok(n) => line(true, format!("teams: Bot Framework's keys readable ({n} for Teams)"))?,
+                Err(e) => line(false, format!("teams: {e}"))?,
+            }
+            match Store::connect(&cfg.database_url).await {
+                Ok(store) => {
+                    let known = store.conversation("teams", &t.approvals_channel).await;
+                    store.close().await;
+                    match known {
+                        Ok(Some(_)) => line(true, format!("teams: the approvals channel {} is known to the bot", t.approvals_channel))?,
+                        Ok(None) => line(
+                            false,
+                            format!(
+                                "teams: the bot has not seen the approvals channel {} yet: install the app in that channel's team first",
+                                t.approvals_channel
+                            ),
+                        )?,
+                        Err(e) => line(false, format!("teams: {e}"))?,
+                    }
+                }
+                Err(e) => line(false, format!("teams: {e}"))?,
+            }
+            match &cfg.public_url {
+                Some(u) => line(true, format!("teams: reports are posted as signed links under {u} (bots cannot upload into a channel)"))?,
+                None => line(false, "teams: public_url is not set, so reports cannot reach Teams (bots cannot upload into a channel)".into())?,
+            }
+        }
+        None => line(true, "teams: not configured".into())?,
     }
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -70,3 +70,44 @@ async fn doctor_names_unreachable_services_as_unreachable() {
     assert!(said.contains("ERROR slack: the bot token was refused (invalid_auth)"), "{said}");
     db.cleanup().await;
 }
+
+/// Teams: the bot's sign-in (refused is said as refused), Bot Framework's keys, whether the
+/// bot has seen the approvals channel (install the app first), and how reports reach it.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_teams() {
+    use offboard_teams::fake::{FakeBotFramework, SigningKey};
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sim = offboard_m365::simulated::start(&Scenario::contoso(), SimConfig::default(), clock, Settings::default(), Default::default()).await.unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBotFramework::start(vec![SigningKey::generate("k-teams", &["msteams"])]).await;
+    fake.register_bot("8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b", "right-password");
+    let teams = |password: &str| {
+        format!(
+            "[teams]\napp_id = \"8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\"\napp_password = \"{password}\"\ntenant_id = \"0b1c2d3e\"\napprovals_channel = \"19:it@thread.tacv2\"\nlogin = \"{u}\"\nopenid_metadata = \"{m}\"\nservice_url = \"{u}\"\n",
+            u = fake.url(),
+            m = fake.metadata_url()
+        )
+    };
+    let config = common::write_config(dir.path(), &sim, &db.url, &teams("right-password"));
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ok    teams: the bot 8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b signs in"), "{said}");
+    assert!(said.contains("ok    teams: Bot Framework's keys readable (1 for Teams)"), "{said}");
+    assert!(said.contains("ERROR teams: the bot has not seen the approvals channel 19:it@thread.tacv2 yet: install the app"), "{said}");
+    assert!(said.contains("ERROR teams: public_url is not set"), "{said}");
+
+    let store = db.store().await;
+    store.save_conversation("teams", "19:it@thread.tacv2", "{}", chrono::Utc::now()).await.unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("public_url = \"https://offboard.contoso.com\"\n{text}")).unwrap();
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(0), "{said}");
+
+    std::fs::write(&config, format!("public_url = \"https://offboard.contoso.com\"\n{}", text.replace("right-password", "wrong"))).unwrap();
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ERROR teams: the bot's sign-in was refused: invalid_client"), "{said}");
+    assert!(!said.contains("wrong"), "the password is never printed: {said}");
+    db.cleanup().await;
+}

@@ -128,11 +128,14 @@ async fn the_whole_loop_in_teams_through_serve() {
     let path = common::write_config(dir.path(), &sim, &db.url, &extra);
     let text = std::fs::read_to_string(&path).unwrap().replace("\nlisten = \"127.0.0.1:0\"", &format!("\nlisten = \"127.0.0.1:{port}\""));
     std::fs::write(&path, format!("public_url = \"{public}\"\n{text}")).unwrap();
+    // Everything serve logs, at the most detailed level, to search for secrets at the end.
+    let log = dir.path().join("serve.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
         .args(["serve", "--config", path.to_str().unwrap()])
-        .env("OFFBOARD_LOG", "warn")
+        .env("OFFBOARD_LOG", "trace")
         .env("OFFBOARD__TEAMS__APP_PASSWORD", "teams-app-password")
         .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -254,8 +257,18 @@ async fn the_whole_loop_in_teams_through_serve() {
     // The tenant: alice is blocked.
     let enabled = sim.sim.tenant("contoso.com", |t| t.user_id("alice.able@contoso.com").map(|id| t.users[&id].account_enabled)).flatten();
     assert_eq!(enabled, Some(false));
-    // No call to the connector was refused, and nothing it received holds the app password.
+    // No call to the connector was refused. No secret (the app password, the bot's token,
+    // the tenant's client secret) is in anything posted to Teams, the report or the log.
     assert!(t.fake.calls().iter().all(|c| c.status == 200));
-    assert!(t.fake.calls().iter().all(|c| !c.body.to_string().contains("teams-app-password")));
+    let posted: String = t.fake.calls().iter().map(|c| c.body.to_string()).collect();
+    let report = String::from_utf8(Command::new("pdftotext").arg(&file).arg("-").output().unwrap().stdout).unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.len() > 10_000, "the trace log was written");
+    let client_secret = sim.secrets[0].1.expose().to_string();
+    for secret in ["teams-app-password", "fake-bot-token-", client_secret.as_str()] {
+        for (what, text) in [("Teams", &posted), ("the report", &report), ("the log", &logged)] {
+            assert!(!text.contains(secret), "a secret in {what}");
+        }
+    }
     db.cleanup().await;
 }

@@ -155,6 +155,13 @@ impl Verifier {
         Ok(claims)
     }
 
+    /// Reads Bot Framework's keys now (for `offboard doctor`): how many can verify tokens
+    /// for Teams.
+    pub async fn keys_for_teams(&self) -> Result<usize, Refused> {
+        let keys = self.fetch().await?;
+        Ok(keys.values().filter(|k| k.endorsements.iter().any(|e| e == "msteams")).count())
+    }
+
     /// The key with this id: from the cache, or from a fetch when the set is stale, or when
     /// the id is unknown and the last fetch is at least [`REFRESH_PAUSE`] old.
     async fn key(&self, kid: &str) -> Result<Arc<Key>, Refused> {

@@ -60,6 +60,11 @@ impl Connector {
         &self.bot.app_id
     }
 
+    /// Signs the bot in (for `offboard doctor`): refused (`Permanent`) or unreachable.
+    pub async fn sign_in(&self) -> Result<(), ChatError> {
+        self.token(true).await.map(|_| ())
+    }
+
     async fn token(&self, renew: bool) -> Result<Secret, ChatError> {
         let mut cached = self.token.lock().await;
         if let Some(c) = cached.as_ref()
