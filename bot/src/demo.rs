@@ -40,10 +40,21 @@ pub struct DemoArgs {
     /// The user to offboard in the simulated tenant.
     #[arg(long, default_value = "alice.able@contoso.com")]
     user: String,
-    /// You type the slash command and decide who clicks which button.
+    /// You type the slash command and decide who clicks which button (Slack only).
     #[arg(long)]
     interactive: bool,
+    /// The chat platform the demo runs in.
+    #[arg(long, value_enum, default_value = "slack")]
+    platform: Platform,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Platform {
+    Slack,
+    Teams,
+}
+
+mod teams;
 
 /// Reads the person's answers in `--interactive`; one line each, empty for the default.
 fn ask(out: &mut impl Write, question: &str) -> anyhow::Result<String> {
@@ -124,6 +135,12 @@ async fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> an
 }
 
 pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if args.platform == Platform::Teams {
+        if args.interactive {
+            bail!("--interactive is for the Slack demo; the Teams demo is scripted");
+        }
+        return teams::run(args, out).await;
+    }
     let started = Instant::now();
     let mut p = Printer { out, started };
     if args.dir.exists() {

@@ -131,6 +131,11 @@ struct Downloads {
     clock: Arc<dyn Clock>,
 }
 
+/// `/reports/{file}`: each run's report behind its signed link.
+pub(crate) fn report_downloads(links: Arc<ReportLinks>, evidence: Arc<Evidence>, store: Store, clock: Arc<dyn Clock>) -> Router {
+    Router::new().route("/reports/{file}", get(download)).with_state(Downloads { links, evidence, store, clock })
+}
+
 /// A report by its signed link. Anything wrong (another run, expiry or signature, an
 /// expired link, no report) is the same 403, which names nothing; every download is
 /// audited.
@@ -336,8 +341,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone(), ready: Default::default() };
     let mut router = router.route("/healthz", get(healthz));
     if let Some(links) = links {
-        let downloads = Downloads { links, evidence: evidence.clone(), store: store.clone(), clock: clock.clone() };
-        router = router.merge(Router::new().route("/reports/{file}", get(download)).with_state(downloads));
+        router = router.merge(report_downloads(links, evidence.clone(), store.clone(), clock.clone()));
     }
     let ops = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health);
     let targets = cfg.notify_targets();

@@ -61,3 +61,32 @@ fn the_demo_with_no_such_user_says_so_and_stops() {
     assert!(said.contains("no user nobody@contoso.com in contoso.com"), "{said}");
     assert!(!said.contains("timed out"), "{said}");
 }
+
+/// The same loop in Teams: the mention, the dialogs, the approval card, the refusals to the
+/// clicker only, every step, and the report through its link, verified.
+#[test]
+fn the_teams_demo_runs_the_whole_loop_and_verifies_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_offboard")).current_dir(dir.path()).args(["demo", "--platform", "teams"]).output().expect("run offboard demo");
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    for needle in [
+        "@Offboard offboard alice.able@contoso.com",
+        "[ Open the wizard ]",
+        "dialog: Offboard · 5 of 5",
+        "The plan is posted for approval in #it-approvals",
+        "[ Approve ]  [ Reject… ]",
+        "only Sam Stone (auditor) sees: Not approved: your role (viewer)",
+        "Not approved: you requested this offboarding",
+        "✅ Disable sign-in",
+        "✅ Remove licences",
+        "[ Download ob-",
+        "ended: completed",
+        "VALID: report for run",
+    ] {
+        assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+    }
+    let scripted =
+        Command::new(env!("CARGO_BIN_EXE_offboard")).current_dir(dir.path()).args(["demo", "--platform", "teams", "--interactive"]).output().unwrap();
+    assert!(!scripted.status.success() && String::from_utf8_lossy(&scripted.stderr).contains("Slack demo"));
+}
