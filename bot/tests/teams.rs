@@ -234,11 +234,15 @@ async fn the_whole_loop_in_teams_through_serve() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(matches!(state, offboard_core::run::RunState::Completed | offboard_core::run::RunState::CompletedWithWarnings), "{state:?}");
+    // The report's card and then the closing words, in the thread.
     let link = t
-        .until(30, "the report's link", |m| {
-            m.iter().filter(|m| m.thread.as_deref() == Some(root.id.as_str())).find_map(|m| {
+        .until(30, "the report's link and the closing words", |m| {
+            let thread: Vec<_> = m.iter().filter(|m| m.thread.as_deref() == Some(root.id.as_str())).collect();
+            let closed = thread.iter().any(|m| m.activity["text"].as_str().is_some_and(|t| t.contains("alice.able@contoso.com")));
+            let link = thread.iter().find_map(|m| {
                 card_of(m)["actions"].as_array()?.iter().find(|a| a["type"] == "Action.OpenUrl").and_then(|a| a["url"].as_str().map(String::from))
-            })
+            });
+            link.filter(|_| closed)
         })
         .await;
     let thread: Vec<_> = t.fake.messages().into_iter().filter(|m| m.thread.as_deref() == Some(root.id.as_str())).collect();

@@ -2,6 +2,9 @@
 //! its `$batch`, and the documented v2.0 `Mailbox` and `MailboxFolderPermission` endpoints,
 //! for the cmdlets an offboarding needs (graph.md §1.3). Parameter names are validated per
 //! cmdlet; results come in the `GenericHashTable` envelope with `@adminapi.warnings`.
+//!
+//! Kept in one file: the cmdlets share one parameter check and one envelope, and each is
+//! short.
 
 use std::time::Duration;
 

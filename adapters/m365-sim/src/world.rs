@@ -1,6 +1,9 @@
 //! The state of every simulated tenant, the rules that tie its parts together (licences
 //! give mailboxes, groups give licences, a soft-deleted user waits 30 days) and the effect
 //! ledger that tests and benchmarks read.
+//!
+//! Kept in one file: the rules tie the parts together (a licence gives a mailbox, a group
+//! gives a licence), so they change together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

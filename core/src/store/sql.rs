@@ -1,4 +1,7 @@
 //! The SQL behind `Store`, written once and expanded per backend.
+//!
+//! Kept in one file: every query is written once inside the `backend!` macro, which expands
+//! it for SQLite and for Postgres; splitting the file would split that macro.
 
 macro_rules! backend {
     (
