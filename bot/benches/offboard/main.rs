@@ -16,6 +16,7 @@
 //! timing.
 
 mod ack;
+mod ack_teams;
 mod bulk;
 mod fleet;
 mod lockout;
@@ -124,6 +125,7 @@ fn main() {
     rt.block_on(async {
         if wants("b1") {
             results.push(("B1 ack latency", ack::run(full).await));
+            results.push(("B1t Teams ack latency", ack_teams::run(full).await));
         }
         if wants("b2") {
             results.push(("B2 time to lockout", lockout::run(full).await));
