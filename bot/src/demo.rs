@@ -121,6 +121,34 @@ fn settings() -> Settings {
     Settings { verify, ..Settings::default() }
 }
 
+/// What every demo stands on: an emptied directory, the simulated tenant, the signing key
+/// and the database (sealed with it), and the delegation index.
+struct Stage {
+    simulated: offboard_m365::simulated::Simulated,
+    store: Store,
+    key: ReportKey,
+}
+
+async fn stage(args: &DemoArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Stage> {
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("emptying {}", args.dir.display()))?;
+    }
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
+    let sim_cfg = SimConfig { conversion_delay: Duration::from_millis(300), ..SimConfig::default() };
+    let simulated = offboard_m365::simulated::start(&Scenario::contoso(), sim_cfg, clock.clone(), settings(), policy).await.map_err(anyhow::Error::msg)?;
+    let url = format!("sqlite://{}", args.dir.join("demo.db").display());
+    let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
+    let store = Store::connect(&url).await.context("opening the demo database")?.with_audit_key(key.audit_key());
+    // The delegation index, which the scheduler keeps in a running installation: built
+    // at once here, the demo's tenant being small.
+    let ids = simulated.tenants.iter().map(|t| t.id.clone()).collect();
+    for (tenant, e) in offboard_core::delegations::Indexer::new(store.clone(), simulated.m365.clone(), clock, ids).build_all().await {
+        tracing::info!(%tenant, error = %e, "the delegation index was not built");
+    }
+    Ok(Stage { simulated, store, key })
+}
+
 async fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -143,25 +171,9 @@ pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCo
     }
     let started = Instant::now();
     let mut p = Printer { out, started };
-    if args.dir.exists() {
-        std::fs::remove_dir_all(&args.dir).with_context(|| format!("emptying {}", args.dir.display()))?;
-    }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-
     p.say("Offboard demo: a simulated Microsoft 365 tenant (contoso.com) and a local Slack on loopback; nothing leaves this machine.")?;
-    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
-    let sim_cfg = SimConfig { conversion_delay: Duration::from_millis(300), ..SimConfig::default() };
-    let simulated = offboard_m365::simulated::start(&Scenario::contoso(), sim_cfg, clock.clone(), settings(), policy).await.map_err(anyhow::Error::msg)?;
-    let url = format!("sqlite://{}", args.dir.join("demo.db").display());
-    let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
-    let store = Store::connect(&url).await.context("opening the demo database")?.with_audit_key(key.audit_key());
-    // The delegation index, which the scheduler keeps in a running installation: built
-    // at once here, the demo's tenant being small.
-    let ids = simulated.tenants.iter().map(|t| t.id.clone()).collect();
-    for (tenant, e) in offboard_core::delegations::Indexer::new(store.clone(), simulated.m365.clone(), clock.clone(), ids).build_all().await {
-        tracing::info!(%tenant, error = %e, "the delegation index was not built");
-    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let Stage { simulated, store, key } = stage(args, clock.clone()).await?;
     let svc = Arc::new(Offboarding::new(store.clone(), simulated.m365.clone(), clock.clone(), access(), simulated.tenants.clone(), Presets::default()));
 
     // The local Slack's bot token, fresh for each demo.

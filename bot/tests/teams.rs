@@ -14,7 +14,7 @@ use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::policy::{AdminTargets, TenantPolicy};
 use offboard_m365::Settings;
 use offboard_m365_sim::{Scenario, SimConfig};
-use offboard_teams::fake::{FakeBotFramework, SigningKey};
+use offboard_teams::fake::{Driver, FakeBotFramework, SigningKey, submitted};
 use offboard_testkit::TestDb;
 use serde_json::{Value, json};
 
@@ -38,32 +38,16 @@ impl Drop for Serving {
 
 struct Teams {
     fake: FakeBotFramework,
-    key: SigningKey,
-    url: String,
-    http: reqwest::Client,
-    next: std::sync::atomic::AtomicU64,
+    driver: Driver,
 }
 
 impl Teams {
     fn activity(&self, kind: &str, from: &str, extra: Value) -> Value {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut a = json!({
-            "type": kind,
-            "id": format!("act-{n}"),
-            "channelId": "msteams",
-            "serviceUrl": self.fake.url(),
-            "from": { "id": format!("29:{from}"), "name": format!("{from} name"), "aadObjectId": from },
-            "recipient": { "id": format!("28:{APP_ID}"), "name": "Offboard" },
-            "conversation": { "id": CHANNEL, "conversationType": "channel", "tenantId": BOT_TENANT },
-            "channelData": { "tenant": { "id": BOT_TENANT }, "team": { "id": "19:team@thread.tacv2" }, "channel": { "id": CHANNEL } },
-        });
-        a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        a
+        self.driver.activity(kind, from, extra)
     }
 
     async fn send(&self, activity: &Value) -> reqwest::Response {
-        let token = self.key.sign(&FakeBotFramework::claims(APP_ID, &self.fake.url(), chrono::Utc::now()));
-        self.http.post(format!("{}/api/messages", self.url)).bearer_auth(token).json(activity).send().await.unwrap()
+        self.driver.send(activity).await.unwrap()
     }
 
     async fn invoke(&self, who: &str, name: &str, value: Value) -> Value {
@@ -82,20 +66,6 @@ impl Teams {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-}
-
-/// The data Teams sends when a dialog's card is submitted: each input's value, `changes`
-/// applied, with the button's data.
-fn submitted(dialog: &Value, changes: Value) -> Value {
-    let card = &dialog["task"]["value"]["card"]["content"];
-    let mut data = card["actions"][0]["data"].clone();
-    for input in card["body"].as_array().unwrap().iter().filter(|b| b.get("id").is_some()) {
-        data[input["id"].as_str().unwrap()] = input["value"].clone();
-    }
-    for (k, v) in changes.as_object().unwrap() {
-        data[k] = v.clone();
-    }
-    data
 }
 
 fn card_of(m: &offboard_teams::fake::Message) -> &Value {
@@ -142,14 +112,14 @@ async fn the_whole_loop_in_teams_through_serve() {
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let _serving = Serving(child);
     let (url, _) = common::serving(&line);
-    let t = Teams { fake, key, url, http: reqwest::Client::new(), next: 0.into() };
+    let driver = Driver::new(format!("{url}/api/messages"), fake.clone(), key, APP_ID, BOT_TENANT, CHANNEL);
+    let t = Teams { fake, driver };
 
     // Installed in the team: the channel's reference is kept.
     assert_eq!(t.send(&t.activity("installationUpdate", ADMIN1, json!({ "action": "add" }))).await.status(), 200);
 
     // @Offboard offboard alice…: a card with the button that opens the wizard.
-    let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{APP_ID}"), "name": "Offboard" } }]);
-    let asked = t.activity("message", REQUESTER, json!({ "text": "<at>Offboard</at> offboard alice.able@contoso.com", "entities": mention }));
+    let asked = t.driver.mention(REQUESTER, "offboard alice.able@contoso.com");
     assert_eq!(t.send(&asked).await.status(), 200);
     let open = t
         .until(10, "the wizard's button", |m| {

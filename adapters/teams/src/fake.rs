@@ -313,3 +313,102 @@ async fn update_activity(
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": "ActivityNotFound", "message": "no such activity" } }))).into_response(),
     }
 }
+
+/// Teams' side of a conversation, for tests and the demo: builds the activities Teams sends
+/// into one channel, signs them as Bot Framework does, and posts them to the bot.
+pub struct Driver {
+    endpoint: String,
+    fake: FakeBotFramework,
+    key: SigningKey,
+    app_id: String,
+    tenant: String,
+    channel: String,
+    names: std::collections::HashMap<String, String>,
+    http: reqwest::Client,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Driver {
+    /// `endpoint`: the bot's messaging endpoint; activities come from `channel` in `tenant`.
+    pub fn new(endpoint: impl Into<String>, fake: FakeBotFramework, key: SigningKey, app_id: &str, tenant: &str, channel: &str) -> Self {
+        Driver {
+            endpoint: endpoint.into(),
+            fake,
+            key,
+            app_id: app_id.into(),
+            tenant: tenant.into(),
+            channel: channel.into(),
+            names: Default::default(),
+            http: reqwest::Client::new(),
+            next: 0.into(),
+        }
+    }
+
+    /// The display name activities from `aad_id` carry (else "`aad_id` name").
+    pub fn with_name(mut self, aad_id: &str, name: &str) -> Self {
+        self.names.insert(aad_id.into(), name.into());
+        self
+    }
+
+    /// An activity of `kind` from the user with Entra object id `from`, with `extra` fields.
+    pub fn activity(&self, kind: &str, from: &str, extra: Value) -> Value {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = self.names.get(from).cloned().unwrap_or_else(|| format!("{from} name"));
+        let mut a = json!({
+            "type": kind,
+            "id": format!("act-{n}"),
+            "channelId": "msteams",
+            "serviceUrl": self.fake.url(),
+            "from": { "id": format!("29:{from}"), "name": name, "aadObjectId": from },
+            "recipient": { "id": format!("28:{}", self.app_id), "name": "Offboard" },
+            "conversation": { "id": self.channel, "conversationType": "channel", "tenantId": self.tenant },
+            "channelData": { "tenant": { "id": self.tenant }, "team": { "id": "19:team@thread.tacv2" }, "channel": { "id": self.channel } },
+        });
+        if let (Some(a), Some(extra)) = (a.as_object_mut(), extra.as_object()) {
+            a.extend(extra.clone());
+        }
+        a
+    }
+
+    /// A message mentioning the bot: `@Offboard {text}`, with its mention entity.
+    pub fn mention(&self, from: &str, text: &str) -> Value {
+        let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{}", self.app_id), "name": "Offboard" } }]);
+        self.activity("message", from, json!({ "text": format!("<at>Offboard</at> {text}"), "entities": mention }))
+    }
+
+    /// The token Bot Framework would put on an activity now.
+    pub fn token(&self) -> String {
+        self.key.sign(&FakeBotFramework::claims(&self.app_id, &self.fake.url(), chrono::Utc::now()))
+    }
+
+    pub async fn send_with(&self, activity: &Value, token: Option<String>) -> reqwest::Result<reqwest::Response> {
+        let mut r = self.http.post(&self.endpoint).json(activity);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await
+    }
+
+    pub async fn send(&self, activity: &Value) -> reqwest::Result<reqwest::Response> {
+        self.send_with(activity, Some(self.token())).await
+    }
+
+    /// An invoke (`task/fetch`, `adaptiveCard/action`, …) and the bot's answer to it.
+    pub async fn invoke(&self, from: &str, name: &str, value: Value) -> reqwest::Result<Value> {
+        self.send(&self.activity("invoke", from, json!({ "name": name, "value": value }))).await?.error_for_status()?.json().await
+    }
+}
+
+/// The data Teams sends when a dialog's card is submitted: each input's value, `changes`
+/// applied, with the submit button's data.
+pub fn submitted(dialog: &Value, changes: Value) -> Value {
+    let card = &dialog["task"]["value"]["card"]["content"];
+    let mut data = card["actions"][0]["data"].clone();
+    for input in card["body"].as_array().into_iter().flatten().filter(|b| b.get("id").is_some()) {
+        data[input["id"].as_str().unwrap_or_default()] = input["value"].clone();
+    }
+    if let (Some(d), Some(c)) = (data.as_object_mut(), changes.as_object()) {
+        d.extend(c.clone());
+    }
+    data
+}

@@ -15,7 +15,7 @@ use offboard_core::secret::Secret;
 use offboard_core::store::Store;
 use offboard_teams::auth::Verifier;
 use offboard_teams::connector::{BotIdentity, Connector};
-use offboard_teams::fake::{FakeBotFramework, SigningKey};
+use offboard_teams::fake::{Driver, FakeBotFramework, SigningKey, submitted};
 use offboard_teams::server::TeamsApp;
 use offboard_teams::surface::TeamsSurface;
 use offboard_testkit::TestDb;
@@ -36,10 +36,8 @@ struct World {
     svc: Arc<offboard_core::service::Offboarding>,
     teams: FakeBotFramework,
     key: SigningKey,
-    url: String,
-    http: reqwest::Client,
+    driver: Driver,
     relay: Relay,
-    next: std::sync::atomic::AtomicU64,
 }
 
 async fn world() -> World {
@@ -64,40 +62,21 @@ async fn world() -> World {
     tokio::spawn(async move { axum::serve(listener, router).await });
     let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
     let relay = Relay::new(store.clone(), Arc::new(TeamsSurface::new(connector, TENANT)), "teams", Routes::single("teams", CHANNEL), None, templates, clock);
-    World { _db: db, store, svc, teams, key, url, http: reqwest::Client::new(), relay, next: 0.into() }
+    let driver = Driver::new(format!("{url}/api/messages"), teams.clone(), key.clone(), APP_ID, TENANT, CHANNEL);
+    World { _db: db, store, svc, teams, key, driver, relay }
 }
 
 impl World {
     fn activity(&self, kind: &str, from: &str, extra: Value) -> Value {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut a = json!({
-            "type": kind,
-            "id": format!("act-{n}"),
-            "channelId": "msteams",
-            "serviceUrl": self.teams.url(),
-            "from": { "id": format!("29:{from}"), "name": format!("{from} name"), "aadObjectId": from },
-            "recipient": { "id": format!("28:{APP_ID}"), "name": "Offboard" },
-            "conversation": { "id": CHANNEL, "conversationType": "channel", "tenantId": TENANT },
-            "channelData": { "tenant": { "id": TENANT }, "team": { "id": "19:team@thread.tacv2" }, "channel": { "id": CHANNEL } },
-        });
-        a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        a
+        self.driver.activity(kind, from, extra)
     }
 
     async fn send_with(&self, activity: &Value, token: Option<String>) -> reqwest::Response {
-        let mut r = self.http.post(format!("{}/api/messages", self.url)).json(activity);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send().await.unwrap()
-    }
-
-    fn token(&self) -> String {
-        self.key.sign(&FakeBotFramework::claims(APP_ID, &self.teams.url(), chrono::Utc::now()))
+        self.driver.send_with(activity, token).await.unwrap()
     }
 
     async fn send(&self, activity: &Value) -> reqwest::Response {
-        self.send_with(activity, Some(self.token())).await
+        self.driver.send(activity).await.unwrap()
     }
 
     /// `who` clicks a button (`verb`, `data`) on a card; the invoke's answer.
@@ -151,8 +130,7 @@ async fn the_install_event_keeps_the_channel_and_forgeries_do_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_answered_in_the_conversation() {
     let w = world().await;
-    let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{APP_ID}"), "name": "Offboard" } }]);
-    let help = w.activity("message", REQUESTER, json!({ "text": "<at>Offboard</at> offboard help", "entities": mention }));
+    let help = w.driver.mention(REQUESTER, "offboard help");
     assert_eq!(w.send(&help).await.status(), 200);
     let said = w.until_messages(1).await;
     assert_eq!(said[0].conversation, CHANNEL);
@@ -213,25 +191,10 @@ async fn approvals_are_decided_by_core_and_answered_in_the_click() {
     assert_eq!(w.store.run(&other.id).await.unwrap().state, RunState::Rejected);
 }
 
-/// What Teams sends when a dialog's card is submitted unchanged but for `changes`: every
-/// input's current value, with the submit button's data.
-fn submitted(dialog: &Value, changes: Value) -> Value {
-    let card = &dialog["task"]["value"]["card"]["content"];
-    let mut data = card["actions"][0]["data"].clone();
-    for input in card["body"].as_array().unwrap().iter().filter(|b| b.get("id").is_some()) {
-        data[input["id"].as_str().unwrap()] = input["value"].clone();
-    }
-    for (k, v) in changes.as_object().unwrap() {
-        data[k] = v.clone();
-    }
-    data
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wizard_is_a_chain_of_dialogs() {
     let w = world().await;
-    let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{APP_ID}"), "name": "Offboard" } }]);
-    let asked = w.activity("message", REQUESTER, json!({ "text": "<at>Offboard</at> offboard ghost@contoso.com", "entities": mention }));
+    let asked = w.driver.mention(REQUESTER, "offboard ghost@contoso.com");
     assert_eq!(w.send(&asked).await.status(), 200);
     let card = w.until_messages(1).await[0].activity["attachments"][0]["content"].clone();
     let open = card["actions"][0]["data"].clone();

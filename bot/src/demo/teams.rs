@@ -9,30 +9,28 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use offboard_core::chat::relay::{Relay, Routes};
 use offboard_core::clock::{Clock, SystemClock};
 use offboard_core::domain::{Role, RunId};
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
-use offboard_core::policy::{Access, AdminTargets, Principal, RoleBinding, TenantPolicy};
+use offboard_core::policy::{Access, Principal, RoleBinding};
 use offboard_core::request::Presets;
 use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
 use offboard_core::service::Offboarding;
-use offboard_core::store::Store;
 use offboard_core::templates::Templates;
-use offboard_m365_sim::{Scenario, SimConfig};
 use offboard_report::links::{LINK_TTL, ReportLinks};
 use offboard_report::sign::{self, Verdict};
-use offboard_report::{Evidence, ReportKey, RunReports};
+use offboard_report::{Evidence, RunReports};
 use offboard_teams::auth::Verifier;
 use offboard_teams::connector::{BotIdentity, Connector};
-use offboard_teams::fake::{FakeBotFramework, Message, SigningKey};
+use offboard_teams::fake::{Driver, FakeBotFramework, Message, SigningKey, submitted};
 use offboard_teams::server::TeamsApp;
 use offboard_teams::surface::TeamsSurface;
 use serde_json::{Value, json};
 
-use super::{DemoArgs, Printer, settings, until};
+use super::{DemoArgs, Printer, Stage, stage, until};
 
 const APP_ID: &str = "0d3e5f7a-1b2c-4d5e-8f9a-0b1c2d3e4f5a";
 const TENANT: &str = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -82,34 +80,16 @@ fn to_terminal(activity: &Value) -> String {
 
 struct Channel {
     fake: FakeBotFramework,
-    key: SigningKey,
-    url: String,
-    http: reqwest::Client,
-    next: std::sync::atomic::AtomicU64,
+    driver: Driver,
 }
 
 impl Channel {
     fn activity(&self, kind: &str, from: (&str, &str), extra: Value) -> Value {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut a = json!({
-            "type": kind,
-            "id": format!("demo-{n}"),
-            "channelId": "msteams",
-            "serviceUrl": self.fake.url(),
-            "from": { "id": format!("29:{}", from.0), "name": from.1, "aadObjectId": from.0 },
-            "recipient": { "id": format!("28:{APP_ID}"), "name": "Offboard" },
-            "conversation": { "id": CHANNEL, "conversationType": "channel", "tenantId": TENANT },
-            "channelData": { "tenant": { "id": TENANT }, "team": { "id": "19:it-team@thread.tacv2" }, "channel": { "id": CHANNEL } },
-        });
-        if let (Some(a), Some(extra)) = (a.as_object_mut(), extra.as_object()) {
-            a.extend(extra.clone());
-        }
-        a
+        self.driver.activity(kind, from.0, extra)
     }
 
     async fn send(&self, activity: &Value) -> anyhow::Result<reqwest::Response> {
-        let token = self.key.sign(&FakeBotFramework::claims(APP_ID, &self.fake.url(), chrono::Utc::now()));
-        let r = self.http.post(format!("{}/api/messages", self.url)).bearer_auth(token).json(activity).send().await?;
+        let r = self.driver.send(activity).await?;
         if !r.status().is_success() {
             bail!("the Teams adapter refused an activity: {}", r.status());
         }
@@ -117,43 +97,16 @@ impl Channel {
     }
 
     async fn invoke(&self, from: (&str, &str), name: &str, value: Value) -> anyhow::Result<Value> {
-        Ok(self.send(&self.activity("invoke", from, json!({ "name": name, "value": value }))).await?.json().await?)
+        Ok(self.driver.invoke(from.0, name, value).await?)
     }
-}
-
-/// The data Teams sends when a dialog's card is submitted: each input's value, `changes`
-/// applied, with the button's data.
-fn submitted(dialog: &Value, changes: Value) -> Value {
-    let card = &dialog["task"]["value"]["card"]["content"];
-    let mut data = card["actions"][0]["data"].clone();
-    for input in card["body"].as_array().into_iter().flatten().filter(|b| b.get("id").is_some()) {
-        data[input["id"].as_str().unwrap_or_default()] = input["value"].clone();
-    }
-    if let (Some(d), Some(c)) = (data.as_object_mut(), changes.as_object()) {
-        d.extend(c.clone());
-    }
-    data
 }
 
 pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut p = Printer { out, started };
-    if args.dir.exists() {
-        std::fs::remove_dir_all(&args.dir).with_context(|| format!("emptying {}", args.dir.display()))?;
-    }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     p.say("Offboard demo in Teams: a simulated Microsoft 365 tenant (contoso.com) and a local Bot Framework on loopback; nothing leaves this machine.")?;
-    let policy = TenantPolicy { admins: AdminTargets::Allow, ..TenantPolicy::default() };
-    let sim_cfg = SimConfig { conversion_delay: Duration::from_millis(300), ..SimConfig::default() };
-    let simulated = offboard_m365::simulated::start(&Scenario::contoso(), sim_cfg, clock.clone(), settings(), policy).await.map_err(anyhow::Error::msg)?;
-    let url = format!("sqlite://{}", args.dir.join("demo.db").display());
-    let (key, _) = ReportKey::load_or_create(&args.dir.join("signing.key"))?;
-    let store = Store::connect(&url).await.context("opening the demo database")?.with_audit_key(key.audit_key());
-    let ids = simulated.tenants.iter().map(|t| t.id.clone()).collect();
-    for (tenant, e) in offboard_core::delegations::Indexer::new(store.clone(), simulated.m365.clone(), clock.clone(), ids).build_all().await {
-        tracing::info!(%tenant, error = %e, "the delegation index was not built");
-    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let Stage { simulated, store, key } = stage(args, clock.clone()).await?;
     let svc = Arc::new(Offboarding::new(store.clone(), simulated.m365.clone(), clock.clone(), access(), simulated.tenants.clone(), Presets::default()));
 
     // The local Bot Framework, with a fresh key and bot password for each demo.
@@ -192,14 +145,17 @@ pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result
     };
     let worker = Worker::new(store.clone(), simulated.m365.clone(), clock.clone(), config);
     tokio::spawn(async move { worker.run_until_stopped(std::future::pending::<()>()).await });
-    let t = Channel { fake, key: signing, url: app_url, http: reqwest::Client::new(), next: 0.into() };
+    let mut driver = Driver::new(format!("{app_url}/api/messages"), fake.clone(), signing, APP_ID, TENANT, CHANNEL);
+    for (id, name) in [REQUESTER, VIEWER, APPROVER] {
+        driver = driver.with_name(id, name);
+    }
+    let t = Channel { fake, driver };
 
     t.send(&t.activity("installationUpdate", APPROVER, json!({ "action": "add" }))).await?;
     p.say("Offboard is installed in the IT team; #it-approvals is its approvals channel.")?;
     let user = &args.user;
     p.say(&format!("{} writes in #it-approvals: @Offboard offboard {user}", REQUESTER.1))?;
-    let mention = json!([{ "type": "mention", "text": "<at>Offboard</at>", "mentioned": { "id": format!("28:{APP_ID}"), "name": "Offboard" } }]);
-    t.send(&t.activity("message", REQUESTER, json!({ "text": format!("<at>Offboard</at> offboard {user}"), "entities": mention }))).await?;
+    t.send(&t.driver.mention(REQUESTER.0, &format!("offboard {user}"))).await?;
     let answer = until(10, "the bot's answer", || t.fake.messages().first().cloned()).await?;
     p.say(&format!("Offboard answers:\n{}", to_terminal(&answer.activity)))?;
     let open = answer.activity["attachments"][0]["content"]["actions"][0]["data"].clone();
