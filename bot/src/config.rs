@@ -550,6 +550,22 @@ impl Config {
                     return Err(key_error(k("tenants"), format!("`{t}` is not a configured tenant")));
                 }
             }
+            if r.platform == "teams"
+                && let Some(g) = &r.group
+            {
+                if offboard_core::domain::ObjectId::parse(g).is_err() {
+                    return Err(key_error(k("group"), format!("`{g}` is not an Entra group's object id")));
+                }
+                if self.teams_directory().is_none() {
+                    let home = self.teams.as_ref().map(|t| t.tenant_id.as_str()).unwrap_or("teams.tenant_id");
+                    return Err(key_error(
+                        k("group"),
+                        format!(
+                            "Entra groups are read from the bot's home tenant ({home}), which no [[tenants]] entry has as its directory_id: add that tenant"
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(t) = &self.teams {
             t.check(secrets)?;
@@ -703,6 +719,14 @@ impl Config {
             }
         }
         presets
+    }
+
+    /// The configured tenant whose directory Teams users are in (the bot's home tenant):
+    /// where the Entra groups that role bindings name are read.
+    pub fn teams_directory(&self) -> Option<TenantId> {
+        let home = &self.teams.as_ref()?.tenant_id;
+        let t = self.tenants.iter().find(|t| t.directory_id.eq_ignore_ascii_case(home))?;
+        TenantId::parse(&t.key).ok()
     }
 
     pub fn access(&self) -> Access {

@@ -65,7 +65,7 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
         line(true, format!("signing key {}: not created yet; the first report creates it", cfg.signing_key.display()))?;
     }
 
-    let m365 = M365::new(cfg.endpoints(), cfg.m365_tenants()?, Arc::new(SystemClock), cfg.m365_settings());
+    let m365 = Arc::new(M365::new(cfg.endpoints(), cfg.m365_tenants()?, Arc::new(SystemClock), cfg.m365_settings()));
     if cfg.tenants.is_empty() {
         line(false, "tenants: none configured".into())?;
     }
@@ -159,6 +159,23 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
                     }
                 }
                 Err(e) => line(false, format!("teams: {e}"))?,
+            }
+            if let Some(home) = cfg.teams_directory() {
+                use offboard_core::chat::memberships::GroupSource;
+                let groups = cfg.access().groups_on("teams");
+                if !groups.is_empty() {
+                    let source = offboard_core::chat::memberships::DirectoryGroups { directory: m365.clone(), tenant: home.clone(), groups };
+                    match source.read().await {
+                        Ok(read) => {
+                            let members: usize = read.iter().map(|(_, m)| m.len()).sum();
+                            let missing = source.groups.len() - read.len();
+                            let ok = missing == 0;
+                            let tail = if ok { String::new() } else { format!("; {missing} named in role bindings do not exist there and grant nothing") };
+                            line(ok, format!("teams: {} Entra groups readable in {home} ({members} members){tail}", read.len()))?
+                        }
+                        Err(e) => line(false, format!("teams: {}", e.problem))?,
+                    }
+                }
             }
             match &cfg.public_url {
                 Some(u) => line(true, format!("teams: reports are posted as signed links under {u} (bots cannot upload into a channel)"))?,

@@ -59,6 +59,7 @@ struct Health {
     m365: Arc<M365>,
     started: Instant,
     slack: Option<Arc<offboard_slack::server::SlackApp>>,
+    teams: Option<Arc<offboard_teams::server::TeamsApp>>,
     steps: Arc<StepDurations>,
     ready: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, String)>>>,
 }
@@ -236,7 +237,10 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     out.push_str(&format!("offboard_microsoft_failed_total {}\n", load(&c.failed)));
     out.push_str(&h.steps.render());
     if let Some(slack) = &h.slack {
-        out.push_str(&slack.ack.render("offboard_slack_ack_seconds"));
+        out.push_str(&slack.ack.render("offboard_slack_ack_seconds", "Slack"));
+    }
+    if let Some(teams) = &h.teams {
+        out.push_str(&teams.ack.render("offboard_teams_ack_seconds", "Teams"));
     }
     out.push_str("# HELP offboard_uptime_seconds Seconds since start.\n# TYPE offboard_uptime_seconds gauge\n");
     out.push_str(&format!("offboard_uptime_seconds {}\n", h.started.elapsed().as_secs()));
@@ -307,6 +311,7 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut tasks = tokio::task::JoinSet::new();
     let durations = Arc::new(StepDurations::default());
     let mut slack_app = None;
+    let mut teams_app = None;
     let mut router = Router::new();
 
     if let Some(slack) = &cfg.slack {
@@ -327,9 +332,20 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(teams) = &cfg.teams {
         let connector = Arc::new(offboard_teams::connector::Connector::new(teams.bot()?, &teams.service_url, clock.clone()));
+        // The connector the approvals channel's activities came from, until one arrives.
+        if let Ok(Some(reference)) = store.conversation("teams", &teams.approvals_channel).await
+            && let Some(url) = serde_json::from_str::<serde_json::Value>(&reference).ok().and_then(|r| r["serviceUrl"].as_str().map(String::from))
+        {
+            connector.learn(&url);
+        }
         let verifier = offboard_teams::auth::Verifier::new(&teams.app_id, &teams.openid_metadata, clock.clone());
         let app = offboard_teams::server::TeamsApp::new(svc.clone(), m365.clone(), cfg.routes(), verifier, connector.clone(), clock.clone());
         router = router.merge(app.router());
+        teams_app = Some(app.clone());
+        if let Some(home) = cfg.teams_directory() {
+            let stop = shutdown();
+            tasks.spawn(app.clone().memberships_until(home, stop));
+        }
         if !args.no_relay {
             let surface = Arc::new(offboard_teams::surface::TeamsSurface::new(connector, &teams.tenant_id));
             let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone(), links: links.clone() });
@@ -338,7 +354,8 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
         }
     }
-    let health = Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, steps: durations.clone(), ready: Default::default() };
+    let health =
+        Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, teams: teams_app, steps: durations.clone(), ready: Default::default() };
     let mut router = router.route("/healthz", get(healthz));
     if let Some(links) = links {
         router = router.merge(report_downloads(links, evidence.clone(), store.clone(), clock.clone()));

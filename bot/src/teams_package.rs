@@ -38,6 +38,7 @@ pub fn manifest(app_id: &str, host: &str) -> Result<Value, String> {
     let mut m: Value = serde_json::from_str(MANIFEST).expect("the shipped manifest is JSON");
     m["id"] = json!(app_id);
     m["bots"][0]["botId"] = json!(app_id);
+    m["composeExtensions"][0]["botId"] = json!(app_id);
     m["validDomains"] = json!([host]);
     for (key, path) in [("websiteUrl", ""), ("privacyUrl", "/privacy"), ("termsOfUseUrl", "/terms")] {
         m["developer"][key] = json!(format!("https://{host}{path}"));

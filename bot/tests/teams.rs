@@ -111,7 +111,7 @@ async fn the_whole_loop_in_teams_through_serve() {
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let _serving = Serving(child);
-    let (url, _) = common::serving(&line);
+    let (url, ops) = common::serving(&line);
     let driver = Driver::new(format!("{url}/api/messages"), fake.clone(), key, APP_ID, BOT_TENANT, CHANNEL);
     let t = Teams { fake, driver };
 
@@ -227,6 +227,11 @@ async fn the_whole_loop_in_teams_through_serve() {
     std::fs::write(&file, pdf.bytes().await.unwrap()).unwrap();
     let verified = Command::new(env!("CARGO_BIN_EXE_offboard")).args(["--config", path.to_str().unwrap(), "verify", file.to_str().unwrap()]).output().unwrap();
     assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+
+    // Every activity answered was counted in the operators' metrics.
+    let metrics = reqwest::get(format!("{ops}/metrics")).await.unwrap().text().await.unwrap();
+    let acks = metrics.lines().find_map(|l| l.strip_prefix("offboard_teams_ack_seconds_count ")).and_then(|n| n.parse::<u64>().ok());
+    assert!(acks.is_some_and(|n| n >= 8), "{metrics}");
 
     // The tenant: alice is blocked.
     let enabled = sim.sim.tenant("contoso.com", |t| t.user_id("alice.able@contoso.com").map(|id| t.users[&id].account_enabled)).flatten();

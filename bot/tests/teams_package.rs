@@ -47,6 +47,9 @@ fn the_package_holds_a_valid_manifest_for_this_bot_and_host() {
     assert_eq!(names, ["manifest.json", "color.png", "outline.png"]);
     let m: Value = serde_json::from_str(&std::fs::read_to_string(unpacked.join("manifest.json")).unwrap()).unwrap();
     assert_eq!((m["id"].as_str(), m["bots"][0]["botId"].as_str()), (Some(APP_ID), Some(APP_ID)));
+    assert_eq!(m["composeExtensions"][0]["botId"].as_str(), Some(APP_ID));
+    // The message extension's action is the one the endpoint answers.
+    assert_eq!(m["composeExtensions"][0]["commands"][0]["id"].as_str(), Some(offboard_teams::server::COMPOSE_COMMAND));
     assert_eq!(m["validDomains"], serde_json::json!(["offboard.contoso.com"]));
     let (ok, said) = validate(&unpacked);
     assert!(ok, "{said}");

@@ -78,6 +78,21 @@ impl Access {
             .max()
     }
 
+    /// The groups of `platform` that bindings name, each once.
+    pub fn groups_on(&self, platform: &str) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .bindings
+            .iter()
+            .filter_map(|b| match &b.principal {
+                Principal::Group { platform: p, id } if p == platform => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
     /// Whether any binding names a group of `platform`: only then must its groups be read.
     pub fn names_groups_on(&self, platform: &str) -> bool {
         self.bindings.iter().any(|b| matches!(&b.principal, Principal::Group { platform: p, .. } if p == platform))
@@ -141,6 +156,8 @@ pub enum Refusal {
     RoleTooLow { have: Role, need: Role, action: &'static str },
     #[error("you requested this offboarding, so someone else must approve it")]
     SelfApproval,
+    #[error("this is your own offboarding: someone else must decide on it")]
+    OwnOffboarding,
     #[error("too many searches in a minute; wait a moment and type again")]
     TooManySearches,
     #[error("you already approved this plan; a second, different approver is needed")]
@@ -204,6 +221,9 @@ pub struct PendingRun<'a> {
     pub approvals_needed: usize,
     pub approvals: &'a [Approval],
     pub line_manager: Option<&'a LineManager>,
+    /// The leaver: their directory object id and address.
+    pub target_id: &'a str,
+    pub target_upn: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,7 +283,19 @@ fn is_line_manager(access: &Access, run: &PendingRun<'_>, key: &str) -> bool {
     run.line_manager.is_some_and(|m| m.identities.iter().any(|i| access.person_of(i) == person))
 }
 
+/// Whether the actor is the leaver: a Teams identity is the leaver's Entra object id (ids
+/// are unique across tenants), and any identity may be linked to the leaver's address.
+fn is_leaver(access: &Access, actor: &Actor, run: &PendingRun<'_>) -> bool {
+    let mine = access.identities_of(&actor.key());
+    let by_id = !run.target_id.is_empty() && mine.iter().any(|k| k.strip_prefix("teams:").is_some_and(|id| id.eq_ignore_ascii_case(run.target_id)));
+    by_id || access.identities_for_upn(run.target_upn).iter().any(|k| mine.contains(k))
+}
+
 fn check_decider(access: &Access, policy: &TenantPolicy, actor: &Actor, run: &PendingRun<'_>, now: DateTime<Utc>) -> Result<(), Refusal> {
+    // Checked first: no role, group or line-manager link lets a leaver decide on their own exit.
+    if is_leaver(access, actor, run) {
+        return Err(Refusal::OwnOffboarding);
+    }
     // The leaver's line manager decides on this run, and only this one, without a role.
     if !is_line_manager(access, run, &actor.key()) {
         let need = if policy.managers_may_approve { Role::Manager } else { Role::Admin };
@@ -373,6 +405,8 @@ mod tests {
                 approvals_needed: self.needed,
                 approvals: &self.approvals,
                 line_manager: None,
+                target_id: "00000000-0000-4000-8000-000000000001",
+                target_upn: "alice@contoso.com",
             }
         }
     }
@@ -387,6 +421,30 @@ mod tests {
         a.bindings.push(RoleBinding { principal: Principal::User { platform: "slack".into(), id: "UREQ".into() }, role: Role::Owner, tenants: None });
         let f = fixture(1);
         assert_eq!(approve(&a, &TenantPolicy::default(), &actor("UREQ"), &f.run(), &f.hash, now()), Err(Refusal::SelfApproval));
+    }
+
+    /// The leaver never decides on their own offboarding: not as an Admin by their Entra
+    /// object id in Teams (any case), not through an identity linked to their address.
+    #[test]
+    fn the_leaver_cannot_decide_on_their_own_offboarding() {
+        let f = fixture(1);
+        let p = TenantPolicy::default();
+        let mut a = access();
+        let teams = |id: &str| Actor { platform: "teams".into(), id: id.into(), name: id.into(), groups: vec![] };
+        a.bindings.push(RoleBinding {
+            principal: Principal::User { platform: "teams".into(), id: "00000000-0000-4000-8000-000000000001".into() },
+            role: Role::Owner,
+            tenants: None,
+        });
+        a.bindings.push(RoleBinding { principal: Principal::Group { platform: "teams".into(), id: "g-it".into() }, role: Role::Admin, tenants: None });
+        assert_eq!(approve(&a, &p, &teams("00000000-0000-4000-8000-000000000001"), &f.run(), &f.hash, now()), Err(Refusal::OwnOffboarding));
+        let mut by_group = teams(&"00000000-0000-4000-8000-000000000001".to_uppercase());
+        by_group.groups.push("g-it".into());
+        assert_eq!(approve(&a, &p, &by_group, &f.run(), &f.hash, now()), Err(Refusal::OwnOffboarding));
+        // UADM1 is an Admin; linked to Alice's address, they are Alice.
+        assert!(approve(&a, &p, &actor("UADM1"), &f.run(), &f.hash, now()).is_ok());
+        a.people.push(LinkedPerson { identities: vec!["slack:UADM1".into()], upn: Some("ALICE@contoso.com".into()) });
+        assert_eq!(approve(&a, &p, &actor("UADM1"), &f.run(), &f.hash, now()), Err(Refusal::OwnOffboarding));
     }
 
     #[test]

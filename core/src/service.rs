@@ -578,5 +578,7 @@ fn pending<'a>(run: &'a RunRecord, approvals: &'a [Approval]) -> PendingRun<'a> 
         expires_at: run.expires_at,
         approvals_needed: run.approvals_needed,
         approvals,
+        target_id: &run.target_id,
+        target_upn: &run.target_upn,
     }
 }

@@ -298,6 +298,9 @@ pub enum DiscoveryError {
     /// Tell an admin: the app lacks a permission or role.
     #[error("discovery was refused: {0}")]
     Forbidden(String),
+    /// Tell an admin: the configuration names a group the tenant does not have.
+    #[error("no group {group} in {tenant}")]
+    GroupNotFound { group: String, tenant: String },
     /// Try again later.
     #[error("the directory is unavailable: {0}")]
     Unavailable(String),
@@ -325,8 +328,8 @@ pub trait Directory: Send + Sync {
     /// The user, if the tenant has one by this address or id: one cheap read, for the
     /// wizard's first page.
     async fn find(&self, tenant: &TenantId, user: &UserRef) -> Result<Option<Person>, DiscoveryError>;
-    /// The object ids of every group the user is in, directly or through nested groups:
-    /// role bindings by directory group (a platform whose users are directory users, as
-    /// Teams' are, binds roles this way).
-    async fn member_of(&self, tenant: &TenantId, user: &UserRef) -> Result<Vec<ObjectId>, DiscoveryError>;
+    /// The object ids of every user in the group (named by object id), directly or through
+    /// nested groups: role bindings by directory group (a platform whose users are
+    /// directory users, as Teams' are, binds roles this way).
+    async fn members_of(&self, tenant: &TenantId, group: &str) -> Result<Vec<ObjectId>, DiscoveryError>;
 }

@@ -77,10 +77,15 @@ impl Directory for InMemoryDirectory {
             .map(|u| Person { id: u.id.clone(), upn: u.upn.clone(), display_name: u.display_name.clone(), enabled: u.account_enabled }))
     }
 
-    /// The snapshot's groups (the test directory has no nesting).
-    async fn member_of(&self, tenant: &TenantId, user: &UserRef) -> Result<Vec<ObjectId>, DiscoveryError> {
-        let u = self.discover(tenant, user).await?;
-        Ok(u.groups.iter().filter_map(|g| ObjectId::parse(&g.id).ok()).collect())
+    /// The users whose snapshots list the group (the test directory has no nesting).
+    async fn members_of(&self, tenant: &TenantId, group: &str) -> Result<Vec<ObjectId>, DiscoveryError> {
+        let all = self.users.lock().expect("directory lock");
+        let list = all.get(tenant).ok_or_else(|| DiscoveryError::UnknownTenant(tenant.to_string()))?;
+        let members: Vec<ObjectId> = list.iter().filter(|u| u.groups.iter().any(|g| g.id.eq_ignore_ascii_case(group))).map(|u| u.id.clone()).collect();
+        if members.is_empty() {
+            return Err(DiscoveryError::GroupNotFound { group: group.to_string(), tenant: tenant.to_string() });
+        }
+        Ok(members)
     }
 }
 

@@ -77,7 +77,7 @@ pub fn required(op: Op) -> Option<&'static [&'static str]> {
         PatchUser => return None,
         DeleteUser | PurgeDeletedItem | RestoreDeletedItem => USER_DELETE,
         DeletedUsers | GetDeletedItem => USER_READ,
-        MemberOf { .. } | GetGroup | GroupMembers | GroupOwners | OwnedGroups => MEMBER_READ,
+        MemberOf { .. } | GetGroup | GroupMembers | TransitiveMembers | GroupOwners | OwnedGroups => MEMBER_READ,
         AddMember | RemoveMember | RemoveMemberWithoutRef => MEMBER_WRITE,
         AddOwner | RemoveOwner => OWNER_WRITE,
         RevokeSessions => REVOKE,
@@ -139,6 +139,7 @@ pub fn cost(op: Op, ids: &[String], q: &Query, t: &Tenant) -> Cost {
         ListUsers => Cost::Identity { ru: adjust(2), write: false },
         MemberOf { transitive, .. } => Cost::Identity { ru: adjust(if transitive { 5 } else { 2 }), write: false },
         GroupMembers | OwnedGroups => Cost::Identity { ru: adjust(3), write: false },
+        TransitiveMembers => Cost::Identity { ru: adjust(5), write: false },
         LicenseDetails => Cost::Identity { ru: adjust(2), write: false },
         SubscribedSkus => Cost::Identity { ru: adjust(3), write: false },
         PatchUser
@@ -594,6 +595,29 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
                 items.push(v);
             }
             page_or(w, ctx, path, q, items, PageSpec { default_top: 100, max_top: 999, context: "directoryObjects" })
+        }
+        Op::TransitiveMembers => {
+            let Some(gid) = t.group_id(&ids[0]) else { return not_found(&ids[0]) };
+            let (mut seen, mut queue, mut users) = (BTreeSet::new(), vec![gid], BTreeSet::new());
+            while let Some(g) = queue.pop() {
+                if !seen.insert(g.clone()) {
+                    continue;
+                }
+                for m in &t.groups[&g].members {
+                    if t.users.contains_key(m) {
+                        users.insert(m.clone());
+                    } else if t.groups.contains_key(m) {
+                        queue.push(m.clone());
+                    }
+                }
+            }
+            let mut items = Vec::new();
+            for u in users.iter().filter_map(|id| t.users.get(id)) {
+                let mut v = or_reply!(project(&user_json(t, u), q.get("$select"), USER_DEFAULT, USER_TYPE));
+                v["@odata.type"] = json!("#microsoft.graph.user");
+                items.push(v);
+            }
+            page_or(w, ctx, path, q, items, PageSpec { default_top: 100, max_top: 999, context: "users" })
         }
         Op::AddMember => {
             let Some(gid) = t.group_id(&ids[0]) else { return not_found(&ids[0]) };

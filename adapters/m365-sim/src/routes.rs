@@ -10,7 +10,10 @@ pub enum Op {
     PatchUser,
     DeleteUser,
     GetManager,
-    MemberOf { cast: bool, transitive: bool },
+    MemberOf {
+        cast: bool,
+        transitive: bool,
+    },
     RevokeSessions,
     AssignLicense,
     LicenseDetails,
@@ -18,6 +21,8 @@ pub enum Op {
     Organization,
     GetGroup,
     GroupMembers,
+    /// Users in the group, directly or through the groups in it.
+    TransitiveMembers,
     AddMember,
     RemoveMember,
     RemoveMemberWithoutRef,
@@ -95,6 +100,7 @@ pub static ROUTES: &[Route] = &[
     r("GET", "/organization", Op::Organization),
     r("GET", "/groups/{id}", Op::GetGroup),
     r("GET", "/groups/{id}/members", Op::GroupMembers),
+    r("GET", "/groups/{id}/transitiveMembers/microsoft.graph.user", Op::TransitiveMembers),
     r("POST", "/groups/{id}/members/$ref", Op::AddMember),
     r("DELETE", "/groups/{id}/members/{id}/$ref", Op::RemoveMember),
     r("DELETE", "/groups/{id}/members/{id}", Op::RemoveMemberWithoutRef),

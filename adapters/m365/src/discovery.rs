@@ -439,17 +439,17 @@ impl offboard_core::snapshot::Directory for M365 {
         }))
     }
 
-    /// `transitiveMemberOf`, groups only, every page.
-    async fn member_of(&self, tenant: &TenantId, user: &UserRef) -> Result<Vec<ObjectId>, DiscoveryError> {
+    /// `transitiveMembers`, users only, every page.
+    async fn members_of(&self, tenant: &TenantId, group: &str) -> Result<Vec<ObjectId>, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
         let trace = Trace::new();
         let cx = Cx { tenant: t, trace: &trace };
-        let path = format!("/users/{}/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999", enc(&user.to_string()));
-        let groups = match self.graph().all(cx, &path).await {
-            Err(e) if e.is_not_found() => return Err(DiscoveryError::UserNotFound { user: user.to_string(), tenant: tenant.to_string() }),
+        let path = format!("/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999", enc(group));
+        let users = match self.graph().all(cx, &path).await {
+            Err(e) if e.is_not_found() => return Err(DiscoveryError::GroupNotFound { group: group.to_string(), tenant: tenant.to_string() }),
             other => other.map_err(|e| refused(&e))?,
         };
-        Ok(groups.iter().filter_map(|g| ObjectId::parse(g["id"].as_str()?).ok()).collect())
+        Ok(users.iter().filter_map(|u| ObjectId::parse(u["id"].as_str()?).ok()).collect())
     }
 }
 

@@ -96,7 +96,7 @@ async fn a_slack_user_group_can_hold_the_approver_role() {
     w.until(3, "the first background read", || !w.slack.calls_of("usergroups.list").is_empty()).await;
     w.slack.add_usergroup("S0ITADMINS", &["UGROUPADMIN"]);
     // The background read that would come within five minutes, now.
-    w.app.memberships().refresh(&w.api).await;
+    w.app.memberships().refresh(&*w.api).await;
     let reads = w.slack.calls_of("usergroups.list").len();
     let run = w.svc.request(&requester(), request("alice.able@contoso.com", crash_options())).await.unwrap();
     let value = format!("approve:{}:{}", run.id, run.plan_hash.0);

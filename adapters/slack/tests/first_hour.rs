@@ -146,7 +146,7 @@ async fn user_groups_are_read_in_the_background_and_failures_are_remembered() {
     let w = World::with_access(access).await;
     w.until(3, "the first read", || !w.slack.calls_of("usergroups.list").is_empty()).await;
     w.slack.refuse("usergroups.list", "plan_upgrade_required");
-    let pause = w.app.memberships().refresh(&w.api).await;
+    let pause = w.app.memberships().refresh(&*w.api).await;
     assert!(pause >= Duration::from_secs(60), "a refused read is not repeated at once: {pause:?}");
     assert!(
         matches!(w.app.memberships().health(), offboard_slack::memberships::Health::Failing { ref problem, .. } if problem.contains("plan_upgrade_required"))
@@ -159,7 +159,7 @@ async fn user_groups_are_read_in_the_background_and_failures_are_remembered() {
 
     // Rate-limited: the pause is Slack's Retry-After.
     w.slack.rate_limit("usergroups.list", 1);
-    let pause = w.app.memberships().refresh(&w.api).await;
+    let pause = w.app.memberships().refresh(&*w.api).await;
     assert_eq!(pause, Duration::from_secs(1));
 }
 

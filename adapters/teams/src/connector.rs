@@ -37,7 +37,9 @@ struct Cached {
 pub struct Connector {
     http: reqwest::Client,
     bot: BotIdentity,
-    service_url: String,
+    /// The Bot Connector of the bot's region: configured, then as verified activities name
+    /// it (Teams sends each tenant's activities from its own region's connector).
+    service_url: std::sync::RwLock<String>,
     clock: Arc<dyn Clock>,
     token: Mutex<Option<Cached>>,
 }
@@ -53,7 +55,25 @@ pub struct Posted {
 impl Connector {
     pub fn new(bot: BotIdentity, service_url: &str, clock: Arc<dyn Clock>) -> Self {
         let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client builds");
-        Connector { http, bot, service_url: service_url.trim_end_matches('/').to_string(), clock, token: Mutex::new(None) }
+        Connector { http, bot, service_url: std::sync::RwLock::new(service_url.trim_end_matches('/').to_string()), clock, token: Mutex::new(None) }
+    }
+
+    /// Sends from now on to the connector a verified activity named (its token's
+    /// `serviceurl` claim matched it, so the bot's token only ever goes where Bot
+    /// Framework said).
+    pub fn learn(&self, service_url: &str) {
+        let url = service_url.trim_end_matches('/');
+        if url.is_empty() || !(url.starts_with("https://") || url.starts_with("http://")) {
+            return;
+        }
+        if *self.service_url.read().expect("service url lock") != url {
+            tracing::info!(service_url = url, "the Bot Connector for this bot's activities");
+            *self.service_url.write().expect("service url lock") = url.to_string();
+        }
+    }
+
+    pub fn service_url(&self) -> String {
+        self.service_url.read().expect("service url lock").clone()
     }
 
     pub fn app_id(&self) -> &str {
@@ -91,7 +111,7 @@ impl Connector {
     }
 
     async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value, ChatError> {
-        let url = format!("{}{path}", self.service_url);
+        let url = format!("{}{path}", self.service_url());
         let mut renewed = false;
         loop {
             let token = self.token(renewed).await?;

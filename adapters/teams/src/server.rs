@@ -11,6 +11,9 @@
 //!   the next (`continue`), or the same page with its errors; the last page closes the
 //!   dialog with a message and the request is made off the request path, its outcome said
 //!   in the conversation (with a button back to the page to correct, if it was refused);
+//! - the message extension's action (`composeExtension/fetchTask`) opens the same dialog at
+//!   once, its user taken from the message it was started on, if that names an address;
+//!   its `composeExtension/submitAction` invokes are the dialog's pages as above;
 //! - an `application/search` invoke is the wizard's user field being typed: core's people
 //!   search over the customer tenant's directory;
 //! - an `adaptiveCard/action` invoke (Approve, Reject) is decided by core and answered in
@@ -28,11 +31,13 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use offboard_core::chat::acks::AckLatency;
 use offboard_core::chat::conversation::{Span, Text};
+use offboard_core::chat::memberships::{DirectoryGroups, Memberships};
 use offboard_core::chat::relay::Routes;
 use offboard_core::chat::{ButtonValue, Clicked, Conversation, FieldError, Finished, Reply, Submitted};
 use offboard_core::clock::Clock;
-use offboard_core::domain::{Actor, RunId};
+use offboard_core::domain::{Actor, RunId, TenantId};
 use offboard_core::service::Offboarding;
 use offboard_core::snapshot::Directory;
 
@@ -45,6 +50,8 @@ pub const MESSAGES_PATH: &str = "/api/messages";
 pub const CHANNEL: &str = "msteams";
 /// The word after the mention that asks for an offboarding (`@Offboard offboard alice@…`).
 pub const COMMAND: &str = "offboard";
+/// The message extension's action command, as the manifest names it.
+pub const COMPOSE_COMMAND: &str = "offboard";
 pub const REJECT_CONFIRM_VERB: &str = "reject_confirm";
 
 pub struct TeamsApp {
@@ -53,6 +60,13 @@ pub struct TeamsApp {
     routes: Routes,
     verifier: Verifier,
     connector: Arc<Connector>,
+    /// The Entra groups role bindings name, read in the background.
+    memberships: Arc<Memberships>,
+    /// How long Teams waited for each answer.
+    pub ack: AckLatency,
+    /// The references this process has kept, so that a conversation's every message does
+    /// not write the same one again.
+    remembered: std::sync::Mutex<std::collections::HashMap<String, String>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -74,18 +88,55 @@ impl TeamsApp {
         connector: Arc<Connector>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
-        Arc::new(TeamsApp { conv: Conversation::new(svc, directory), routes, verifier, connector, clock })
+        Arc::new(TeamsApp {
+            conv: Conversation::new(svc, directory),
+            routes,
+            verifier,
+            connector,
+            memberships: Arc::default(),
+            ack: AckLatency::default(),
+            remembered: Default::default(),
+            clock,
+        })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new().route(MESSAGES_PATH, post(messages)).with_state(self.clone())
+        let timed = self.clone();
+        Router::new().route(MESSAGES_PATH, post(messages)).with_state(self.clone()).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let app = timed.clone();
+                async move {
+                    let t = std::time::Instant::now();
+                    let r = next.run(req).await;
+                    app.ack.record(t.elapsed());
+                    r
+                }
+            },
+        ))
     }
 
-    /// The person behind an activity: their Entra object id, the identity roles bind to.
-    fn actor(activity: &Value) -> Option<Actor> {
+    /// The person behind an activity: their Entra object id, the identity roles bind to,
+    /// and the Entra groups the last background read found them in.
+    fn actor(&self, activity: &Value) -> Option<Actor> {
         let from = &activity["from"];
         let id = from["aadObjectId"].as_str().filter(|s| !s.is_empty())?;
-        Some(Actor { platform: "teams".into(), id: id.to_string(), name: from["name"].as_str().unwrap_or(id).to_string(), groups: vec![] })
+        let groups = self.memberships.groups_of(&id.to_ascii_lowercase());
+        Some(Actor { platform: "teams".into(), id: id.to_string(), name: from["name"].as_str().unwrap_or(id).to_string(), groups })
+    }
+
+    pub fn memberships(&self) -> &Arc<Memberships> {
+        &self.memberships
+    }
+
+    /// Keeps the Entra groups that role bindings name read from the bot's home tenant until
+    /// `shutdown`; when no binding names one, the directory is never asked.
+    pub async fn memberships_until(self: Arc<Self>, home: TenantId, shutdown: impl std::future::Future<Output = ()>) {
+        let groups = self.conv.service().access().groups_on("teams");
+        if groups.is_empty() {
+            return;
+        }
+        let source = DirectoryGroups { directory: self.conv.directory().clone(), tenant: home, groups };
+        self.memberships.refresh_until(&source, shutdown).await;
     }
 
     /// Keeps what the bot needs to post into this conversation later.
@@ -99,8 +150,15 @@ impl TeamsApp {
             "channel": activity["channelData"]["channel"]["id"],
             "bot": activity["recipient"],
         });
-        if let Err(e) = self.conv.service().store().save_conversation("teams", id, &reference.to_string(), self.clock.now()).await {
-            tracing::warn!(error = %e, "could not keep a Teams conversation reference");
+        let reference = reference.to_string();
+        if self.remembered.lock().expect("remembered lock").get(id) == Some(&reference) {
+            return;
+        }
+        match self.conv.service().store().save_conversation("teams", id, &reference, self.clock.now()).await {
+            Ok(()) => {
+                self.remembered.lock().expect("remembered lock").insert(id.to_string(), reference);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not keep a Teams conversation reference"),
         }
     }
 }
@@ -120,6 +178,7 @@ async fn messages(State(app): State<Arc<TeamsApp>>, headers: HeaderMap, body: By
     if envelope.channel_id != CHANNEL {
         return StatusCode::OK.into_response();
     }
+    app.connector.learn(&envelope.service_url);
     // Activity ids are unique within their conversation.
     let id = activity["id"].as_str().unwrap_or_default();
     if !id.is_empty() {
@@ -147,6 +206,8 @@ async fn messages(State(app): State<Arc<TeamsApp>>, headers: HeaderMap, body: By
         Some("invoke") if activity["name"] == "adaptiveCard/action" => action(&app, &activity).await,
         Some("invoke") if activity["name"] == "task/fetch" => fetch(&app, &activity).await,
         Some("invoke") if activity["name"] == "task/submit" => submit(&app, &activity).await,
+        Some("invoke") if activity["name"] == "composeExtension/fetchTask" => compose(&app, &activity).await,
+        Some("invoke") if activity["name"] == "composeExtension/submitAction" => submit(&app, &activity).await,
         Some("invoke") if activity["name"] == "application/search" => search(&app, &activity).await,
         _ => StatusCode::OK.into_response(),
     }
@@ -180,7 +241,7 @@ pub fn said(t: &Text) -> String {
 }
 
 async fn command(app: &TeamsApp, activity: &Value) {
-    let Some(actor) = TeamsApp::actor(activity) else { return };
+    let Some(actor) = app.actor(activity) else { return };
     let text = without_mentions(activity);
     let text = text.strip_prefix(COMMAND).map(str::trim).unwrap_or(&text);
     let conversation = activity["conversation"]["id"].as_str().unwrap_or_default();
@@ -206,7 +267,7 @@ fn invoke_message(text: &str) -> Response {
 
 /// Approve, Reject and the rejection's reason, answered in the invoke's response.
 async fn action(app: &TeamsApp, activity: &Value) -> Response {
-    let Some(actor) = TeamsApp::actor(activity) else { return invoke_message("Offboard could not tell who clicked.") };
+    let Some(actor) = app.actor(activity) else { return invoke_message("Offboard could not tell who clicked.") };
     let a = &activity["value"]["action"];
     let value = a["data"]["value"].as_str().unwrap_or_default();
     match a["verb"].as_str() {
@@ -240,13 +301,13 @@ fn dialog_message(text: &str) -> Response {
 /// Opens the wizard's dialog: the first page from the command's button, or a page of a
 /// wizard in progress with what to correct.
 async fn fetch(app: &TeamsApp, activity: &Value) -> Response {
-    let Some(actor) = TeamsApp::actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
+    let Some(actor) = app.actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
     let data = &activity["value"]["data"];
     let Some(key) = data["wizard"].as_str().filter(|k| k.starts_with("teams:")) else { return dialog_message("This button is not one of Offboard's.") };
     let page = data["page"].as_u64().unwrap_or(0) as usize;
     let shown = if page == 0 && data.get("errors").is_none() {
         if !app.conv.service().may_request_somewhere(&actor) {
-            return dialog_message("You have no role that may request offboardings. Ask an owner of Offboard to grant one.");
+            return dialog_message(NO_ROLE);
         }
         let mut p = app.conv.start(key.to_string(), data["user"].as_str().map(String::from), data["preset"].as_str().map(String::from));
         p.origin = data["origin"].as_str().map(String::from);
@@ -266,12 +327,55 @@ async fn fetch(app: &TeamsApp, activity: &Value) -> Response {
     }
 }
 
+const NO_ROLE: &str = "You have no role that may request offboardings. Ask an owner of Offboard to grant one.";
+
+/// The message extension's action: the wizard's first page straight away. Started on a
+/// message ("alice@contoso.com leaves on Friday"), the first address it names fills the
+/// user field.
+async fn compose(app: &TeamsApp, activity: &Value) -> Response {
+    let Some(actor) = app.actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
+    let value = &activity["value"];
+    let id = activity["id"].as_str().unwrap_or_default();
+    if value["commandId"] != COMPOSE_COMMAND || id.is_empty() {
+        return dialog_message("This command is not one of Offboard's.");
+    }
+    if !app.conv.service().may_request_somewhere(&actor) {
+        return dialog_message(NO_ROLE);
+    }
+    let user = if value["commandContext"] == "message" { address_in(value["messagePayload"]["body"]["content"].as_str().unwrap_or_default()) } else { None };
+    let mut p = app.conv.start(format!("teams:{id}"), user, None);
+    p.origin = activity["conversation"]["id"].as_str().map(String::from);
+    axum::Json(cards::dialog(&p)).into_response()
+}
+
+/// The first sign-in address a message's text names, its HTML markup set aside.
+pub fn address_in(html: &str) -> Option<String> {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text.replace("&nbsp;", " ");
+    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '"' | ':'))
+        .map(|w| w.trim_end_matches(['.', '!', '?']))
+        .find_map(|w| offboard_core::domain::Upn::parse(w).ok())
+        .map(|u| u.as_str().to_string())
+}
+
 /// The first page's user is checked against the directory before the second is shown, for
 /// as long as Teams waits on a dialog; a slower directory is checked with the request.
 const USER_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn submit(app: &Arc<TeamsApp>, activity: &Value) -> Response {
-    let Some(actor) = TeamsApp::actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
+    let Some(actor) = app.actor(activity) else { return dialog_message("Offboard could not tell who asked.") };
     let data = &activity["value"]["data"];
     let Some(key) = data["wizard"].as_str().filter(|k| k.starts_with("teams:")).map(String::from) else {
         return dialog_message("This dialog is not one of Offboard's.");
@@ -324,7 +428,7 @@ async fn search(app: &TeamsApp, activity: &Value) -> Response {
     let value = &activity["value"];
     let text = value["queryText"].as_str().unwrap_or_default().trim();
     let mut found = Vec::new();
-    if let Some(actor) = TeamsApp::actor(activity)
+    if let Some(actor) = app.actor(activity)
         && value["dataset"] == cards::PEOPLE
         && text.chars().count() >= 2
     {

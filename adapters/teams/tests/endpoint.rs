@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
+use offboard_core::chat::memberships::DirectoryGroups;
 use offboard_core::chat::relay::{Relay, Routes};
 use offboard_core::clock::{Clock, SystemClock};
-use offboard_core::policy::LinkedPerson;
+use offboard_core::domain::Role;
+use offboard_core::policy::{LinkedPerson, Principal, RoleBinding};
 use offboard_core::request::{Options, Request};
 use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
@@ -29,6 +31,9 @@ const CHANNEL: &str = "19:it-approvals@thread.tacv2";
 const REQUESTER: &str = "aad-requester";
 const ADMIN1: &str = "aad-admin-1";
 const ADMIN2: &str = "aad-admin-2";
+/// user2@contoso.com of the test directory: an admin only through the Entra group.
+const GROUP_ADMIN: &str = "00000000-0000-4000-8000-000000000002";
+const VPN_GROUP: &str = "g-vpn";
 
 struct World {
     _db: TestDb,
@@ -38,9 +43,15 @@ struct World {
     key: SigningKey,
     driver: Driver,
     relay: Relay,
+    app: Arc<TeamsApp>,
 }
 
 async fn world() -> World {
+    world_sending_to(None).await
+}
+
+/// The world with the bot's connector configured at `configured` instead of the fake's.
+async fn world_sending_to(configured: Option<&str>) -> World {
     let key = SigningKey::generate("k-teams", &["msteams"]);
     let teams = FakeBotFramework::start(vec![key.clone()]).await;
     teams.register_bot(APP_ID, "bot-password");
@@ -51,9 +62,11 @@ async fn world() -> World {
     let mut access = access();
     let link = |slack: &str, aad: &str| LinkedPerson { identities: vec![format!("slack:{slack}"), format!("teams:{aad}")], upn: None };
     access.people = vec![link("UREQ", REQUESTER), link("UADM1", ADMIN1), link("UADM2", ADMIN2)];
+    // Admins also by an Entra group of the home tenant, read in the background.
+    access.bindings.push(RoleBinding { principal: Principal::Group { platform: "teams".into(), id: VPN_GROUP.into() }, role: Role::Admin, tenants: None });
     let svc = Arc::new(two_tenants(store.clone(), clock.clone(), access));
     let bot = BotIdentity { app_id: APP_ID.into(), password: Secret::new("bot-password"), token_url: format!("{}/{TENANT}/oauth2/v2.0/token", teams.url()) };
-    let connector = Arc::new(Connector::new(bot, &teams.url(), clock.clone()));
+    let connector = Arc::new(Connector::new(bot, configured.unwrap_or(&teams.url()), clock.clone()));
     let verifier = Verifier::new(APP_ID, teams.metadata_url(), clock.clone());
     let app = TeamsApp::new(svc.clone(), Arc::new(directory(3)), Routes::single("teams", CHANNEL), verifier, connector.clone(), clock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -63,7 +76,7 @@ async fn world() -> World {
     let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
     let relay = Relay::new(store.clone(), Arc::new(TeamsSurface::new(connector, TENANT)), "teams", Routes::single("teams", CHANNEL), None, templates, clock);
     let driver = Driver::new(format!("{url}/api/messages"), teams.clone(), key.clone(), APP_ID, TENANT, CHANNEL);
-    World { _db: db, store, svc, teams, key, driver, relay }
+    World { _db: db, store, svc, teams, key, driver, relay, app }
 }
 
 impl World {
@@ -142,6 +155,16 @@ async fn commands_are_answered_in_the_conversation() {
     assert_eq!(w.teams.messages().len(), 1);
 }
 
+/// Answers go to the connector that verified activities name (each tenant's region has its
+/// own), not only the configured one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_to_the_connector_the_activities_came_from() {
+    let w = world_sending_to(Some("http://127.0.0.1:9")).await;
+    assert_eq!(w.send(&w.driver.mention(REQUESTER, "offboard help")).await.status(), 200);
+    let said = w.until_messages(1).await;
+    assert!(said[0].activity["text"].as_str().unwrap().contains("status"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_decided_by_core_and_answered_in_the_click() {
     let w = world().await;
@@ -189,6 +212,30 @@ async fn approvals_are_decided_by_core_and_answered_in_the_click() {
     let done = w.click(ADMIN1, "reject_confirm", json!({ "value": other.id.to_string(), "reason": "Wrong person" })).await;
     assert!(done["value"].to_string().contains("Rejected"), "{done}");
     assert_eq!(w.store.run(&other.id).await.unwrap().state, RunState::Rejected);
+}
+
+/// A role bound to an Entra group counts once the group's members have been read in the
+/// background, never by a directory call on the click's path; the offboarded user, in the
+/// same group, still cannot approve their own offboarding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_bound_to_entra_groups_count_after_the_background_read() {
+    let w = world().await;
+    let requester = offboard_core::domain::Actor { platform: "teams".into(), id: REQUESTER.into(), name: "Riley".into(), groups: vec![] };
+    let run = w.svc.request(&requester, Request::now(tenant_id(), "user3@contoso.com", Options { disable_sign_in: true, ..Options::default() })).await.unwrap();
+    let approve = json!({ "value": format!("approve:{}:{}", run.id, run.plan_hash.0) });
+
+    let before = w.click(GROUP_ADMIN, "approve", approve.clone()).await;
+    assert!(before["value"].as_str().unwrap_or_default().contains("no role"), "not read yet: {before}");
+    let source = DirectoryGroups { directory: Arc::new(directory(3)), tenant: tenant_id(), groups: vec![VPN_GROUP.into()] };
+    assert_eq!(w.app.memberships().refresh(&source).await, offboard_core::chat::memberships::REFRESH);
+    // The leaver is in the group too, and is refused as the leaver.
+    let own = w.click("00000000-0000-4000-8000-000000000003", "approve", approve.clone()).await;
+    assert_eq!(own["type"], "application/vnd.microsoft.activity.message", "{own}");
+    assert!(own["value"].as_str().unwrap().contains("your own offboarding"), "{own}");
+    let after = w.click(GROUP_ADMIN, "approve", approve).await;
+    assert_eq!(after["type"], "application/vnd.microsoft.card.adaptive", "counted: {after}");
+    let approvals = w.store.approvals(&run.id).await.unwrap();
+    assert_eq!(approvals.iter().map(|a| a.approver.as_str()).collect::<Vec<_>>(), [format!("teams:{GROUP_ADMIN}").as_str()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,4 +287,72 @@ async fn the_wizard_is_a_chain_of_dialogs() {
     let rec = w.store.run(&run).await.unwrap();
     assert_eq!(rec.requester, format!("teams:{REQUESTER}"));
     assert_eq!(rec.origin.map(|o| (o.platform, o.conversation)), Some(("teams".to_string(), Some(CHANNEL.to_string()))));
+}
+
+/// The message extension's action opens the wizard's dialog at once. Started on a message,
+/// the first address the message names is the user; its pages are submitted as
+/// `composeExtension/submitAction` and end as the command's wizard does.
+#[tokio::test]
+async fn the_message_extension_opens_the_wizard_with_the_messages_address() {
+    let w = world().await;
+    let hr = "<p>From HR: <a href=\"mailto:alice@contoso.com\">alice@contoso.com</a> leaves on Friday.</p>";
+    let fetch = |from: &str, command: &str, context: &str| {
+        w.activity(
+            "invoke",
+            from,
+            json!({ "name": "composeExtension/fetchTask", "value": { "commandId": command, "commandContext": context, "messagePayload": { "body": { "contentType": "html", "content": hr } } } }),
+        )
+    };
+    let answer = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let user_field = |dialog: &Value| {
+        let body = dialog["task"]["value"]["card"]["content"]["body"].as_array().cloned().unwrap_or_default();
+        body.iter().find(|b| b["id"] == "user").map(|b| b["value"].clone()).unwrap_or(Value::Null)
+    };
+
+    let from_compose = answer(w.send(&fetch(REQUESTER, "offboard", "compose")).await).await;
+    assert_eq!(from_compose["task"]["type"], "continue", "{from_compose}");
+    assert!(from_compose["task"]["value"]["title"].as_str().unwrap().contains("1 of"), "{from_compose}");
+    assert!(user_field(&from_compose).as_str().unwrap_or_default().is_empty(), "nothing to fill from the compose box: {from_compose}");
+    let refused = answer(w.send(&fetch("aad-stranger", "offboard", "message")).await).await;
+    assert_eq!(refused["task"]["type"], "message");
+    assert!(refused["task"]["value"].as_str().unwrap().contains("no role"), "{refused}");
+    let unknown = answer(w.send(&fetch(REQUESTER, "something-else", "message")).await).await;
+    assert!(unknown["task"]["value"].as_str().unwrap().contains("not one of Offboard's"), "{unknown}");
+
+    let mut dialog = answer(w.send(&fetch(REQUESTER, "offboard", "message")).await).await;
+    assert_eq!(user_field(&dialog), "alice@contoso.com", "{dialog}");
+    let mut guard = 0;
+    while dialog["task"]["type"] == "continue" {
+        let data = submitted(&dialog, json!({ "reason": "Resigned" }));
+        dialog = answer(
+            w.send(&w.activity("invoke", REQUESTER, json!({ "name": "composeExtension/submitAction", "value": { "commandId": "offboard", "data": data } })))
+                .await,
+        )
+        .await;
+        assert!(!dialog.to_string().contains("Attention"), "{dialog}");
+        guard += 1;
+        assert!(guard < 6, "{dialog}");
+    }
+    assert!(dialog["task"]["value"].as_str().unwrap().contains("Looking up alice@contoso.com"), "{dialog}");
+    let said = w.until_messages(1).await[0].activity["text"].as_str().unwrap().to_string();
+    assert!(said.contains("Alice Example") && said.contains("posted for approval"), "{said}");
+}
+
+#[test]
+fn the_first_address_a_message_names_is_found_in_its_markup() {
+    use offboard_teams::server::address_in;
+    for (html, found) in [
+        ("<p>alice@contoso.com leaves</p>", Some("alice@contoso.com")),
+        ("<p>Leaver:&nbsp;<b>bob.o'neil@contoso.com</b>.</p>", Some("bob.o'neil@contoso.com")),
+        ("<a href=\"mailto:carol@contoso.com\">carol@contoso.com</a>", Some("carol@contoso.com")),
+        ("<a href=\"mailto:carol@contoso.com\">Carol</a>", None),
+        ("(dave@contoso.com), erin@contoso.com", Some("dave@contoso.com")),
+        ("<p>Nobody is leaving @ all</p>", None),
+        ("", None),
+    ] {
+        assert_eq!(address_in(html).as_deref(), found, "{html}");
+    }
 }

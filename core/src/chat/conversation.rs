@@ -135,6 +135,11 @@ impl Conversation {
         Conversation { svc, directory }
     }
 
+    /// The directory the wizard searches, for what else reads it in the background.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
     pub fn service(&self) -> &Arc<Offboarding> {
         &self.svc
     }

@@ -5,17 +5,21 @@
 //!
 //! - [`wizard`]: the wizard's pages and fields, the [`Draft`] they fill, page by page.
 //! - [`views`]: the plan preview with its buttons, the run's status view, files.
+//! - [`acks`]: how long each platform waited for an answer.
 //! - [`command`]: what a slash command or a mention asks for.
 //! - [`conversation`]: the calls every adapter makes, and the replies it renders.
 //! - [`surface`]: the outgoing port.
+//! - [`memberships`]: which groups each chat user is in, read in the background.
 //! - [`relay`]: drives each surface from the outbox.
 //!
 //! The wizard is split into pages of at most five fields, the most any platform's modal
 //! holds (Discord); Slack may chain them as views, Teams as `task/submit → continue`
 //! dialogs, Discord behind a "Continue" button.
 
+pub mod acks;
 pub mod command;
 pub mod conversation;
+pub mod memberships;
 pub mod relay;
 pub mod surface;
 pub mod views;
