@@ -110,6 +110,24 @@ fn teams_loads_with_the_public_cloud_by_default() {
     assert!(!c.summary().contains("app_password") && !format!("{c:?}").contains("\"p\""));
 }
 
+/// A role bound to an Entra group is read from the bot's home tenant: the configured tenant
+/// whose directory is `teams.tenant_id`; without one, the binding is refused by its key.
+#[test]
+fn teams_groups_are_read_from_the_bots_home_tenant() {
+    let group = "\n[[roles]]\nplatform = \"teams\"\ngroup = \"7a1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b\"\nrole = \"admin\"\n";
+    let elsewhere = format!("{GOOD}{group}\n{TEAMS}");
+    let e = load(Some(file(&elsewhere).path()), Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("`roles[1].group`") && e.contains("0b1c2d3e") && e.contains("directory_id"), "{e}");
+    let home = elsewhere.replace("tenant_id = \"0b1c2d3e\"", "tenant_id = \"6F1C2A7E-3B4D-4E5F-8A9B-0C1D2E3F4A5B\"");
+    let c = load(Some(file(&home).path()), Vec::new()).unwrap();
+    assert_eq!(c.teams_directory().map(|t| t.to_string()).as_deref(), Some("contoso.com"));
+    assert_eq!(c.access().groups_on("teams"), ["7a1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"]);
+    let e = load(Some(file(&home.replace("group = \"7a1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b\"", "group = \"IT admins\"")).path()), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`roles[1].group`") && e.contains("object id"), "{e}");
+}
+
 /// Linked people, routes per tenant and platform, and the line manager's part, as the
 /// service and the relay receive them.
 #[test]

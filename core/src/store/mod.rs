@@ -189,20 +189,6 @@ pub struct Store {
     db: Db,
     ready: Arc<Notify>,
     audit_key: Option<Arc<AuditKey>>,
-    /// On a SQLite file, connections for the records an acknowledgement writes (deliveries,
-    /// wizard drafts, conversation references), committed without waiting for the disk.
-    quick: Option<SqlitePool>,
-}
-
-/// A write of a record an acknowledgement waits on: on a SQLite file, through the quick
-/// pool.
-macro_rules! quick {
-    ($self:ident . $f:ident ( $($arg:expr),* )) => {
-        match (&$self.db, &$self.quick) {
-            (Db::Sqlite(_), Some(p)) | (Db::Sqlite(p), None) => sql::sqlite::$f(p, $($arg),*).await,
-            (Db::Postgres(p), _) => sql::postgres::$f(p, $($arg),*).await,
-        }
-    };
 }
 
 macro_rules! dispatch {
@@ -218,7 +204,6 @@ impl Store {
     /// Connects and applies migrations. `sqlite://path.db`, `sqlite::memory:` or
     /// `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self> {
-        let mut quick = None;
         let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
             Db::Postgres(pool)
@@ -239,22 +224,13 @@ impl Store {
                 .foreign_keys(true);
             // An in-memory database exists per connection: keep exactly one.
             let max = if memory { 1 } else { 4 };
-            let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts.clone()).await?;
-            // A commit with synchronous=FULL waits for the disk (an fsync of the log): at
-            // hundreds of requests a second, acknowledgements queued behind each other's
-            // fsyncs (B1: p99 19 ms at 500 Slack requests/s). The records they write survive a
-            // crash of the process either way (WAL). A power cut may lose the last few: a
-            // wizard page to answer again, or a request redelivered within minutes of the cut
-            // acted on again. Any later FULL commit makes them durable too: the log is written
-            // in order. Runs, steps, approvals and the audit stay on FULL.
-            quick =
-                if memory { None } else { Some(SqlitePoolOptions::new().max_connections(2).connect_with(opts.synchronous(SqliteSynchronous::Normal)).await?) };
+            let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
             Db::Sqlite(pool)
         } else {
             // Only the part after any credentials is echoed.
             return Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string()));
         };
-        let store = Store { db: store, ready: Arc::new(Notify::new()), audit_key: None, quick };
+        let store = Store { db: store, ready: Arc::new(Notify::new()), audit_key: None };
         store.migrate().await?;
         Ok(store)
     }
@@ -304,9 +280,6 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(q) = &self.quick {
-            q.close().await;
-        }
         match &self.db {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
@@ -454,12 +427,12 @@ impl Store {
     /// `true` the first time `key` arrives from `source` within `ttl`: a redelivered or
     /// replayed request is acted on once, whichever process receives it.
     pub async fn first_delivery(&self, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
-        quick!(self.first_delivery(source, key, now, ttl))
+        dispatch!(self.first_delivery(source, key, now, ttl))
     }
 
     /// Keeps a chat wizard's draft until `expires`; any process may read it back.
     pub async fn save_draft(&self, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
-        quick!(self.save_draft(key, draft, expires))
+        dispatch!(self.save_draft(key, draft, expires))
     }
 
     pub async fn draft(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>> {
@@ -467,7 +440,7 @@ impl Store {
     }
 
     pub async fn delete_draft(&self, key: &str) -> Result<()> {
-        quick!(self.delete_draft(key))
+        dispatch!(self.delete_draft(key))
     }
 
     /// Forgets deliveries and drafts whose time ran out; returns how many.
@@ -498,7 +471,7 @@ impl Store {
     /// Remembers how to reach a conversation later without being asked (Teams' conversation
     /// reference, by conversation or user id); the newest reference wins.
     pub async fn save_conversation(&self, platform: &str, key: &str, reference: &str, now: DateTime<Utc>) -> Result<()> {
-        quick!(self.save_conversation(platform, key, reference, now.timestamp_millis()))
+        dispatch!(self.save_conversation(platform, key, reference, now.timestamp_millis()))
     }
 
     pub async fn conversation(&self, platform: &str, key: &str) -> Result<Option<String>> {
