@@ -606,3 +606,28 @@ async fn conversation_references_are_kept_per_platform_and_replaced() {
     })
     .await;
 }
+
+/// Deliveries asked for at once by many tasks (redeliveries racing each other): each key is
+/// first exactly once, whoever asks, and again only after its time ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_delivery_is_first_exactly_once_when_many_arrive_together() {
+    for_each_backend(|store, backend| async move {
+        let now = clock().now();
+        let ttl = Duration::minutes(5);
+        let mut asks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let store = store.clone();
+            // 50 keys, each asked for four times.
+            asks.spawn(async move { (i % 50, store.first_delivery("contract", &format!("k{}", i % 50), now, ttl).await.unwrap()) });
+        }
+        let mut firsts = [0; 50];
+        while let Some(done) = asks.join_next().await {
+            let (key, first) = done.unwrap();
+            firsts[key] += usize::from(first);
+        }
+        assert!(firsts.iter().all(|&n| n == 1), "{backend}: {firsts:?}");
+        assert!(!store.first_delivery("contract", "k0", now + Duration::minutes(4), ttl).await.unwrap(), "{backend}: still remembered");
+        assert!(store.first_delivery("contract", "k0", now + Duration::minutes(6), ttl).await.unwrap(), "{backend}: expired, first again");
+    })
+    .await;
+}
