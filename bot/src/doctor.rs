@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use offboard_core::chat::ChatError;
+use offboard_core::chat::files::FilingError;
 use offboard_core::clock::SystemClock;
 use offboard_core::plan::StepKind;
 use offboard_core::store::Store;
@@ -178,7 +179,24 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
                 }
             }
             match &cfg.public_url {
-                Some(u) => line(true, format!("teams: reports are posted as signed links under {u} (bots cannot upload into a channel)"))?,
+                Some(u) => {
+                    let links = format!("teams: reports are posted as signed links under {u}");
+                    match cfg.teams_directory() {
+                        None => line(
+                            true,
+                            format!(
+                                "{links}, without a copy in the channel's Files: no [[tenants]] entry has directory_id = teams.tenant_id (the bot's home tenant)"
+                            ),
+                        )?,
+                        Some(home) => match offboard_m365::files::TeamsFiles::new(m365.clone(), home.clone()).granted(true).await {
+                            Ok(permission) => line(true, format!("{links}, with a copy in the channel's Files ({home} grants {permission})"))?,
+                            Err(FilingError::NotGranted(how)) => {
+                                line(true, format!("{links}, without a copy in the channel's Files: to keep one there, {how}"))?
+                            }
+                            Err(FilingError::Failed(why)) => line(false, format!("{links}; whether a copy can go into the channel's Files is unknown: {why}"))?,
+                        },
+                    }
+                }
                 None => line(false, "teams: public_url is not set, so reports cannot reach Teams (bots cannot upload into a channel)".into())?,
             }
         }

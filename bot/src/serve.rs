@@ -347,7 +347,12 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tasks.spawn(app.clone().memberships_until(home, stop));
         }
         if !args.no_relay {
-            let surface = Arc::new(offboard_teams::surface::TeamsSurface::new(connector, &teams.tenant_id));
+            let mut surface = offboard_teams::surface::TeamsSurface::new(connector, &teams.tenant_id);
+            // Whether the home tenant grants the upload is read from its token at each report.
+            if let Some(home) = cfg.teams_directory() {
+                surface = surface.with_files(Arc::new(offboard_m365::files::TeamsFiles::new(m365.clone(), home)), store.clone());
+            }
+            let surface = Arc::new(surface);
             let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone(), links: links.clone() });
             let relay = Relay::new(store.clone(), surface, "teams", cfg.routes(), Some(reports), templates.clone(), clock.clone());
             let stop = shutdown();

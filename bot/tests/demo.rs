@@ -81,8 +81,10 @@ fn the_teams_demo_runs_the_whole_loop_and_verifies_its_report() {
         "✅ Disable sign-in",
         "✅ Remove licences",
         "[ Download ob-",
+        "[ Open in Files ]",
         "ended: completed",
         "VALID: report for run",
+        "A copy of the same report is in the IT Approvals channel's Files",
     ] {
         assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
     }

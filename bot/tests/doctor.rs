@@ -103,6 +103,25 @@ async fn doctor_checks_teams() {
     std::fs::write(&config, format!("public_url = \"https://offboard.contoso.com\"\n{text}")).unwrap();
     let (code, said) = doctor(&config);
     assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("ok    teams: reports are posted as signed links under https://offboard.contoso.com, without a copy in the channel's Files: no [[tenants]] entry has directory_id = teams.tenant_id"), "{said}");
+
+    // The bot's home tenant is a configured tenant: whether its app may write files decides.
+    for (domain, expected) in [
+        ("contoso.com", "with a copy in the channel's Files (contoso.com grants Files.ReadWrite.All)"),
+        (
+            "fabrikam.example",
+            "without a copy in the channel's Files: to keep one there, grant the Graph application permission Files.ReadWrite.All in tenant fabrikam.example",
+        ),
+    ] {
+        let home = sim.sim.tenant(domain, |t| t.id.clone()).unwrap();
+        let both: Vec<_> = sim.secrets.iter().map(|(t, _)| sim.m365.tenants().get(t).unwrap()).collect();
+        let teams = teams("right-password").replace("tenant_id = \"0b1c2d3e\"", &format!("tenant_id = \"{home}\""));
+        let config = common::write_config_for(dir.path(), sim.sim.urls(), &both, &db.url, &teams);
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("public_url = \"https://offboard.contoso.com\"\n{text}")).unwrap();
+        let (_, said) = doctor(&config);
+        assert!(said.contains(&format!("ok    teams: reports are posted as signed links under https://offboard.contoso.com, {expected}")), "{said}");
+    }
 
     std::fs::write(&config, format!("public_url = \"https://offboard.contoso.com\"\n{}", text.replace("right-password", "wrong"))).unwrap();
     let (code, said) = doctor(&config);

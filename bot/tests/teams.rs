@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 mod common;
 
 const APP_ID: &str = "8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
-const BOT_TENANT: &str = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
 const CHANNEL: &str = "19:it-approvals@thread.tacv2";
 const REQUESTER: &str = "aad-requester";
 const ADMIN1: &str = "aad-admin-1";
@@ -79,6 +78,10 @@ async fn the_whole_loop_in_teams_through_serve() {
     // Calls take a while, as Microsoft's do, so the run's steps are seen progressing.
     let cfg = SimConfig { latency: offboard_m365_sim::Latency::Fixed { ms: 80 }, conversion_delay: Duration::from_millis(200), ..SimConfig::default() };
     let sim = offboard_m365::simulated::start(&Scenario::contoso(), cfg, clock.clone(), Settings::default(), policy).await.unwrap();
+    // The bot is registered in contoso's own directory, whose IT Operations team holds the
+    // approvals channel: its Files take a copy of each report.
+    let home = sim.sim.tenant("contoso.com", |t| t.id.clone()).unwrap();
+    let it_team = sim.sim.tenant("contoso.com", |t| t.group_id("IT Operations")).flatten().unwrap();
     let db = TestDb::sqlite();
     let key = SigningKey::generate("k-teams", &["msteams"]);
     let fake = FakeBotFramework::start(vec![key.clone()]).await;
@@ -89,7 +92,7 @@ async fn the_whole_loop_in_teams_through_serve() {
         .map(|(u, r)| format!("[[roles]]\nplatform = \"teams\"\nuser = \"{u}\"\nrole = \"{r}\"\n\n"))
         .collect();
     let extra = format!(
-        "{roles}[teams]\napp_id = \"{APP_ID}\"\ntenant_id = \"{BOT_TENANT}\"\napprovals_channel = \"{CHANNEL}\"\nlogin = \"{u}\"\nopenid_metadata = \"{m}\"\nservice_url = \"{u}\"\n",
+        "{roles}[teams]\napp_id = \"{APP_ID}\"\ntenant_id = \"{home}\"\napprovals_channel = \"{CHANNEL}\"\nlogin = \"{u}\"\nopenid_metadata = \"{m}\"\nservice_url = \"{u}\"\n",
         u = fake.url(),
         m = fake.metadata_url()
     );
@@ -112,7 +115,7 @@ async fn the_whole_loop_in_teams_through_serve() {
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let _serving = Serving(child);
     let (url, ops) = common::serving(&line);
-    let driver = Driver::new(format!("{url}/api/messages"), fake.clone(), key, APP_ID, BOT_TENANT, CHANNEL);
+    let driver = Driver::new(format!("{url}/api/messages"), fake.clone(), key, APP_ID, &home, CHANNEL).in_team(&it_team);
     let t = Teams { fake, driver };
 
     // Installed in the team: the channel's reference is kept.
@@ -227,6 +230,18 @@ async fn the_whole_loop_in_teams_through_serve() {
     std::fs::write(&file, pdf.bytes().await.unwrap()).unwrap();
     let verified = Command::new(env!("CARGO_BIN_EXE_offboard")).args(["--config", path.to_str().unwrap(), "verify", file.to_str().unwrap()]).output().unwrap();
     assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+    // The same report is in the channel's Files, and the card links to it.
+    let name = format!("{run}.pdf");
+    let in_files = thread
+        .iter()
+        .find_map(|m| card_of(m)["actions"].as_array()?.iter().find(|a| a["title"] == "Open in Files").and_then(|a| a["url"].as_str().map(String::from)))
+        .expect("the card links to the channel's copy");
+    assert!(in_files.ends_with(&format!("/Shared%20Documents/IT%20Approvals/{name}")), "{in_files}");
+    let copy = sim.sim.tenant("contoso.com", |t| {
+        let site = t.groups.get(&it_team)?.site.as_ref()?;
+        site.channels.iter().find(|c| c.channel == CHANNEL)?.files.get(&name).map(|f| f.bytes.clone())
+    });
+    assert_eq!(copy.flatten().as_deref(), Some(std::fs::read(&file).unwrap().as_slice()), "the channel's copy is the signed report");
 
     // Every activity answered was counted in the operators' metrics.
     let metrics = reqwest::get(format!("{ops}/metrics")).await.unwrap().text().await.unwrap();

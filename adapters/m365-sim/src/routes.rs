@@ -60,6 +60,10 @@ pub enum Op {
     GetDrive,
     DriveRoot,
     Invite,
+    /// A Teams channel's folder in its team's document library.
+    ChannelFilesFolder,
+    /// A file's bytes, addressed by its parent folder and name (created or replaced).
+    UploadContent,
     DeletedUsers,
     GetDeletedItem,
     PurgeDeletedItem,
@@ -80,6 +84,11 @@ const fn r(method: &'static str, template: &'static str, op: Op) -> Route {
 pub const OUTSIDE_SDK: &[(&str, &str, &str)] = &[
     ("POST", "/$batch", "JSON batching is an endpoint, not an SDK request builder (learn.microsoft.com/graph/json-batching)"),
     ("DELETE", "/groups/{id}/members/{id}", "without /$ref this deletes the user itself when the app holds User.ReadWrite.All (group-delete-members doc)"),
+    (
+        "PUT",
+        "/drives/{id}/items/{id}:/{id}:/content",
+        "path-based addressing, which the SDKs build with a raw URL (driveitem-put-content doc: upload a new file)",
+    ),
 ];
 
 pub static ROUTES: &[Route] = &[
@@ -146,6 +155,8 @@ pub static ROUTES: &[Route] = &[
     r("GET", "/users/{id}/drive", Op::GetDrive),
     r("GET", "/drives/{id}/root", Op::DriveRoot),
     r("POST", "/drives/{id}/items/{id}/invite", Op::Invite),
+    r("GET", "/teams/{id}/channels/{id}/filesFolder", Op::ChannelFilesFolder),
+    r("PUT", "/drives/{id}/items/{id}:/{id}:/content", Op::UploadContent),
     r("GET", "/directory/deletedItems/microsoft.graph.user", Op::DeletedUsers),
     r("GET", "/directory/deletedItems/{id}", Op::GetDeletedItem),
     r("DELETE", "/directory/deletedItems/{id}", Op::PurgeDeletedItem),
@@ -164,8 +175,9 @@ fn literal_eq(template: &str, wire: &str) -> bool {
 }
 
 /// Matches a path (after `/v1.0`, without query) to a route. Literal segments win over
-/// `{id}`, so `/users/delta` is the delta function and not a user called "delta". Each
-/// segment is percent-decoded first, as Graph does: a guest's `#EXT#` arrives as `%23EXT%23`.
+/// `{id}`, so `/users/delta` is the delta function and not a user called "delta"; `{id}:`
+/// is a path-addressed segment (`items/{parent}:/{name}:/content`). Each segment is
+/// percent-decoded first, as Graph does: a guest's `#EXT#` arrives as `%23EXT%23`.
 pub fn find(method: &str, path: &str) -> Match {
     let decoded: Vec<String> =
         path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
@@ -182,6 +194,9 @@ pub fn find(method: &str, path: &str) -> Match {
         let ok = t.iter().zip(&segs).all(|(t, s)| {
             if *t == "{id}" {
                 ids.push(s.to_string());
+                true
+            } else if *t == "{id}:" && s.len() > 1 && s.ends_with(':') {
+                ids.push(s.trim_end_matches(':').to_string());
                 true
             } else if literal_eq(t, s) {
                 literals += 1;

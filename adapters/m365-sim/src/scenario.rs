@@ -278,6 +278,17 @@ pub struct GroupSpec {
     /// A Microsoft 365 group with a team.
     #[serde(default)]
     pub team: bool,
+    /// A team's channels besides General, each with its folder in the team's files.
+    #[serde(default)]
+    pub channels: Vec<ChannelSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// `19:…@thread.tacv2`, as Teams and Bot Framework name it.
+    pub id: String,
+    pub name: String,
 }
 
 fn security() -> String {
@@ -385,6 +396,7 @@ impl GroupSpec {
             members: vec![],
             owners: vec![],
             team: false,
+            channels: vec![],
         }
     }
 }

@@ -409,6 +409,7 @@ struct GraphCall {
     query: Query,
     eventual: bool,
     body: Option<Value>,
+    content: graph::Content,
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -494,7 +495,8 @@ fn process(s: &Shared, claims: &Claims, call: &GraphCall, op: Op, ids: &[String]
         delta_expiry: s.cfg.scaled(Duration::from_secs(7 * 86_400)),
         consistency_eventual: call.eventual,
     };
-    let mut reply = graph::execute(&mut w, ti, &ctx, &graph::Call { op, ids, q: &call.query, path: &call.path, body: call.body.as_ref() });
+    let mut reply =
+        graph::execute(&mut w, ti, &ctx, &graph::Call { op, ids, q: &call.query, path: &call.path, body: call.body.as_ref(), content: &call.content });
     if let Some(ru) = admitted.resource_units {
         reply.headers.push(("x-ms-resource-unit".into(), ru.to_string()));
     }
@@ -543,11 +545,16 @@ async fn graph_entry(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return finish(&s, Reply::error(413, "RequestEntityTooLarge", "The request body is too large."), &request_id, crid),
     };
-    let body = if bytes.is_empty() {
-        None
+    // A file's bytes are taken as they come; every other body is JSON.
+    let upload = matches!(routes::find(parts.method.as_str(), path), Match::Found(Op::UploadContent, _));
+    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_string();
+    let (body, content) = if upload {
+        (None, graph::Content { content_type, bytes: bytes.to_vec() })
+    } else if bytes.is_empty() {
+        (None, graph::Content::default())
     } else {
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => Some(v),
+            Ok(v) => (Some(v), graph::Content::default()),
             Err(_) => {
                 return finish(
                     &s,
@@ -563,8 +570,14 @@ async fn graph_entry(State(s): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
     let eventual = parts.headers.get("consistencylevel").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
-    let call =
-        GraphCall { method: parts.method.to_string(), path: path.to_string(), query: Query::parse(parts.uri.query().unwrap_or_default()), eventual, body };
+    let call = GraphCall {
+        method: parts.method.to_string(),
+        path: path.to_string(),
+        query: Query::parse(parts.uri.query().unwrap_or_default()),
+        eventual,
+        body,
+        content,
+    };
 
     lock(&s.graph_log).push((call.method.clone(), call.path.clone()));
     let is_batch = call.path.eq_ignore_ascii_case("/$batch");
@@ -726,8 +739,14 @@ fn batch_item(s: &Shared, claims: &Claims, r: &Value) -> Reply {
         }
         _ => {}
     }
-    let call =
-        GraphCall { method, path, query: Query::parse(&query), eventual: header("consistencylevel").is_some_and(|v| v.eq_ignore_ascii_case("eventual")), body };
+    let call = GraphCall {
+        method,
+        path,
+        query: Query::parse(&query),
+        eventual: header("consistencylevel").is_some_and(|v| v.eq_ignore_ascii_case("eventual")),
+        body,
+        content: graph::Content::default(),
+    };
     match resolve(&call) {
         Err(r) => r,
         Ok((op, ids)) => process(s, claims, &call, op, &ids),

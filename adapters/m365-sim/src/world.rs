@@ -136,6 +136,47 @@ pub struct Group {
     pub owners: BTreeSet<String>,
     /// A Microsoft 365 group with a team (`resourceProvisioningOptions: ["Team"]`).
     pub team: bool,
+    /// A team's document library: one folder per channel.
+    pub site: Option<TeamSite>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TeamSite {
+    pub drive_id: String,
+    /// The library's address, `https://{tenant}.sharepoint.com/sites/{team}/Shared Documents`.
+    pub web_url: String,
+    pub channels: Vec<ChannelFolder>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelFolder {
+    /// The channel's id.
+    pub channel: String,
+    pub name: String,
+    /// The folder's driveItem id.
+    pub folder_id: String,
+    pub files: BTreeMap<String, StoredFile>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredFile {
+    pub id: String,
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+}
+
+impl TeamSite {
+    /// The folder with driveItem id `item`.
+    pub fn folder_mut(&mut self, item: &str) -> Option<&mut ChannelFolder> {
+        self.channels.iter_mut().find(|c| c.folder_id == item)
+    }
+}
+
+impl ChannelFolder {
+    pub fn web_url(&self, site: &str) -> String {
+        format!("{site}/{}", self.name.replace(' ', "%20"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -752,6 +793,7 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
                 members,
                 owners,
                 team: g.team && kind == GroupKind::M365,
+                site: (g.team && kind == GroupKind::M365).then(|| team_site(&spec.name, g, &seed)),
             },
         );
     }
@@ -808,6 +850,27 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
 fn base64_id(id: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(&Sha256::digest(id.as_bytes())[..16])
+}
+
+/// A team's document library: General and the scenario's channels, each a folder.
+fn team_site(tenant: &str, g: &crate::scenario::GroupSpec, seed: &dyn Fn(&str, &str) -> String) -> TeamSite {
+    let tenant_slug = tenant.to_ascii_lowercase().replace(' ', "");
+    let site = g.name.replace(' ', "");
+    let general = crate::scenario::ChannelSpec { id: format!("19:{}@thread.tacv2", seed("channel", &g.name).replace('-', "")), name: "General".into() };
+    let channels = std::iter::once(&general)
+        .chain(&g.channels)
+        .map(|c| ChannelFolder {
+            channel: c.id.clone(),
+            name: c.name.clone(),
+            folder_id: format!("01{}", &seed("folder", &c.id).replace('-', "")[..24].to_ascii_uppercase()),
+            files: BTreeMap::new(),
+        })
+        .collect();
+    TeamSite {
+        drive_id: format!("b!{}", &seed("site", &g.name).replace('-', "")[..22]),
+        web_url: format!("https://{tenant_slug}.sharepoint.com/sites/{site}/Shared%20Documents"),
+        channels,
+    }
 }
 
 fn mailbox(t: &Tenant, owner: &str, m: &crate::scenario::MailboxSpec, seed: &dyn Fn(&str, &str) -> String, clock: &SimClock) -> Result<Mailbox, String> {

@@ -496,3 +496,40 @@ async fn ownership_moves_through_graph_for_groups_and_through_exchange_for_distr
     assert_eq!(r.body["value"][0]["ManagedBy"], json!(["mary.manager@contoso.com"]), "{:?}", r.body);
     assert!(h.get(&tok, &format!("/users/{oscar}/ownedObjects/microsoft.graph.group")).await.body["value"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_channels_files_folder_takes_uploads_by_path() {
+    let h = Harness::new().await;
+    let tok = h.token().await;
+    let team = h.group_id("IT Operations").await;
+    let channel = "19%3Ait-approvals%40thread.tacv2";
+    let folder = h.get(&tok, &format!("/teams/{team}/channels/{channel}/filesFolder")).await;
+    assert_eq!(folder.status, 200, "{:?}", folder.body);
+    assert_eq!(folder.body["name"], "IT Approvals");
+    let (drive, item) = (folder.body["parentReference"]["driveId"].as_str().unwrap().to_string(), folder.body["id"].as_str().unwrap().to_string());
+
+    // Unknown channels and groups without a team have no folder.
+    assert_eq!(h.get(&tok, &format!("/teams/{team}/channels/19%3Anope%40thread.tacv2/filesFolder")).await.status, 404);
+    let vpn = h.group_id("VPN Users").await;
+    assert_eq!(h.get(&tok, &format!("/teams/{vpn}/channels/{channel}/filesFolder")).await.status, 404);
+
+    let put = |token: String, name: &'static str, bytes: &'static [u8]| {
+        let url = format!("{}/v1.0/drives/{drive}/items/{item}:/{name}:/content", h.sim.urls().graph);
+        async move { reqwest::Client::new().put(url).bearer_auth(token).header("content-type", "application/pdf").body(bytes).send().await.unwrap() }
+    };
+    let first = put(tok.clone(), "ob-1.pdf", b"%PDF-1.7 first").await;
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!((first["name"].as_str(), first["size"].as_u64()), (Some("ob-1.pdf"), Some(14)));
+    assert!(first["webUrl"].as_str().unwrap().ends_with("/sites/ITOperations/Shared%20Documents/IT%20Approvals/ob-1.pdf"), "{first}");
+    let again = put(tok.clone(), "ob-1.pdf", b"%PDF-1.7 second").await;
+    assert_eq!(again.status(), 200, "the same name replaces the file");
+    let stored = h.sim.tenant(CONTOSO, |t| t.groups[&team].site.as_ref().unwrap().channels[1].files["ob-1.pdf"].bytes.clone()).unwrap();
+    assert_eq!(stored, b"%PDF-1.7 second");
+    assert_eq!(put(tok.clone(), "a:b.pdf", b"x").await.status(), 400, "SharePoint refuses a colon in a name");
+
+    // Reading the folder is not writing into it.
+    let reader = h.token_for(CONTOSO, READER, GRAPH).await;
+    assert_eq!(put(reader, "ob-2.pdf", b"x").await.status(), 403);
+    assert_eq!(h.kinds(first["id"].as_str().unwrap()), ["drive.file_uploaded", "drive.file_uploaded"]);
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::auth::Resource;
 use crate::error::ApiError;
 use crate::pacing::Lane;
-use crate::transport::{Cx, Replay, Req, Resp, Transport};
+use crate::transport::{Body, Cx, Replay, Req, Resp, Transport};
 
 pub const BATCH_LIMIT: usize = 10;
 
@@ -103,7 +103,7 @@ impl Exchange {
             let req = Req {
                 method: Method::POST,
                 url: url.clone(),
-                body: Some(c.body()),
+                body: Body::Json(c.body()),
                 headers: vec![("X-AnchorMailbox", Self::anchor(cx, c)), ("Prefer", "odata.maxpagesize=1000".into())],
                 resource: Resource::Exchange,
                 lane: Lane::Exchange,
@@ -148,7 +148,7 @@ impl Exchange {
             let req = Req {
                 method: Method::POST,
                 url: format!("{}/adminapi/beta/{}/$batch", self.base, cx.tenant.directory_id),
-                body: Some(json!({"requests": requests})),
+                body: Body::Json(json!({"requests": requests})),
                 headers: vec![
                     ("X-AnchorMailbox", format!("APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{}", cx.tenant.directory_id)),
                     ("Prefer", "odata.continue-on-error".into()),

@@ -8,6 +8,7 @@ pub mod config;
 mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod files;
 pub mod graph;
 mod index;
 pub mod pacing;

@@ -48,10 +48,21 @@ pub struct Cx<'a> {
     pub trace: &'a Trace,
 }
 
+/// What a request carries.
+pub enum Body {
+    None,
+    Json(Value),
+    /// A file's bytes (a drive upload).
+    Bytes {
+        content_type: &'static str,
+        data: Vec<u8>,
+    },
+}
+
 pub struct Req {
     pub method: Method,
     pub url: String,
-    pub body: Option<Value>,
+    pub body: Body,
     pub headers: Vec<(&'static str, String)>,
     pub resource: Resource,
     pub lane: Lane,
@@ -138,9 +149,11 @@ impl Transport {
             for (k, v) in &req.headers {
                 b = b.header(*k, v);
             }
-            if let Some(body) = &req.body {
-                b = b.json(body);
-            }
+            b = match &req.body {
+                Body::None => b,
+                Body::Json(v) => b.json(v),
+                Body::Bytes { content_type, data } => b.header(reqwest::header::CONTENT_TYPE, *content_type).body(data.clone()),
+            };
             cx.trace.sent();
             self.counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = match b.send().await {

@@ -281,13 +281,31 @@ pub fn status(v: &RunView) -> Value {
     card(body, vec![])
 }
 
+/// The report's copy in the channel's Files, beside the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilesCopy<'a> {
+    /// Filing is off (not granted, or not a channel).
+    None,
+    /// Filed; its address in SharePoint.
+    Filed(&'a str),
+    /// Filing was on and failed: why.
+    Failed(&'a str),
+}
+
 /// The report in the thread: Teams bots cannot upload into a channel, so a card with the
-/// signed, expiring link.
-pub fn report(name: &str, link: &str) -> Value {
-    card(
-        vec![text("The signed compliance report, for a limited time. Check it with: offboard verify"), text(&inert(name))],
-        vec![json!({ "type": "Action.OpenUrl", "title": format!("Download {name}"), "url": link })],
-    )
+/// signed, expiring link, and where the channel's Files hold a copy, a link to that.
+pub fn report(name: &str, link: &str, copy: FilesCopy) -> Value {
+    let mut body = vec![text("The signed compliance report, for a limited time. Check it with: offboard verify"), text(&inert(name))];
+    let mut actions = vec![json!({ "type": "Action.OpenUrl", "title": format!("Download {name}"), "url": link })];
+    match copy {
+        FilesCopy::None => {}
+        FilesCopy::Filed(url) => {
+            body.push(text("A copy is kept in this channel's Files."));
+            actions.push(json!({ "type": "Action.OpenUrl", "title": "Open in Files", "url": url }));
+        }
+        FilesCopy::Failed(why) => body.push(text(&format!("No copy in this channel's Files: {}", inert(why)))),
+    }
+    card(body, actions)
 }
 
 /// An activity carrying one card, with a plain summary for notifications.
@@ -330,7 +348,11 @@ mod tests {
         first.values.insert("preset".into(), Answer::Chosen(vec!["standard-leaver".into()]));
         insta::assert_json_snapshot!("open_wizard", open_wizard(&first));
         insta::assert_json_snapshot!("reject_reason", reject_reason(&run.id, Some("say why in a few words")));
-        insta::assert_json_snapshot!("report", report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=ab"));
+        let link = "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=ab";
+        insta::assert_json_snapshot!("report", report("ob-7k2m9q4x1p.pdf", link, FilesCopy::None));
+        let filed = "https://contoso.sharepoint.com/sites/IT/Shared%20Documents/IT%20Approvals/ob-7k2m9q4x1p.pdf";
+        insta::assert_json_snapshot!("report_filed", report("ob-7k2m9q4x1p.pdf", link, FilesCopy::Filed(filed)));
+        insta::assert_json_snapshot!("report_not_filed", report("ob-7k2m9q4x1p.pdf", link, FilesCopy::Failed("Graph answered 503 *twice*")));
         for c in [&decided, &open] {
             assert!(c.to_string().len() < MAX_CARD_BYTES);
         }

@@ -323,6 +323,8 @@ pub struct Driver {
     app_id: String,
     tenant: String,
     channel: String,
+    /// The Entra group of the team the channel is in.
+    team_group: String,
     names: std::collections::HashMap<String, String>,
     http: reqwest::Client,
     next: std::sync::atomic::AtomicU64,
@@ -338,10 +340,17 @@ impl Driver {
             app_id: app_id.into(),
             tenant: tenant.into(),
             channel: channel.into(),
+            team_group: "5c1e2d3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f".into(),
             names: Default::default(),
             http: reqwest::Client::new(),
             next: 0.into(),
         }
+    }
+
+    /// The channel is in the team whose Entra group is `group` (`channelData.team.aadGroupId`).
+    pub fn in_team(mut self, group: &str) -> Self {
+        self.team_group = group.into();
+        self
     }
 
     /// The display name activities from `aad_id` carry (else "`aad_id` name").
@@ -362,7 +371,7 @@ impl Driver {
             "from": { "id": format!("29:{from}"), "name": name, "aadObjectId": from },
             "recipient": { "id": format!("28:{}", self.app_id), "name": "Offboard" },
             "conversation": { "id": self.channel, "conversationType": "channel", "tenantId": self.tenant },
-            "channelData": { "tenant": { "id": self.tenant }, "team": { "id": "19:team@thread.tacv2" }, "channel": { "id": self.channel } },
+            "channelData": { "tenant": { "id": self.tenant }, "team": { "id": "19:team@thread.tacv2", "aadGroupId": self.team_group }, "channel": { "id": self.channel } },
         });
         if let (Some(a), Some(extra)) = (a.as_object_mut(), extra.as_object()) {
             a.extend(extra.clone());

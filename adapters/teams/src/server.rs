@@ -53,6 +53,8 @@ pub const COMMAND: &str = "offboard";
 /// The message extension's action command, as the manifest names it.
 pub const COMPOSE_COMMAND: &str = "offboard";
 pub const REJECT_CONFIRM_VERB: &str = "reject_confirm";
+/// The store's name for what the bot knows of a channel: the team it is in.
+pub const CHANNEL_TEAMS: &str = "teams-channel";
 
 pub struct TeamsApp {
     conv: Conversation,
@@ -147,18 +149,32 @@ impl TeamsApp {
             "conversation": activity["conversation"],
             "tenant": activity["channelData"]["tenant"]["id"],
             "team": activity["channelData"]["team"]["id"],
+            "aadGroupId": activity["channelData"]["team"]["aadGroupId"],
             "channel": activity["channelData"]["channel"]["id"],
             "bot": activity["recipient"],
         });
+        self.keep("teams", id, reference).await;
+    }
+
+    /// Keeps the team a channel is in (its Entra group), where the report's copy is filed.
+    /// Every activity from a channel carries it; it is written once per process.
+    async fn remember_channel(&self, activity: &Value) {
+        let data = &activity["channelData"];
+        let (Some(channel), Some(group)) = (data["channel"]["id"].as_str(), data["team"]["aadGroupId"].as_str()) else { return };
+        self.keep(CHANNEL_TEAMS, channel, json!({ "team": data["team"]["id"], "aadGroupId": group })).await;
+    }
+
+    async fn keep(&self, kind: &str, key: &str, reference: Value) {
         let reference = reference.to_string();
-        if self.remembered.lock().expect("remembered lock").get(id) == Some(&reference) {
+        let memo = format!("{kind}|{key}");
+        if self.remembered.lock().expect("remembered lock").get(&memo) == Some(&reference) {
             return;
         }
-        match self.conv.service().store().save_conversation("teams", id, &reference, self.clock.now()).await {
+        match self.conv.service().store().save_conversation(kind, key, &reference, self.clock.now()).await {
             Ok(()) => {
-                self.remembered.lock().expect("remembered lock").insert(id.to_string(), reference);
+                self.remembered.lock().expect("remembered lock").insert(memo, reference);
             }
-            Err(e) => tracing::warn!(error = %e, "could not keep a Teams conversation reference"),
+            Err(e) => tracing::warn!(error = %e, kind, "could not keep what the bot knows of a Teams conversation"),
         }
     }
 }
@@ -192,6 +208,7 @@ async fn messages(State(app): State<Arc<TeamsApp>>, headers: HeaderMap, body: By
             }
         }
     }
+    app.remember_channel(&activity).await;
     match activity["type"].as_str() {
         Some("conversationUpdate" | "installationUpdate") => {
             app.remember(&activity).await;

@@ -48,7 +48,11 @@ async fn every_card_and_connector_body_validates() {
         write(dir.path(), &format!("open_wizard{i}.card.json"), &cards::open_wizard(&page));
     }
     write(dir.path(), "reject_reason.card.json", &cards::reject_reason(&run.id, Some("say why")));
-    write(dir.path(), "report.card.json", &cards::report("ob-7k2m9q4x1p.pdf", "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=00"));
+    let link = "https://offboard.example.com/reports/ob-7k2m9q4x1p.pdf?expires=1&sig=00";
+    write(dir.path(), "report.card.json", &cards::report("ob-7k2m9q4x1p.pdf", link, cards::FilesCopy::None));
+    let filed = "https://contoso.sharepoint.com/sites/IT/Shared%20Documents/IT%20Approvals/ob-7k2m9q4x1p.pdf";
+    write(dir.path(), "report_filed.card.json", &cards::report("ob-7k2m9q4x1p.pdf", link, cards::FilesCopy::Filed(filed)));
+    write(dir.path(), "report_not_filed.card.json", &cards::report("ob-7k2m9q4x1p.pdf", link, cards::FilesCopy::Failed("Graph answered 503")));
     run.state = RunState::AwaitingApproval;
     let open = PlanPreview::from_run(&run, &[]);
     write(dir.path(), "preview_open.card.json", &cards::preview(&open));
@@ -78,7 +82,7 @@ async fn every_card_and_connector_body_validates() {
     let (ok, said) = validate(dir.path());
     assert!(ok, "{said}");
     let pages = offboard_core::chat::wizard(&[], &[]).len();
-    assert!(said.contains(&format!("ok: {} payloads", 14 + 3 * pages)), "{said}");
+    assert!(said.contains(&format!("ok: {} payloads", 16 + 3 * pages)), "{said}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use offboard_core::chat::relay::{Relay, Routes};
 use offboard_core::clock::{Clock, SystemClock};
+use offboard_core::domain::TenantId;
 use offboard_core::domain::{Role, RunId};
 use offboard_core::engine::{RetryPolicy, Worker, WorkerConfig};
 use offboard_core::policy::{Access, Principal, RoleBinding};
@@ -20,6 +21,7 @@ use offboard_core::run::RunState;
 use offboard_core::secret::Secret;
 use offboard_core::service::Offboarding;
 use offboard_core::templates::Templates;
+use offboard_m365::files::TeamsFiles;
 use offboard_report::links::{LINK_TTL, ReportLinks};
 use offboard_report::sign::{self, Verdict};
 use offboard_report::{Evidence, RunReports};
@@ -35,6 +37,8 @@ use super::{DemoArgs, Printer, Stage, stage, until};
 const APP_ID: &str = "0d3e5f7a-1b2c-4d5e-8f9a-0b1c2d3e4f5a";
 const TENANT: &str = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
 const CHANNEL: &str = "19:it-approvals@thread.tacv2";
+/// The simulated tenant's team the approvals channel is in.
+const IT_TEAM: &str = "IT Operations";
 /// Entra object ids and names.
 const REQUESTER: (&str, &str) = ("aad-riley", "Riley Reyes (IT admin)");
 const VIEWER: (&str, &str) = ("aad-sam", "Sam Stone (auditor)");
@@ -117,6 +121,9 @@ pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result
     let bot = BotIdentity { app_id: APP_ID.into(), password: Secret::new(password), token_url: format!("{}/{TENANT}/oauth2/v2.0/token", fake.url()) };
     let connector = Arc::new(Connector::new(bot, &fake.url(), clock.clone()));
     let routes = Routes::single("teams", CHANNEL);
+    // The approvals channel is in contoso's IT Operations team, whose Files take a copy of each report.
+    let contoso = TenantId::parse("contoso.com")?;
+    let team = simulated.sim.tenant("contoso.com", |t| t.group_id(IT_TEAM)).flatten().ok_or_else(|| anyhow::anyhow!("the scenario has no {IT_TEAM} team"))?;
     let verifier = Verifier::new(APP_ID, fake.metadata_url(), clock.clone());
     let app = TeamsApp::new(svc.clone(), simulated.m365.clone(), routes.clone(), verifier, connector.clone(), clock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -130,7 +137,7 @@ pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result
     let reports = Arc::new(RunReports { evidence, store: store.clone(), links: Some(links) });
     let relay = Relay::new(
         store.clone(),
-        Arc::new(TeamsSurface::new(connector, TENANT)),
+        Arc::new(TeamsSurface::new(connector, TENANT).with_files(Arc::new(TeamsFiles::new(simulated.m365.clone(), contoso.clone())), store.clone())),
         "teams:demo",
         routes,
         Some(reports),
@@ -145,7 +152,7 @@ pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result
     };
     let worker = Worker::new(store.clone(), simulated.m365.clone(), clock.clone(), config);
     tokio::spawn(async move { worker.run_until_stopped(std::future::pending::<()>()).await });
-    let mut driver = Driver::new(format!("{app_url}/api/messages"), fake.clone(), signing, APP_ID, TENANT, CHANNEL);
+    let mut driver = Driver::new(format!("{app_url}/api/messages"), fake.clone(), signing, APP_ID, TENANT, CHANNEL).in_team(&team);
     for (id, name) in [REQUESTER, VIEWER, APPROVER] {
         driver = driver.with_name(id, name);
     }
@@ -253,6 +260,17 @@ pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result
     p.say(&format!("The report's link in the thread downloads the signed report: {}", path.display()))?;
     let verdict = sign::verify(&pdf, &[public]);
     p.say(&format!("offboard verify {}: {verdict}", path.display()))?;
-    let ok = matches!(verdict, Verdict::Valid { .. }) && matches!(run.state, RunState::Completed | RunState::CompletedWithWarnings);
+    let name = format!("{run_id}.pdf");
+    let copy = simulated.sim.tenant("contoso.com", |t| {
+        let site = t.groups.get(&team)?.site.as_ref()?;
+        site.channels.iter().find(|c| c.channel == CHANNEL)?.files.get(&name).map(|f| f.bytes.clone())
+    });
+    let filed = copy.flatten().is_some_and(|bytes| bytes == pdf.as_ref());
+    if filed {
+        p.say(&format!("A copy of the same report is in the IT Approvals channel's Files, as {name}."))?;
+    } else {
+        p.say("The channel's Files hold no copy of the report.")?;
+    }
+    let ok = filed && matches!(verdict, Verdict::Valid { .. }) && matches!(run.state, RunState::Completed | RunState::CompletedWithWarnings);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

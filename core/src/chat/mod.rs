@@ -9,6 +9,7 @@
 //! - [`command`]: what a slash command or a mention asks for.
 //! - [`conversation`]: the calls every adapter makes, and the replies it renders.
 //! - [`surface`]: the outgoing port.
+//! - [`files`]: a copy of the report in a channel's own files, where bots cannot upload.
 //! - [`memberships`]: which groups each chat user is in, read in the background.
 //! - [`relay`]: drives each surface from the outbox.
 //!
@@ -19,6 +20,7 @@
 pub mod acks;
 pub mod command;
 pub mod conversation;
+pub mod files;
 pub mod memberships;
 pub mod relay;
 pub mod surface;

@@ -31,6 +31,9 @@ pub(super) const CALENDAR_READ: &[&str] = &["Calendars.ReadBasic", "Calendars.Re
 pub(super) const CALENDAR_WRITE: &[&str] = &["Calendars.ReadWrite"];
 pub(super) const FILES_READ: &[&str] = &["Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"];
 pub(super) const FILES_WRITE: &[&str] = &["Files.ReadWrite.All", "Sites.ReadWrite.All"];
+/// channel-get-filesfolder, application permissions.
+pub(super) const CHANNEL_FOLDER_READ: &[&str] =
+    &["Files.Read.All", "File.Read.Group", "Files.ReadWrite.All", "Group.Read.All", "Group.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"];
 pub(super) const ORG_READ: &[&str] = &[
     "Organization.Read.All",
     "Organization.ReadWrite.All",
@@ -86,7 +89,8 @@ pub fn required(op: Op) -> Option<&'static [&'static str]> {
         CalendarView | CalendarPermissions => CALENDAR_READ,
         CancelEvent | DeleteCalendarPermission => CALENDAR_WRITE,
         GetDrive | DriveRoot => FILES_READ,
-        Invite => FILES_WRITE,
+        Invite | UploadContent => FILES_WRITE,
+        ChannelFilesFolder => CHANNEL_FOLDER_READ,
     })
 }
 
@@ -145,7 +149,7 @@ pub fn cost(op: Op, ids: &[String], q: &Query, t: &Tenant) -> Cost {
         | CancelEvent
         | CalendarPermissions
         | DeleteCalendarPermission => mailbox(),
-        GetDrive | DriveRoot | Invite => Cost::None,
+        GetDrive | DriveRoot | Invite | ChannelFilesFolder | UploadContent => Cost::None,
         _ => Cost::Identity { ru: adjust(1), write: false },
     }
 }

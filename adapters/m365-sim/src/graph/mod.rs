@@ -16,8 +16,8 @@ use crate::routes::Op;
 use crate::throttle::Cost;
 use crate::token::Claims;
 use crate::world::{
-    Deleted, DeltaCursor, GroupKind, Ledger, MailboxKind, MailboxUnavailable, PASSWORD_METHOD_ID, ROLES, RoleAssignment, Tenant, User, World, role_id,
-    role_name,
+    Deleted, DeltaCursor, GroupKind, Ledger, MailboxKind, MailboxUnavailable, PASSWORD_METHOD_ID, ROLES, RoleAssignment, StoredFile, Tenant, User, World, guid,
+    role_id, role_name,
 };
 
 pub const USER_TYPE: &str = "Microsoft.DirectoryServices.User";
@@ -72,6 +72,7 @@ macro_rules! or_reply {
 
 mod admission;
 mod delta;
+mod files;
 mod filter;
 mod json;
 mod writes;
@@ -79,6 +80,7 @@ mod writes;
 use admission::{ENABLE_DISABLE, IMMUTABLE_WRITE, PASSWORD_WRITE, ROLE_WRITE, USER_UPDATE};
 pub use admission::{cost, holds, required};
 use delta::delta;
+use files::*;
 use filter::*;
 use json::*;
 pub use json::{group_json, user_json};
@@ -91,11 +93,19 @@ pub struct Call<'a> {
     pub q: &'a Query,
     pub path: &'a str,
     pub body: Option<&'a Value>,
+    /// A file upload's bytes, which are not JSON.
+    pub content: &'a Content,
+}
+
+#[derive(Debug, Default)]
+pub struct Content {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 /// Runs one Graph operation. Permissions from [`required`] were checked by the caller.
 pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
-    let Call { op, ids, q, path, body } = *call;
+    let Call { op, ids, q, path, body, content } = *call;
     let World { tenants, ledger, .. } = w;
     let t = &mut tenants[ti];
     let tid = t.id.clone();
@@ -585,6 +595,8 @@ pub fn execute(w: &mut World, ti: usize, ctx: &Ctx, call: &Call) -> Reply {
             }
         }
         Op::Invite => invite(t, ledger, ctx, ids, body),
+        Op::ChannelFilesFolder => files_folder(t, ctx, ids, q),
+        Op::UploadContent => upload(t, ledger, ctx, ids, content),
         Op::DeletedUsers => {
             let items: Vec<Value> = t.deleted.values().map(|d| deleted_json(t, d)).collect();
             page_or(w, ctx, path, q, items, PageSpec { default_top: 100, max_top: 999, context: "directory/deletedItems/microsoft.graph.user" })
