@@ -21,10 +21,10 @@ use crate::{Outcome, Row, percentile, sorted};
 
 const SECRET: &str = "bench-signing-secret";
 
-pub async fn run(full: bool) -> Outcome {
+pub async fn run(full: bool, postgres: bool) -> Outcome {
     let (rates, seconds): (&[u32], u64) = if full { (&[50, 200, 500], 30) } else { (&[50], 1) };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let db = TestDb::sqlite();
+    let db = if postgres { TestDb::postgres().await } else { TestDb::sqlite() };
     let store = db.store().await;
     let svc = Arc::new(service(store.clone(), clock.clone(), 3, TenantPolicy::default()));
     let run = svc.request(&requester(), request("alice@contoso.com", crash_options())).await.expect("request");
@@ -100,7 +100,7 @@ pub async fn run(full: bool) -> Outcome {
         let lost = commands.saturating_sub(opened);
         let target = if rate == 200 { "p99 ≤ 50 ms; 0 errors, 0 duplicates" } else { "0 errors, 0 duplicates" };
         out.rows.push(Row::new(
-            format!("{rate} req/s × {seconds} s ({:.0} sent/s)", total as f64 / wall),
+            format!("Slack {rate} req/s × {seconds} s on {} ({:.0} sent/s)", db.backend, total as f64 / wall),
             format!("p50 {p50:.1} / p90 {p90:.1} / p99 {p99:.1} / max {max:.1} ms; errors {errors}; duplicates {duplicates}; lost {lost}"),
             target,
         ));
@@ -112,7 +112,7 @@ pub async fn run(full: bool) -> Outcome {
             "commands": commands, "wizards_opened": opened, "duplicates": duplicates, "lost": lost,
         }));
     }
-    out.json.insert("store".into(), json!("sqlite"));
+    out.json.insert("store".into(), json!(db.backend));
     out.json.insert("rates".into(), json!(per_rate));
     db.cleanup().await;
     out

@@ -24,10 +24,10 @@ const APP_ID: &str = "8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
 const TENANT: &str = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
 const CHANNEL: &str = "19:it@thread.tacv2";
 
-pub async fn run(full: bool) -> Outcome {
+pub async fn run(full: bool, postgres: bool) -> Outcome {
     let (rates, seconds): (&[u32], u64) = if full { (&[50, 200, 500], 30) } else { (&[50], 1) };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let db = TestDb::sqlite();
+    let db = if postgres { TestDb::postgres().await } else { TestDb::sqlite() };
     let store = db.store().await;
     let svc = Arc::new(service(store.clone(), clock.clone(), 3, TenantPolicy::default()));
     let run = svc.request(&requester(), request("alice@contoso.com", crash_options())).await.expect("request");
@@ -114,7 +114,7 @@ pub async fn run(full: bool) -> Outcome {
         let (duplicates, lost) = (answered.saturating_sub(messages), messages.saturating_sub(answered));
         let target = if rate == 500 { "p99 ≤ 5 ms; 0 errors, 0 duplicates" } else { "0 errors, 0 duplicates" };
         out.rows.push(Row::new(
-            format!("Teams {rate} req/s × {seconds} s ({:.0} sent/s)", total as f64 / wall),
+            format!("Teams {rate} req/s × {seconds} s on {} ({:.0} sent/s)", db.backend, total as f64 / wall),
             format!("p50 {p50:.1} / p90 {p90:.1} / p99 {p99:.1} / max {max:.1} ms; errors {errors}; duplicates {duplicates}; lost {lost}"),
             target,
         ));
@@ -126,7 +126,7 @@ pub async fn run(full: bool) -> Outcome {
             "messages": messages, "answered": answered, "duplicates": duplicates, "lost": lost,
         }));
     }
-    out.json.insert("store".into(), json!("sqlite"));
+    out.json.insert("store".into(), json!(db.backend));
     out.json.insert("rates".into(), json!(per_rate));
     db.cleanup().await;
     out

@@ -10,7 +10,7 @@
 //!
 //! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
 //! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
-//! B3 cases whose name contains TEXT; `--postgres` puts B3 and B4 on Postgres;
+//! B3 cases whose name contains TEXT; `--postgres` puts B1, B3 and B4 on Postgres;
 //! `--exchange-per-s N` paces Exchange at N calls per second per tenant instead of the
 //! default; `--concurrency N` gives the workers N slots instead of each case's own). `cargo test` runs a short smoke version of each that checks correctness, never
 //! timing.
@@ -72,7 +72,7 @@ const USAGE: &str = "usage: cargo bench -p offboard-bot --bench offboard -- [b1 
   b1 … b6               run only these benchmarks (all when none is named)
   --json FILE           where to write the JSON results
   --case TEXT           only the B3 cases whose name contains TEXT
-  --postgres            B3 and B4 on Postgres (OFFBOARD_TEST_POSTGRES_URL)
+  --postgres            B1, B3 and B4 on Postgres (OFFBOARD_TEST_POSTGRES_URL)
   --exchange-per-s N    pace Exchange at N calls per second per tenant
   --concurrency N       worker slots instead of each case's own
   --smoke               the short versions that `cargo test` runs
@@ -124,8 +124,8 @@ fn main() {
     let mut results: Vec<(&str, Outcome)> = Vec::new();
     rt.block_on(async {
         if wants("b1") {
-            results.push(("B1 ack latency", ack::run(full).await));
-            results.push(("B1t Teams ack latency", ack_teams::run(full).await));
+            results.push(("B1 ack latency", ack::run(full, setup.postgres).await));
+            results.push(("B1t Teams ack latency", ack_teams::run(full, setup.postgres).await));
         }
         if wants("b2") {
             results.push(("B2 time to lockout", lockout::run(full).await));
