@@ -631,3 +631,70 @@ async fn each_delivery_is_first_exactly_once_when_many_arrive_together() {
     })
     .await;
 }
+
+/// The writes acknowledgements wait on, many at once (SQLite commits them together): every
+/// one is done when its call returns, refusals extend one unbroken audit chain, and a draft
+/// saved is read back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgement_writes_arriving_together_are_each_done_when_answered() {
+    for_each_backend(|store, backend| async move {
+        let now = clock().now();
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..150 {
+            let store = store.clone();
+            writes.spawn(async move {
+                let first = store.first_delivery("contract", &format!("ack-{i}"), now, Duration::minutes(5)).await.unwrap();
+                store.save_draft(&format!("draft-{i}"), &format!("{{\"page\":{i}}}"), now + Duration::hours(1)).await.unwrap();
+                let read = store.draft(&format!("draft-{i}"), now).await.unwrap();
+                let refusal = NewAudit::new(format!("slack:U{i}"), "approval.refused").detail(json!({ "reason": "no role" }));
+                store.audit_refusal(refusal, None, now).await.unwrap();
+                if i % 3 == 0 {
+                    store.delete_draft(&format!("draft-{i}")).await.unwrap();
+                }
+                (first, read)
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (first, read) = done.unwrap();
+            assert!(first, "{backend}");
+            assert!(read.is_some_and(|d| d.starts_with("{\"page\":")), "{backend}: a saved draft is read back at once");
+        }
+        let verified = store.verify_audit(&[]).await.unwrap();
+        assert!(verified.is_ok(), "{backend}: {verified:?}");
+        let refused = store.audit_entries(0, 1000).await.unwrap().into_iter().filter(|e| e.action == "approval.refused").count();
+        assert_eq!(refused, 150, "{backend}");
+        assert!(store.draft("draft-0", now).await.unwrap().is_none() && store.draft("draft-1", now).await.unwrap().is_some(), "{backend}");
+    })
+    .await;
+}
+
+/// A write that fails fails alone: the others committed with it still stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_acknowledgement_write_does_not_take_others_with_it() {
+    for_each_backend(|store, backend| async move {
+        let now = clock().now();
+        // Drafts can no longer be written; deliveries still can.
+        match store.db() {
+            Db::Sqlite(p) => sqlx::query("DROP TABLE chat_drafts").execute(p).await.map(|_| ()),
+            Db::Postgres(p) => sqlx::query("DROP TABLE chat_drafts").execute(p).await.map(|_| ()),
+        }
+        .unwrap();
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let store = store.clone();
+            writes.spawn(async move {
+                if i % 2 == 0 {
+                    (true, store.first_delivery("contract", &format!("alone-{i}"), now, Duration::minutes(5)).await.is_ok())
+                } else {
+                    (false, store.save_draft(&format!("d-{i}"), "{}", now).await.is_ok())
+                }
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (delivery, ok) = done.unwrap();
+            assert_eq!(ok, delivery, "{backend}: deliveries succeed, drafts fail");
+        }
+        assert!(!store.first_delivery("contract", "alone-0", now, Duration::minutes(5)).await.unwrap(), "{backend}: the delivery was kept");
+    })
+    .await;
+}

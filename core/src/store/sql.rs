@@ -112,11 +112,22 @@ macro_rules! backend {
 
             pub async fn audit_only(pool: &Pool<Db>, seal: Option<&AuditKey>, a: NewAudit, event: Option<(&RunId, EventKind)>, now: DateTime<Utc>) -> Result<()> {
                 let mut tx = begin(pool).await?;
-                append_audit(&mut tx, seal, &a, now).await?;
-                if let Some((run, kind)) = event {
-                    emit(&mut tx, Some(run.as_str()), a.tenant.as_deref(), &kind, now).await?;
-                }
+                audit_only_in(&mut tx, seal, &a, event, now).await?;
                 tx.commit().await?;
+                Ok(())
+            }
+
+            /// A writing transaction for a batch of the `*_in` writes (SQLite's group commit).
+            #[allow(dead_code)]
+            pub async fn begin_batch(pool: &Pool<Db>) -> Result<Tx> {
+                begin(pool).await
+            }
+
+            pub async fn audit_only_in(tx: &mut Tx, seal: Option<&AuditKey>, a: &NewAudit, event: Option<(&RunId, EventKind)>, now: DateTime<Utc>) -> Result<()> {
+                append_audit(tx, seal, a, now).await?;
+                if let Some((run, kind)) = event {
+                    emit(tx, Some(run.as_str()), a.tenant.as_deref(), &kind, now).await?;
+                }
                 Ok(())
             }
 
@@ -782,6 +793,13 @@ macro_rules! backend {
             }
 
             pub async fn first_delivery(pool: &Pool<Db>, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+                let mut tx = begin(pool).await?;
+                let first = first_delivery_in(&mut tx, source, key, now, ttl).await?;
+                tx.commit().await?;
+                Ok(first)
+            }
+
+            pub async fn first_delivery_in(tx: &mut Tx, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
                 // A key whose time ran out may be used again.
                 let done = sqlx::query(
                     "INSERT INTO deliveries (source, key, expires_ms) VALUES ($1, $2, $3) \
@@ -791,12 +809,19 @@ macro_rules! backend {
                 .bind(key)
                 .bind(to_ms(now + ttl))
                 .bind(to_ms(now))
-                .execute(pool)
+                .execute(&mut **tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             pub async fn save_draft(pool: &Pool<Db>, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
+                let mut tx = begin(pool).await?;
+                save_draft_in(&mut tx, key, draft, expires).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn save_draft_in(tx: &mut Tx, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO chat_drafts (key, draft, expires_ms) VALUES ($1, $2, $3) \
                      ON CONFLICT (key) DO UPDATE SET draft = excluded.draft, expires_ms = excluded.expires_ms",
@@ -804,7 +829,7 @@ macro_rules! backend {
                 .bind(key)
                 .bind(draft)
                 .bind(to_ms(expires))
-                .execute(pool)
+                .execute(&mut **tx)
                 .await?;
                 Ok(())
             }
@@ -815,7 +840,14 @@ macro_rules! backend {
             }
 
             pub async fn delete_draft(pool: &Pool<Db>, key: &str) -> Result<()> {
-                sqlx::query("DELETE FROM chat_drafts WHERE key = $1").bind(key).execute(pool).await?;
+                let mut tx = begin(pool).await?;
+                delete_draft_in(&mut tx, key).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn delete_draft_in(tx: &mut Tx, key: &str) -> Result<()> {
+                sqlx::query("DELETE FROM chat_drafts WHERE key = $1").bind(key).execute(&mut **tx).await?;
                 Ok(())
             }
 
