@@ -123,6 +123,17 @@ struct Stored {
     /// Where it was opened from.
     #[serde(default)]
     origin: Option<String>,
+    /// The last answers a page refused, as typed, for a platform that shows the page again
+    /// only from a button (Discord: a modal cannot answer a modal).
+    #[serde(default)]
+    attempt: Option<Attempt>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Attempt {
+    page: usize,
+    values: Values,
+    errors: Vec<FieldError>,
 }
 
 pub struct Conversation {
@@ -239,7 +250,18 @@ impl Conversation {
     }
 
     async fn keep(&self, actor: &Actor, key: &str, draft: &Draft, origin: Option<String>) -> Result<(), crate::store::StoreError> {
-        let text = serde_json::to_string(&Stored { owner: actor.key(), draft: draft.clone(), origin }).expect("a draft serialises");
+        self.keep_attempt(actor, key, draft, origin, None).await
+    }
+
+    async fn keep_attempt(
+        &self,
+        actor: &Actor,
+        key: &str,
+        draft: &Draft,
+        origin: Option<String>,
+        attempt: Option<Attempt>,
+    ) -> Result<(), crate::store::StoreError> {
+        let text = serde_json::to_string(&Stored { owner: actor.key(), draft: draft.clone(), origin, attempt }).expect("a draft serialises");
         self.svc.store().save_draft(key, &text, self.svc.now() + DRAFT_TTL).await
     }
 
@@ -265,6 +287,10 @@ impl Conversation {
             return Submitted::Gone(Text::plain("This wizard has no such page. Please start again."));
         }
         if let Err(errors) = draft.apply(page, values, &self.svc) {
+            let attempt = Attempt { page, values: values.clone(), errors: errors.clone() };
+            if let Err(e) = self.keep_attempt(actor, key, &draft, origin, Some(attempt)).await {
+                tracing::warn!(error = %e, "could not keep a page's refused answers");
+            }
             let mut again = self.page(key, page, &draft, errors);
             // Shown as typed, not as the draft would refill it.
             again.values.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -285,9 +311,21 @@ impl Conversation {
 
     /// A page of a wizard in progress, shown again with `errors`: for a platform whose
     /// dialog closed before the answer came (Teams), reopened from a button.
+    /// The page's last refused answers come back as typed, with their errors unless
+    /// `errors` names others.
     pub async fn reopen(&self, actor: &Actor, key: &str, page: usize, errors: Vec<FieldError>) -> Option<Page> {
-        let draft = self.load(actor, key).await?;
-        (page < self.svc.wizard().len()).then(|| self.page(key, page, &draft, errors))
+        let stored = self.stored(actor, key).await?;
+        if page >= self.svc.wizard().len() {
+            return None;
+        }
+        let mut shown = self.page(key, page, &stored.draft, errors);
+        if let Some(a) = stored.attempt.filter(|a| a.page == page) {
+            shown.values.extend(a.values);
+            if shown.errors.is_empty() {
+                shown.errors = a.errors;
+            }
+        }
+        Some(shown)
     }
 
     /// Whether the tenant has the user the first page names: one directory read, asked

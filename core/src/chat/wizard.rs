@@ -48,7 +48,7 @@ pub struct Field {
     pub hint: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -65,7 +65,7 @@ pub struct Form {
 }
 
 /// A submitted value: text, or the chosen values of a select or checkbox group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Value {
     Text(String),
     Chosen(Vec<String>),

@@ -1,0 +1,215 @@
+//! Core's conversation as Discord shows it: each wizard page a modal (Labels around text
+//! inputs and string selects), replies as messages in Discord's markdown with every value
+//! escaped, and the buttons that carry a wizard from one modal to the next (a modal cannot
+//! answer a modal).
+
+use offboard_core::chat::conversation::{Span, Text};
+use offboard_core::chat::{Badge, FieldKind, Form, Page, RunView, Value as Answer, Values};
+use offboard_core::snapshot::Person;
+use serde_json::{Value, json};
+
+use crate::wire::{
+    self, ACTION_ROW, BUTTON, Input, Label, MAX_BUTTON_LABEL, MAX_CONTENT, MAX_OPTION_TEXT, Modal, ModalSubmit, StringSelect, TextInput, TopLevel, clip,
+};
+
+/// Interaction callback types.
+pub const PONG: u8 = 1;
+pub const MESSAGE: u8 = 4;
+pub const UPDATE: u8 = 7;
+pub const AUTOCOMPLETE: u8 = 8;
+pub const OPEN_MODAL: u8 = 9;
+/// Only the person who acted sees the message.
+pub const EPHEMERAL: u64 = 64;
+
+/// What a modal's or a button's `custom_id` says: `wizard|KEY|PAGE` and so on.
+pub const WIZARD: &str = "wizard";
+pub const CONTINUE: &str = "continue";
+pub const CORRECT: &str = "correct";
+
+pub fn custom_id(kind: &str, key: &str, page: usize) -> String {
+    format!("{kind}|{key}|{page}")
+}
+
+/// `(kind, key, page)` from a `custom_id` made by [`custom_id`].
+pub fn read_custom_id(id: &str) -> Option<(&str, &str, usize)> {
+    let mut parts = id.splitn(3, '|');
+    let (kind, key, page) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((kind, key, page.parse().ok()?))
+}
+
+/// Discord's markdown made inert: a value can neither format nor mention (`<@…>` needs its
+/// `<`; `@everyone` pings nobody, as every message allows no mentions).
+pub fn inert(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | '<') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Core's words in Discord's markdown.
+pub fn said(t: &Text) -> String {
+    let text: String =
+        t.0.iter()
+            .map(|s| match s {
+                Span::Plain(p) => inert(p),
+                Span::Strong(p) => format!("**{}**", inert(p)),
+                Span::Code(p) => format!("`{}`", p.replace('`', "'")),
+                Span::Break => "\n".into(),
+            })
+            .collect();
+    clip(&text, MAX_CONTENT)
+}
+
+fn text_of(v: Option<&Answer>) -> String {
+    match v {
+        Some(Answer::Text(t)) => t.clone(),
+        Some(Answer::Chosen(c)) => c.join(", "),
+        None => String::new(),
+    }
+}
+
+/// A wizard page as a modal: one Label per field, its error (else its hint) as the Label's
+/// description, the answers so far filled in.
+pub fn modal(p: &Page) -> Modal {
+    let components = p
+        .form
+        .fields
+        .iter()
+        .take(wire::MAX_COMPONENTS)
+        .map(|f| {
+            let current = p.values.get(f.id);
+            let input = match &f.kind {
+                FieldKind::Text { multiline, placeholder } => Input::Text(TextInput::new(f.id, *multiline, f.required, placeholder, &text_of(current))),
+                // A modal cannot search as one types: the address, completed earlier by the
+                // command's user option.
+                FieldKind::User => Input::Text(TextInput::new(f.id, false, f.required, "name@company.com", &text_of(current))),
+                FieldKind::Select(choices) | FieldKind::Checkboxes(choices) => {
+                    let chosen: Vec<String> = match current {
+                        Some(Answer::Chosen(c)) => c.clone(),
+                        Some(Answer::Text(t)) => vec![t.clone()],
+                        None => vec![],
+                    };
+                    let options: Vec<(&str, &str, bool)> = choices.iter().map(|c| (c.value.as_str(), c.label.as_str(), chosen.contains(&c.value))).collect();
+                    Input::Select(StringSelect::new(f.id, &options, matches!(f.kind, FieldKind::Checkboxes(_)), f.required))
+                }
+            };
+            let error = p.errors.iter().find(|e| e.field == f.id).map(|e| format!("⚠️ {}", e.message));
+            TopLevel::Label(Label::new(f.label, error.as_deref().or(f.hint), input))
+        })
+        .collect();
+    let title = format!("Offboard · {} of {} · {}", p.form.page + 1, p.form.pages, p.form.title);
+    Modal { custom_id: custom_id(WIZARD, &p.key, p.form.page), title: clip(&title, wire::MAX_TITLE), components }
+}
+
+/// The callback that opens a page's modal.
+pub fn open_modal(p: &Page) -> Value {
+    json!({ "type": OPEN_MODAL, "data": modal(p) })
+}
+
+/// A page's answers from a modal submission: selects as chosen values, inputs as text.
+pub fn answers(form: &Form, submit: &ModalSubmit) -> Values {
+    let mut out = Values::new();
+    for input in submit.inputs() {
+        let Some(f) = form.fields.iter().find(|f| f.id == input.custom_id) else { continue };
+        let v = match &f.kind {
+            FieldKind::Select(_) | FieldKind::Checkboxes(_) => Answer::Chosen(input.values.clone().unwrap_or_default()),
+            FieldKind::Text { .. } | FieldKind::User => Answer::Text(input.value.clone().unwrap_or_default()),
+        };
+        out.insert(f.id.to_string(), v);
+    }
+    out
+}
+
+fn button(label: &str, custom_id: String, style: u8) -> Value {
+    json!({ "type": BUTTON, "style": style, "label": clip(label, MAX_BUTTON_LABEL), "custom_id": custom_id })
+}
+
+/// A message only the person who acted sees.
+pub fn ephemeral(content: &str) -> Value {
+    json!({ "type": MESSAGE, "data": { "content": clip(content, MAX_CONTENT), "flags": EPHEMERAL, "allowed_mentions": { "parse": [] } } })
+}
+
+/// Between two pages: a modal cannot open a modal, so a button that opens the next.
+pub fn next_page(p: &Page) -> Value {
+    let content = format!("Page {} of {} is saved. Next: **{}**.", p.form.page, p.form.pages, inert(p.form.title));
+    let row =
+        json!({ "type": ACTION_ROW, "components": [button(&format!("Continue to page {}", p.form.page + 1), custom_id(CONTINUE, &p.key, p.form.page), 1)] });
+    json!({ "type": MESSAGE, "data": { "content": content, "flags": EPHEMERAL, "components": [row], "allowed_mentions": { "parse": [] } } })
+}
+
+/// A page to correct: what is wrong, and a button that reopens it with the answers kept.
+pub fn correct(p: &Page) -> Value {
+    let mut lines = vec![format!("**Page {} of {}** needs correcting:", p.form.page + 1, p.form.pages)];
+    lines.extend(p.errors.iter().map(|e| format!("⚠️ {}", inert(&e.message))));
+    let row = json!({ "type": ACTION_ROW, "components": [button(&format!("Correct page {}", p.form.page + 1), custom_id(CORRECT, &p.key, p.form.page), 1)] });
+    json!({ "type": MESSAGE, "data": { "content": clip(&lines.join("\n"), MAX_CONTENT), "flags": EPHEMERAL, "components": [row], "allowed_mentions": { "parse": [] } } })
+}
+
+pub fn badge(b: Badge) -> &'static str {
+    match b {
+        Badge::Pending => "▫️",
+        Badge::Running => "⏳",
+        Badge::Done => "✅",
+        Badge::Skipped => "⏭️",
+        Badge::Failed => "❌",
+        Badge::Attention => "⚠️",
+        Badge::NotRun => "➖",
+    }
+}
+
+/// A run's steps as one message.
+pub fn status(v: &RunView) -> String {
+    let mut lines = vec![format!("**Offboarding {}** · {} · run `{}`", inert(&v.target_upn), v.state.label(), v.run_id)];
+    lines.extend(v.lines.iter().map(|l| format!("{} {}", badge(l.badge), inert(&l.text()))));
+    clip(&lines.join("\n"), MAX_CONTENT)
+}
+
+/// People found as someone types the user option.
+pub fn autocomplete(found: &[Person]) -> Value {
+    let choices: Vec<Value> = found
+        .iter()
+        .take(25)
+        .map(|p| {
+            let blocked = if p.enabled { "" } else { ", sign-in blocked" };
+            json!({ "name": clip(&format!("{} ({}){blocked}", p.display_name, p.upn), MAX_OPTION_TEXT), "value": clip(p.upn.as_str(), MAX_OPTION_TEXT) })
+        })
+        .collect();
+    json!({ "type": AUTOCOMPLETE, "data": { "choices": choices } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offboard_core::chat::FieldError;
+
+    fn page(n: usize) -> Page {
+        let form = offboard_core::chat::wizard(&[], &[]).swap_remove(n);
+        Page { key: "discord:1200000000000000001".into(), form, values: Values::new(), errors: vec![], origin: Some("1100000000000000001".into()) }
+    }
+
+    #[test]
+    fn every_page_and_message_as_discord_gets_it() {
+        let pages = offboard_core::chat::wizard(&[], &[]).len();
+        for n in 0..pages {
+            insta::assert_json_snapshot!(format!("modal_{n}"), open_modal(&page(n)));
+        }
+        let mut first = page(0);
+        first.values.insert("user".into(), Answer::Text("alice@contoso.com".into()));
+        first.values.insert("preset".into(), Answer::Chosen(vec!["standard-leaver".into()]));
+        first.errors = vec![FieldError { field: "user".into(), message: "No user alice@contoso.com in contoso.com".into() }];
+        insta::assert_json_snapshot!("modal_with_error", open_modal(&first));
+        insta::assert_json_snapshot!("next_page", next_page(&page(1)));
+        insta::assert_json_snapshot!("correct", correct(&first));
+        insta::assert_json_snapshot!("help", ephemeral(&crate::commands::help()));
+    }
+
+    #[test]
+    fn values_are_inert() {
+        assert_eq!(inert("<@123> **now** [x](https://evil.example)"), "\\<@123\\> \\*\\*now\\*\\* \\[x\\]\\(https://evil.example\\)");
+        assert_eq!(read_custom_id(&custom_id(WIZARD, "discord:12", 3)), Some((WIZARD, "discord:12", 3)));
+    }
+}
