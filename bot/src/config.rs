@@ -19,7 +19,9 @@ use offboard_core::service::Tenant;
 use offboard_m365::{Credential, Endpoints, Settings, TenantConfig, Tenants};
 use offboard_notify::{Channel, Format, Smtp, SmtpTls, Target, Webhook};
 
+mod discord;
 mod teams;
+pub use discord::DiscordEntry;
 pub use teams::TeamsEntry;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,8 @@ pub struct Config {
     pub slack: Option<SlackEntry>,
     #[serde(default)]
     pub teams: Option<TeamsEntry>,
+    #[serde(default)]
+    pub discord: Option<DiscordEntry>,
     #[serde(default)]
     pub http: Http,
     #[serde(default)]
@@ -570,6 +574,9 @@ impl Config {
         if let Some(t) = &self.teams {
             t.check(secrets)?;
         }
+        if let Some(d) = &self.discord {
+            d.check(secrets)?;
+        }
         if let Some(s) = &self.slack {
             if s.approvals_channel.trim().is_empty() {
                 return Err(key_error("slack.approvals_channel", "the channel id where plans are posted for approval is required"));
@@ -758,6 +765,9 @@ impl Config {
         if let Some(t) = &self.teams {
             routes.default_for("teams", &t.approvals_channel);
         }
+        if let Some(d) = &self.discord {
+            routes.default_for("discord", &d.approvals_channel);
+        }
         if let Some(s) = &self.slack {
             routes.default_for("slack", &s.approvals_channel);
         }
@@ -825,6 +835,13 @@ impl Config {
                 s.push_str(&format!("  teams      app {} in tenant {}, approvals in {} via {}\n", t.app_id, t.tenant_id, t.approvals_channel, t.service_url))
             }
             None => s.push_str("  teams      off\n"),
+        }
+        match &self.discord {
+            Some(d) => s.push_str(&format!(
+                "  discord    application {} in server {}, approvals in {} via {}\n",
+                d.application_id, d.guild_id, d.approvals_channel, d.api_url
+            )),
+            None => s.push_str("  discord    off\n"),
         }
         for n in &self.notify {
             s.push_str(&format!(

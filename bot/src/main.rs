@@ -13,6 +13,7 @@ use offboard_report::PublicKey;
 
 mod config;
 mod demo;
+mod discord_register;
 mod doctor;
 mod evidence;
 mod http;
@@ -109,6 +110,18 @@ enum Command {
         #[command(subcommand)]
         command: TeamsCommand,
     },
+    /// Discord.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCommand {
+    /// Register /offboard and /offboards in the configured server (or globally), from the
+    /// same definitions the bot reads interactions against.
+    Register(discord_register::RegisterArgs),
 }
 
 #[derive(Subcommand)]
@@ -251,6 +264,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => return demo::run(args, &mut out).await,
         Command::Teams { command: TeamsCommand::Package(args) } => return teams_package::run(args, &mut out),
+        Command::Discord { command: DiscordCommand::Register(args) } => {
+            let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
+            return discord_register::run(&cfg, args, &mut out).await;
+        }
         Command::Serve(args) => {
             let Some(cfg) = configuration(&cli) else { return Ok(ExitCode::from(1)) };
             init_logs(cfg.log.json, cfg.log.level.as_deref());
@@ -348,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Serve(_)
         | Command::Doctor
         | Command::Teams { .. }
+        | Command::Discord { .. }
         | Command::Request(_)
         | Command::Runs { command: RunsCommand::Cancel { .. } | RunsCommand::RunNow { .. } }
         | Command::Config { .. }

@@ -60,6 +60,7 @@ struct Health {
     started: Instant,
     slack: Option<Arc<offboard_slack::server::SlackApp>>,
     teams: Option<Arc<offboard_teams::server::TeamsApp>>,
+    discord: Option<Arc<offboard_discord::server::DiscordApp>>,
     steps: Arc<StepDurations>,
     ready: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, String)>>>,
 }
@@ -242,6 +243,9 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     if let Some(teams) = &h.teams {
         out.push_str(&teams.ack.render("offboard_teams_ack_seconds", "Teams"));
     }
+    if let Some(discord) = &h.discord {
+        out.push_str(&discord.ack.render("offboard_discord_ack_seconds", "Discord"));
+    }
     out.push_str("# HELP offboard_uptime_seconds Seconds since start.\n# TYPE offboard_uptime_seconds gauge\n");
     out.push_str(&format!("offboard_uptime_seconds {}\n", h.started.elapsed().as_secs()));
     (StatusCode::OK, out)
@@ -359,8 +363,31 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
         }
     }
-    let health =
-        Health { store: store.clone(), m365: m365.clone(), started, slack: slack_app, teams: teams_app, steps: durations.clone(), ready: Default::default() };
+    let mut discord_app = None;
+    if let Some(discord) = &cfg.discord {
+        let api = Arc::new(discord.api()?);
+        let verifier = offboard_discord::verify::Verifier::new(discord.public_key(), clock.clone());
+        let app = offboard_discord::server::DiscordApp::new(svc.clone(), m365.clone(), cfg.routes(), verifier, api.clone(), clock.clone());
+        router = router.merge(app.router());
+        discord_app = Some(app);
+        if !args.no_relay {
+            let surface = Arc::new(offboard_discord::surface::DiscordSurface::new(api));
+            let reports = Arc::new(RunReports { evidence: evidence.clone(), store: store.clone(), links: links.clone() });
+            let relay = Relay::new(store.clone(), surface, "discord", cfg.routes(), Some(reports), templates.clone(), clock.clone());
+            let stop = shutdown();
+            tasks.spawn(async move { relay.run_until(Duration::from_millis(250), stop).await });
+        }
+    }
+    let health = Health {
+        store: store.clone(),
+        m365: m365.clone(),
+        started,
+        slack: slack_app,
+        teams: teams_app,
+        discord: discord_app,
+        steps: durations.clone(),
+        ready: Default::default(),
+    };
     let mut router = router.route("/healthz", get(healthz));
     if let Some(links) = links {
         router = router.merge(report_downloads(links, evidence.clone(), store.clone(), clock.clone()));

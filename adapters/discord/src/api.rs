@@ -63,14 +63,92 @@ impl DiscordApi {
         self.call(reqwest::Method::POST, &path, "follow-ups", Some(message), false).await.map(|_| ())
     }
 
+    /// Posts a message into a channel or thread; its id.
+    pub async fn send(&self, channel: &str, message: &Value) -> Result<String, ApiError> {
+        let v = self.call(reqwest::Method::POST, &format!("/channels/{channel}/messages"), &format!("messages {channel}"), Some(message), true).await?;
+        id_of(&v)
+    }
+
+    pub async fn edit(&self, channel: &str, message_id: &str, message: &Value) -> Result<(), ApiError> {
+        let path = format!("/channels/{channel}/messages/{message_id}");
+        self.call(reqwest::Method::PATCH, &path, &format!("edits {channel}"), Some(message), true).await.map(|_| ())
+    }
+
+    /// A thread started from a message; its id (Discord gives it the message's).
+    pub async fn thread(&self, channel: &str, message_id: &str, name: &str) -> Result<String, ApiError> {
+        let path = format!("/channels/{channel}/messages/{message_id}/threads");
+        let body = serde_json::json!({ "name": crate::wire::clip(name, 100), "auto_archive_duration": 10080 });
+        let v = self.call(reqwest::Method::POST, &path, &format!("threads {channel}"), Some(&body), true).await?;
+        id_of(&v)
+    }
+
+    /// The direct-message channel with a user.
+    pub async fn dm_channel(&self, user: &str) -> Result<String, ApiError> {
+        let body = serde_json::json!({ "recipient_id": user });
+        let v = self.call(reqwest::Method::POST, "/users/@me/channels", "dm channels", Some(&body), true).await?;
+        id_of(&v)
+    }
+
+    /// Posts `message` with a file attached (multipart: `payload_json` and `files[0]`).
+    pub async fn upload(&self, channel: &str, message: &Value, name: &str, bytes: &[u8]) -> Result<String, ApiError> {
+        let route = format!("messages {channel}");
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            self.wait_for(&route).await;
+            let mut payload = message.clone();
+            payload["attachments"] = serde_json::json!([{ "id": 0, "filename": name }]);
+            let file = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()).mime_str("application/pdf").expect("a valid MIME type");
+            let form = reqwest::multipart::Form::new().text("payload_json", payload.to_string()).part("files[0]", file);
+            let r = self
+                .http
+                .post(format!("{}/channels/{channel}/messages", self.base))
+                .header("authorization", format!("Bot {}", self.bot_token.expose()))
+                .multipart(form)
+                .send()
+                .await
+                .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+            match self.answer(r, &route, tries).await? {
+                Some(v) => return id_of(&v),
+                None => continue,
+            }
+        }
+    }
+
+    async fn wait_for(&self, route: &str) {
+        let until = self.blocked.lock().expect("blocked lock").get(route).copied();
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+
+    /// The answer's JSON; `None` when a 429 was waited out and the call should repeat.
+    async fn answer(&self, r: reqwest::Response, route: &str, tries: u32) -> Result<Option<Value>, ApiError> {
+        let status = r.status().as_u16();
+        let header_wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<f64>().ok());
+        let text = r.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status == 429 {
+            let secs = v["retry_after"].as_f64().or(header_wait).unwrap_or(1.0).max(0.0);
+            let wait = Duration::from_secs_f64(secs);
+            self.blocked.lock().expect("blocked lock").insert(route.to_string(), Instant::now() + wait);
+            if wait > MAX_WAIT || tries >= TRIES {
+                return Err(ApiError::RetryAfter(wait));
+            }
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            let message = v["message"].as_str().map(String::from).unwrap_or(text);
+            return Err(ApiError::Refused { status, message });
+        }
+        Ok(Some(v))
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, route: &str, body: Option<&Value>, bot: bool) -> Result<Value, ApiError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let until = self.blocked.lock().expect("blocked lock").get(route).copied();
-            if let Some(until) = until {
-                tokio::time::sleep_until(until.into()).await;
-            }
+            self.wait_for(route).await;
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
             if bot {
                 req = req.header("authorization", format!("Bot {}", self.bot_token.expose()));
@@ -79,24 +157,13 @@ impl DiscordApi {
                 req = req.json(b);
             }
             let r = req.send().await.map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
-            let status = r.status().as_u16();
-            let header_wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<f64>().ok());
-            let text = r.text().await.unwrap_or_default();
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if status == 429 {
-                let secs = v["retry_after"].as_f64().or(header_wait).unwrap_or(1.0).max(0.0);
-                let wait = Duration::from_secs_f64(secs);
-                self.blocked.lock().expect("blocked lock").insert(route.to_string(), Instant::now() + wait);
-                if wait > MAX_WAIT || tries >= TRIES {
-                    return Err(ApiError::RetryAfter(wait));
-                }
-                continue;
+            if let Some(v) = self.answer(r, route, tries).await? {
+                return Ok(v);
             }
-            if !(200..300).contains(&status) {
-                let message = v["message"].as_str().map(String::from).unwrap_or(text);
-                return Err(ApiError::Refused { status, message });
-            }
-            return Ok(v);
         }
     }
+}
+
+fn id_of(v: &Value) -> Result<String, ApiError> {
+    v["id"].as_str().map(String::from).ok_or_else(|| ApiError::Refused { status: 200, message: "Discord's answer named no id".into() })
 }

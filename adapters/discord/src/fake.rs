@@ -1,7 +1,9 @@
 //! A local Discord for tests and the demo, over real HTTP under `/api/v10`: command
 //! registration (bulk overwrite, global or per guild, checked against Discord's naming
 //! rules), follow-ups on interaction tokens (refused after 15 minutes, as Discord does),
-//! 429 injection, and every call recorded. [`Driver`] signs interactions with a generated
+//! channel messages as JSON or multipart with files (10 MiB each), edits, threads started
+//! from messages (one per message), direct-message channels, 429 injection, and every
+//! call recorded. [`Driver`] signs interactions with a generated
 //! Ed25519 key, as Discord signs them.
 
 use std::collections::HashMap;
@@ -27,9 +29,27 @@ pub struct Call {
     pub status: u16,
 }
 
+/// A message the bot posted, as Discord holds it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: String,
+    pub id: String,
+    pub body: Value,
+    pub edits: u32,
+    /// Attached files: name and bytes.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Discord's default upload limit per file.
+pub const MAX_FILE: usize = 10 * 1024 * 1024;
+
 #[derive(Default)]
 struct Inner {
     calls: Vec<Call>,
+    messages: Vec<Message>,
+    /// Channels and threads that exist, with a thread's parent channel.
+    channels: HashMap<String, Option<String>>,
+    next_id: u64,
     /// Registered commands, by scope (`global` or a guild id).
     commands: HashMap<String, Vec<Value>>,
     /// Interaction tokens and when they were issued.
@@ -56,6 +76,10 @@ impl FakeDiscord {
             .route("/api/v10/applications/{app}/commands", put(global_commands))
             .route("/api/v10/applications/{app}/guilds/{guild}/commands", put(guild_commands))
             .route("/api/v10/webhooks/{app}/{token}", post(followup))
+            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route("/api/v10/channels/{channel}/messages/{id}", axum::routing::patch(edit_message))
+            .route("/api/v10/channels/{channel}/messages/{id}/threads", post(start_thread))
+            .route("/api/v10/users/@me/channels", post(dm_channel))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         fake
@@ -73,6 +97,30 @@ impl FakeDiscord {
     /// The commands registered globally (`None`) or in a guild.
     pub fn commands(&self, guild: Option<&str>) -> Vec<Value> {
         self.inner.lock().expect("fake lock").commands.get(guild.unwrap_or("global")).cloned().unwrap_or_default()
+    }
+
+    /// A text channel the bot can post in.
+    pub fn add_channel(&self, id: &str) {
+        self.inner.lock().expect("fake lock").channels.insert(id.into(), None);
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner.lock().expect("fake lock").messages.clone()
+    }
+
+    /// The thread started from message `id`, if any, with its parent channel.
+    pub fn thread_of(&self, id: &str) -> Option<String> {
+        self.inner.lock().expect("fake lock").channels.get(id).cloned().flatten()
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bot {}", self.bot_token))
+    }
+
+    fn next_id(&self) -> String {
+        let mut inner = self.inner.lock().expect("fake lock");
+        inner.next_id += 1;
+        format!("14{:017}", inner.next_id)
     }
 
     /// An interaction token Discord issued `age` ago.
@@ -201,6 +249,189 @@ async fn followup(State(fake): State<FakeDiscord>, Path((app, token)): Path<(Str
     }
     fake.record("POST", path, body.clone(), 200);
     axum::Json(json!({ "id": "1300000000000000001", "content": body["content"] })).into_response()
+}
+
+/// What Discord refuses in a message body: content over 2,000 characters, more than five
+/// rows or five buttons in a row, a `custom_id` over 100 characters or used twice.
+pub fn message_problems(body: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let content = body["content"].as_str().unwrap_or_default().chars().count();
+    if content > 2000 {
+        problems.push(format!("content of {content} characters (at most 2000)"));
+    }
+    let rows = body["components"].as_array().cloned().unwrap_or_default();
+    if rows.len() > 5 {
+        problems.push(format!("{} rows (at most 5)", rows.len()));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for row in &rows {
+        let items = row["components"].as_array().cloned().unwrap_or_default();
+        if items.len() > 5 {
+            problems.push(format!("{} components in a row (at most 5)", items.len()));
+        }
+        for c in items {
+            if let Some(id) = c["custom_id"].as_str() {
+                if id.chars().count() > 100 {
+                    problems.push(format!("custom_id of {} characters (at most 100)", id.chars().count()));
+                }
+                if !ids.insert(id.to_string()) {
+                    problems.push(format!("custom_id {id:?} used twice"));
+                }
+            }
+            if c["label"].as_str().is_some_and(|l| l.chars().count() > 80) {
+                problems.push("a button label over 80 characters".into());
+            }
+        }
+    }
+    for e in body["embeds"].as_array().into_iter().flatten() {
+        if e["description"].as_str().is_some_and(|d| d.chars().count() > 4096) {
+            problems.push("an embed description over 4096 characters".into());
+        }
+        let fields = e["fields"].as_array().cloned().unwrap_or_default();
+        if fields.len() > 25 {
+            problems.push(format!("{} embed fields (at most 25)", fields.len()));
+        }
+        for f in fields {
+            if f["name"].as_str().is_some_and(|n| n.chars().count() > 256) || f["value"].as_str().is_some_and(|v| v.chars().count() > 1024) {
+                problems.push("an embed field over its limit (name 256, value 1024)".into());
+            }
+        }
+    }
+    problems
+}
+
+async fn create_message(State(fake): State<FakeDiscord>, Path(channel): Path<String>, headers: HeaderMap, req: axum::extract::Request) -> Response {
+    let path = format!("/channels/{channel}/messages");
+    let multipart = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("multipart/form-data"));
+    let (body, files) = if multipart {
+        let Ok(mut form) = <axum::extract::Multipart as axum::extract::FromRequest<FakeDiscord>>::from_request(req, &fake).await else {
+            return refused(StatusCode::BAD_REQUEST, 50109, "The request body contains invalid multipart data");
+        };
+        let (mut body, mut files) = (Value::Null, Vec::new());
+        while let Ok(Some(part)) = form.next_field().await {
+            let name = part.name().unwrap_or_default().to_string();
+            let file = part.file_name().map(String::from);
+            let Ok(bytes) = part.bytes().await else { return refused(StatusCode::PAYLOAD_TOO_LARGE, 40005, "Request entity too large") };
+            match (name.as_str(), file) {
+                ("payload_json", _) => body = serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                (n, Some(f)) if n.starts_with("files[") => files.push((f, bytes.to_vec())),
+                _ => {}
+            }
+        }
+        (body, files)
+    } else {
+        let Ok(bytes) = axum::body::to_bytes(req.into_body(), 1 << 20).await else { return refused(StatusCode::BAD_REQUEST, 50109, "bad body") };
+        (serde_json::from_slice(&bytes).unwrap_or(Value::Null), vec![])
+    };
+    if let Some(r) = fake.throttled("POST", &path, &body) {
+        return r;
+    }
+    if !fake.authorised(&headers) {
+        fake.record("POST", path, body, 401);
+        return refused(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    if !fake.inner.lock().expect("fake lock").channels.contains_key(&channel) {
+        fake.record("POST", path, body, 404);
+        return refused(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    }
+    if files.iter().any(|(_, b)| b.len() > MAX_FILE) {
+        fake.record("POST", path, body, 413);
+        return refused(StatusCode::PAYLOAD_TOO_LARGE, 40005, "Request entity too large");
+    }
+    let problems = message_problems(&body);
+    if !problems.is_empty() {
+        fake.record("POST", path, body, 400);
+        return refused(StatusCode::BAD_REQUEST, 50035, &format!("Invalid Form Body: {}", problems.join("; ")));
+    }
+    let id = fake.next_id();
+    fake.inner.lock().expect("fake lock").messages.push(Message { channel: channel.clone(), id: id.clone(), body: body.clone(), edits: 0, files });
+    fake.record("POST", path, body, 200);
+    axum::Json(json!({ "id": id, "channel_id": channel })).into_response()
+}
+
+async fn edit_message(
+    State(fake): State<FakeDiscord>,
+    Path((channel, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let path = format!("/channels/{channel}/messages/{id}");
+    if let Some(r) = fake.throttled("PATCH", &path, &body) {
+        return r;
+    }
+    if !fake.authorised(&headers) {
+        fake.record("PATCH", path, body, 401);
+        return refused(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let problems = message_problems(&body);
+    if !problems.is_empty() {
+        fake.record("PATCH", path, body, 400);
+        return refused(StatusCode::BAD_REQUEST, 50035, &format!("Invalid Form Body: {}", problems.join("; ")));
+    }
+    let found = {
+        let mut inner = fake.inner.lock().expect("fake lock");
+        match inner.messages.iter_mut().find(|m| m.channel == channel && m.id == id) {
+            Some(m) => {
+                m.body = body.clone();
+                m.edits += 1;
+                true
+            }
+            None => false,
+        }
+    };
+    fake.record("PATCH", path, body, if found { 200 } else { 404 });
+    if !found {
+        return refused(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    }
+    axum::Json(json!({ "id": id, "channel_id": channel })).into_response()
+}
+
+async fn start_thread(
+    State(fake): State<FakeDiscord>,
+    Path((channel, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let path = format!("/channels/{channel}/messages/{id}/threads");
+    if let Some(r) = fake.throttled("POST", &path, &body) {
+        return r;
+    }
+    if !fake.authorised(&headers) {
+        fake.record("POST", path, body, 401);
+        return refused(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let name = body["name"].as_str().unwrap_or_default().chars().count();
+    let status = {
+        let mut inner = fake.inner.lock().expect("fake lock");
+        if !inner.messages.iter().any(|m| m.channel == channel && m.id == id) {
+            404
+        } else if inner.channels.contains_key(&id) {
+            400
+        } else if !(1..=100).contains(&name) {
+            422
+        } else {
+            inner.channels.insert(id.clone(), Some(channel.clone()));
+            200
+        }
+    };
+    fake.record("POST", path, body, status);
+    match status {
+        404 => refused(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+        400 => refused(StatusCode::BAD_REQUEST, 160004, "A thread has already been created for this message"),
+        422 => refused(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name must be 1 to 100 characters"),
+        _ => axum::Json(json!({ "id": id, "parent_id": channel, "type": 11 })).into_response(),
+    }
+}
+
+async fn dm_channel(State(fake): State<FakeDiscord>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+    if !fake.authorised(&headers) {
+        fake.record("POST", "/users/@me/channels".into(), body, 401);
+        return refused(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let id = format!("dm-{}", body["recipient_id"].as_str().unwrap_or_default());
+    fake.inner.lock().expect("fake lock").channels.insert(id.clone(), None);
+    fake.record("POST", "/users/@me/channels".into(), body, 200);
+    axum::Json(json!({ "id": id, "type": 1 })).into_response()
 }
 
 /// Sends interactions to the bot's endpoint, signed as Discord signs them.

@@ -21,9 +21,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use offboard_core::chat::acks::AckLatency;
 use offboard_core::chat::relay::Routes;
-use offboard_core::chat::{Conversation, Finished, Reply, Submitted};
+use offboard_core::chat::{ButtonValue, Clicked, Conversation, Finished, Reply, Submitted};
 use offboard_core::clock::Clock;
 use offboard_core::domain::Actor;
+use offboard_core::domain::RunId;
 use offboard_core::service::Offboarding;
 use offboard_core::snapshot::Directory;
 use serde_json::{Value, json};
@@ -173,6 +174,18 @@ async fn submit(app: &Arc<DiscordApp>, actor: Actor, interaction: &Value) -> Res
     let Ok(data) = serde_json::from_value::<ModalSubmit>(interaction["data"].clone()) else {
         return json(views::ephemeral("This form is not one of Offboard's."));
     };
+    if let Some(run) = data.custom_id.strip_prefix(views::REJECT_REASON).and_then(|r| r.strip_prefix('|')) {
+        let Ok(run) = RunId::parse(run) else { return json(views::ephemeral("This form is not one of Offboard's.")) };
+        let reason = data.inputs().find(|i| i.custom_id == "reason").and_then(|i| i.value.clone()).unwrap_or_default();
+        return match app.conv.reject(&actor, &run, &reason).await {
+            // The modal was opened from the approval message's button: this updates it.
+            Ok(()) => match app.conv.preview(&run).await {
+                Some(p) => json(json!({ "type": views::UPDATE, "data": views::preview(&p) })),
+                None => json(views::ephemeral("Rejected.")),
+            },
+            Err(message) => json(views::ephemeral(&format!("Not rejected: {}", views::inert(&message)))),
+        };
+    }
     let Some((WIZARD, key, page)) = views::read_custom_id(&data.custom_id) else { return json(views::ephemeral("This form is not one of Offboard's.")) };
     let Some(form) = app.conv.service().wizard().into_iter().nth(page) else { return json(views::ephemeral(GONE)) };
     let values = views::answers(&form, &data);
@@ -213,6 +226,14 @@ async fn submit(app: &Arc<DiscordApp>, actor: Actor, interaction: &Value) -> Res
 
 async fn component(app: &DiscordApp, actor: &Actor, interaction: &Value) -> Response {
     let id = interaction["data"]["custom_id"].as_str().unwrap_or_default();
+    // Approve and Reject: decided by core on every click, whatever the message showed.
+    if let Some(button) = ButtonValue::decode(id) {
+        return match app.conv.click(actor, &button).await {
+            Clicked::Decided(p) => json(json!({ "type": views::UPDATE, "data": views::preview(&p) })),
+            Clicked::AskReason(run) => json(views::reject_reason(&run)),
+            Clicked::Refused(t) => json(views::ephemeral(&views::said(&t))),
+        };
+    }
     match views::read_custom_id(id) {
         Some((CONTINUE | CORRECT, key, page)) => match app.conv.reopen(actor, key, page, vec![]).await {
             Some(p) => json(views::open_modal(&p)),

@@ -4,7 +4,9 @@
 //! answer a modal).
 
 use offboard_core::chat::conversation::{Span, Text};
-use offboard_core::chat::{Badge, FieldKind, Form, Page, RunView, Value as Answer, Values};
+use offboard_core::chat::views::{Fact, Mark, time};
+use offboard_core::chat::{Badge, FieldKind, Form, Page, PlanPreview, RunView, Value as Answer, Values, Who};
+use offboard_core::domain::RunId;
 use offboard_core::snapshot::Person;
 use serde_json::{Value, json};
 
@@ -41,11 +43,16 @@ pub fn read_custom_id(id: &str) -> Option<(&str, &str, usize)> {
 /// `<`; `@everyone` pings nobody, as every message allows no mentions).
 pub fn inert(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    let mut line_start = true;
     for c in s.chars() {
-        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | '<') {
+        let special = matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' | '(' | ')' | '<');
+        // Lists, headings and quotes only begin a line.
+        let leading = line_start && matches!(c, '-' | '#' | '>');
+        if special || leading {
             out.push('\\');
         }
         out.push(c);
+        line_start = c == '\n' || (line_start && c.is_whitespace());
     }
     out
 }
@@ -168,6 +175,121 @@ pub fn status(v: &RunView) -> String {
     clip(&lines.join("\n"), MAX_CONTENT)
 }
 
+pub fn mark(m: Mark) -> &'static str {
+    match m {
+        Mark::Warning => "⚠️",
+        Mark::HighRisk => "🚨",
+        Mark::Approved => "✅",
+        Mark::Rejected => "⛔",
+        Mark::Expired => "⌛",
+        Mark::Cancelled => "✖️",
+        Mark::Scheduled => "📅",
+    }
+}
+
+/// Embed limits: description, field name and value, footer, fields per embed.
+pub const MAX_EMBED_DESCRIPTION: usize = 4096;
+pub const MAX_FIELD_NAME: usize = 256;
+pub const MAX_FIELD_VALUE: usize = 1024;
+pub const MAX_FOOTER: usize = 2048;
+pub const MAX_FIELDS: usize = 25;
+/// The buttons' `custom_id`s: core's button values (`approve:RUN:PLAN`, `reject:RUN`).
+pub const REJECT_REASON: &str = "reject_reason";
+
+/// A person as Discord shows them: a mention for a Discord identity (nobody is pinged:
+/// messages allow no mentions), else their name.
+fn who(w: &Who) -> String {
+    match w.key.strip_prefix("discord:") {
+        Some(id) if id.chars().all(|c| c.is_ascii_digit()) => format!("<@{id}>"),
+        _ => inert(&w.name),
+    }
+}
+
+fn fact(f: &Fact) -> String {
+    match f {
+        Fact::Text(t) => inert(t),
+        Fact::People(list) => {
+            list.iter().map(|(w, at)| format!("{}{}", who(w), at.map(|t| format!(" at {}", time(t))).unwrap_or_default())).collect::<Vec<_>>().join(", ")
+        }
+        Fact::Marked(m, t) => format!("{} {}", mark(*m), inert(t)),
+    }
+}
+
+/// The approval message: the plan as an embed (facts as fields, steps as its text), and
+/// Approve / Reject while the decision is open, or the decision once made.
+pub fn preview(p: &PlanPreview) -> Value {
+    let l = p.layout();
+    let mut fields: Vec<Value> =
+        l.facts.iter().map(|(label, f)| json!({ "name": clip(label, MAX_FIELD_NAME), "value": clip(&fact(f), MAX_FIELD_VALUE), "inline": false })).collect();
+    let mut lines: Vec<String> = l.notes.iter().map(|n| format!("{} {}", mark(Mark::Warning), inert(n))).collect();
+    let steps: Vec<String> = l
+        .steps
+        .iter()
+        .map(|s| {
+            let mut line = format!("• {}", inert(&s.text));
+            if s.high_risk {
+                line.push_str(&format!(" {} high risk", mark(Mark::HighRisk)));
+            }
+            for w in &s.warnings {
+                line.push_str(&format!("\n  {} {}", mark(Mark::Warning), inert(w)));
+            }
+            line
+        })
+        .collect();
+    // A plan too long for one embed keeps its first steps and says how many are not shown.
+    let room = MAX_EMBED_DESCRIPTION - 200;
+    let mut used = lines.iter().map(|l| l.chars().count() + 1).sum::<usize>();
+    let total = steps.len();
+    let mut shown = 0;
+    for s in steps {
+        used += s.chars().count() + 1;
+        if used > room {
+            break;
+        }
+        lines.push(s);
+        shown += 1;
+    }
+    if shown < total {
+        lines.push(format!("… and {} more steps: `/offboards status run:{}`", total - shown, p.run_id));
+    }
+    let components = match &l.decision {
+        None => vec![json!({ "type": ACTION_ROW, "components": [
+            json!({ "type": BUTTON, "style": 3, "label": "Approve", "custom_id": p.approve.encode() }),
+            json!({ "type": BUTTON, "style": 4, "label": "Reject…", "custom_id": p.reject.encode() }),
+        ] })],
+        Some(decided) => {
+            fields.extend(
+                decided.iter().map(|(label, f)| json!({ "name": clip(label, MAX_FIELD_NAME), "value": clip(&fact(f), MAX_FIELD_VALUE), "inline": false })),
+            );
+            vec![]
+        }
+    };
+    fields.truncate(MAX_FIELDS);
+    let embed = json!({
+        "title": clip(&l.heading, MAX_FIELD_NAME),
+        "description": clip(&lines.join("\n"), MAX_EMBED_DESCRIPTION),
+        "fields": fields,
+        "footer": { "text": clip(&l.footer, MAX_FOOTER) },
+    });
+    json!({ "content": clip(&l.summary, MAX_CONTENT), "embeds": [embed], "components": components, "allowed_mentions": { "parse": [] } })
+}
+
+/// Reject asks for a reason first, in a modal.
+pub fn reject_reason(run: &RunId) -> Value {
+    let input = TextInput::new("reason", true, true, "Say why in a few words", "");
+    let modal = Modal {
+        custom_id: format!("{REJECT_REASON}|{run}"),
+        title: clip(&format!("Reject run {run}"), wire::MAX_TITLE),
+        components: vec![TopLevel::Label(Label::new("Reason (shown to the requester)", None, Input::Text(TextInput { max_length: 1000, ..input })))],
+    };
+    json!({ "type": OPEN_MODAL, "data": modal })
+}
+
+/// A message in the run's thread.
+pub fn message(content: &str) -> Value {
+    json!({ "content": clip(content, MAX_CONTENT), "allowed_mentions": { "parse": [] } })
+}
+
 /// People found as someone types the user option.
 pub fn autocomplete(found: &[Person]) -> Value {
     let choices: Vec<Value> = found
@@ -205,11 +327,18 @@ mod tests {
         insta::assert_json_snapshot!("next_page", next_page(&page(1)));
         insta::assert_json_snapshot!("correct", correct(&first));
         insta::assert_json_snapshot!("help", ephemeral(&crate::commands::help()));
+        let (mut run, steps, approvals) = offboard_core::testing::finished_run();
+        insta::assert_json_snapshot!("preview_decided", preview(&PlanPreview::from_run(&run, &approvals)));
+        insta::assert_json_snapshot!("status", message(&status(&RunView::from_run(&run, &steps))));
+        run.state = offboard_core::run::RunState::AwaitingApproval;
+        insta::assert_json_snapshot!("preview_open", preview(&PlanPreview::from_run(&run, &[])));
+        insta::assert_json_snapshot!("reject_reason", reject_reason(&run.id));
     }
 
     #[test]
     fn values_are_inert() {
-        assert_eq!(inert("<@123> **now** [x](https://evil.example)"), "\\<@123\\> \\*\\*now\\*\\* \\[x\\]\\(https://evil.example\\)");
+        assert_eq!(inert("<@123> **now** [x](https://evil.example)"), "\\<@123> \\*\\*now\\*\\* \\[x\\]\\(https://evil.example\\)");
+        assert_eq!(inert("- a list\n# a heading\nob-7k2m9q4x1p sign-in"), "\\- a list\n\\# a heading\nob-7k2m9q4x1p sign-in");
         assert_eq!(read_custom_id(&custom_id(WIZARD, "discord:12", 3)), Some((WIZARD, "discord:12", 3)));
     }
 }

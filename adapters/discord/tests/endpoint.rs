@@ -35,6 +35,8 @@ const STRANGER: &str = "2100000000000000009";
 struct World {
     _db: TestDb,
     store: Store,
+    svc: Arc<Offboarding>,
+    relay: offboard_core::chat::relay::Relay,
     discord: FakeDiscord,
     driver: Driver,
 }
@@ -55,14 +57,18 @@ async fn world() -> World {
     let tenant = Tenant { id: tenant_id(), name: "Contoso".into(), domains: vec!["contoso.com".into()], policy: Default::default() };
     let svc = Arc::new(Offboarding::new(store.clone(), Arc::new(directory(3)), clock.clone(), access, vec![tenant], Presets::default()));
     let api = Arc::new(DiscordApi::new(discord.url(), APP_ID, Secret::new(BOT_TOKEN)));
+    discord.add_channel(CHANNEL);
+    let templates = Arc::new(offboard_core::templates::Templates::load(None, &[]).unwrap());
+    let surface = Arc::new(offboard_discord::surface::DiscordSurface::new(api.clone()));
+    let relay = offboard_core::chat::relay::Relay::new(store.clone(), surface, "discord", Routes::single("discord", CHANNEL), None, templates, clock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}{INTERACTIONS_PATH}", listener.local_addr().unwrap());
     let driver = Driver::new(url, discord.clone(), APP_ID, GUILD, CHANNEL);
     let verifier = Verifier::new(PublicKey::parse(&driver.public_key()).unwrap(), clock.clone());
-    let app = DiscordApp::new(svc, Arc::new(directory(3)), Routes::single("discord", CHANNEL), verifier, api, clock);
+    let app = DiscordApp::new(svc.clone(), Arc::new(directory(3)), Routes::single("discord", CHANNEL), verifier, api, clock);
     let router = app.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    World { _db: db, store, discord, driver }
+    World { _db: db, store, svc, relay, discord, driver }
 }
 
 fn has_field(modal: &Value, id: &str) -> bool {
@@ -227,4 +233,58 @@ async fn commands_are_registered_from_the_definitions_the_endpoint_reads() {
     assert!(matches!(api.followup("old-token", &json!({ "content": "late" })).await, Err(ApiError::Refused { status: 404, .. })));
     let posted: String = w.discord.calls().iter().map(|c| c.body.to_string()).collect();
     assert!(!posted.contains(BOT_TOKEN), "the bot token is never in a body");
+}
+
+/// Approve and Reject on the approval message: decided by core from the member's id and
+/// role ids; refusals only to the clicker, and audited; a decision updates the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_decided_by_core_from_member_ids_and_role_ids() {
+    let w = world().await;
+    let requester = offboard_core::domain::Actor { platform: "discord".into(), id: REQUESTER.into(), name: "Riley".into(), groups: vec![] };
+    let options = offboard_core::request::Options { disable_sign_in: true, revoke_sessions: true, ..Default::default() };
+    let run = w.svc.request(&requester, offboard_core::request::Request::now(tenant_id(), "alice@contoso.com", options.clone())).await.unwrap();
+    w.relay.drain().await.unwrap();
+    let posted = w.discord.messages();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].channel, CHANNEL);
+    let approve = posted[0].body["components"][0]["components"][0]["custom_id"].as_str().unwrap().to_string();
+    let click = |who: &str, roles: &[&str], id: &str| w.driver.interaction(3, who, roles, json!({ "custom_id": id, "component_type": 2 }));
+
+    let outsider = w.driver.answer(&click(STRANGER, &[], &approve)).await;
+    assert_eq!((outsider["type"].as_u64(), outsider["data"]["flags"].as_u64()), (Some(4), Some(64)), "{outsider}");
+    assert!(outsider["data"]["content"].as_str().unwrap().contains("no role"), "{outsider}");
+    // A role named like the bound one is not it: only role ids count.
+    let lookalike = w.driver.answer(&click(STRANGER, &["Offboard admins"], &approve)).await;
+    assert!(lookalike["data"]["content"].as_str().unwrap().contains("no role"), "{lookalike}");
+    let own = w.driver.answer(&click(REQUESTER, &[ADMIN_ROLE], &approve)).await;
+    assert!(own["data"]["content"].as_str().unwrap().starts_with("Not approved"), "{own}");
+    let refusals = w.store.audit_entries(0, 200).await.unwrap().into_iter().filter(|e| e.action == "approval.refused").count();
+    assert_eq!(refusals, 3);
+    assert!(w.store.approvals(&run.id).await.unwrap().is_empty());
+
+    let first = w.driver.answer(&click("2100000000000000003", &[ADMIN_ROLE], &approve)).await;
+    assert_eq!(first["type"], views::UPDATE, "{first}");
+    if run.approvals_needed == 2 {
+        let again = w.driver.answer(&click("2100000000000000003", &[ADMIN_ROLE], &approve)).await;
+        assert_eq!(again["data"]["flags"], views::EPHEMERAL, "the same approver twice: {again}");
+        let second = w.driver.answer(&click("2100000000000000004", &[ADMIN_ROLE], &approve)).await;
+        assert!(second["data"].to_string().contains("Approved"), "{second}");
+        assert_eq!(second["data"]["components"], json!([]), "no buttons once decided");
+    }
+    assert_eq!(w.store.run(&run.id).await.unwrap().state, offboard_core::run::RunState::Approved);
+    w.relay.drain().await.unwrap();
+    let root = w.discord.messages().into_iter().find(|m| m.channel == CHANNEL).unwrap();
+    assert!(root.edits >= 1 && root.body.to_string().contains("Approved"), "the message shows the decision to everyone");
+
+    // Reject asks for a reason in a modal, then updates the message.
+    let other = w.svc.request(&requester, offboard_core::request::Request::now(tenant_id(), "user2@contoso.com", options)).await.unwrap();
+    let ask = w.driver.answer(&click("2100000000000000003", &[ADMIN_ROLE], &format!("reject:{}", other.id))).await;
+    assert_eq!(ask["type"], views::OPEN_MODAL, "{ask}");
+    let empty = w.driver.answer(&w.driver.interaction(5, "2100000000000000003", &[ADMIN_ROLE], submitted(&ask, json!({ "reason": " " })))).await;
+    assert_eq!(empty["data"]["flags"], views::EPHEMERAL, "{empty}");
+    assert_eq!(w.store.run(&other.id).await.unwrap().state, offboard_core::run::RunState::AwaitingApproval);
+    let done = w.driver.answer(&w.driver.interaction(5, "2100000000000000003", &[ADMIN_ROLE], submitted(&ask, json!({ "reason": "Wrong person" })))).await;
+    assert_eq!(done["type"], views::UPDATE, "{done}");
+    assert!(done["data"].to_string().contains("Rejected"), "{done}");
+    assert_eq!(w.store.run(&other.id).await.unwrap().state, offboard_core::run::RunState::Rejected);
 }
