@@ -52,8 +52,10 @@ pub struct DemoArgs {
 enum Platform {
     Slack,
     Teams,
+    Discord,
 }
 
+mod discord;
 mod teams;
 
 /// Reads the person's answers in `--interactive`; one line each, empty for the default.
@@ -163,11 +165,13 @@ async fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> an
 }
 
 pub async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    if args.platform == Platform::Teams {
-        if args.interactive {
-            bail!("--interactive is for the Slack demo; the Teams demo is scripted");
-        }
-        return teams::run(args, out).await;
+    if args.platform != Platform::Slack && args.interactive {
+        bail!("--interactive is for the Slack demo; the Teams and Discord demos are scripted");
+    }
+    match args.platform {
+        Platform::Teams => return teams::run(args, out).await,
+        Platform::Discord => return discord::run(args, out).await,
+        Platform::Slack => {}
     }
     let started = Instant::now();
     let mut p = Printer { out, started };

@@ -92,3 +92,27 @@ fn the_teams_demo_runs_the_whole_loop_and_verifies_its_report() {
         Command::new(env!("CARGO_BIN_EXE_offboard")).current_dir(dir.path()).args(["demo", "--platform", "teams", "--interactive"]).output().unwrap();
     assert!(!scripted.status.success() && String::from_utf8_lossy(&scripted.stderr).contains("Slack demo"));
 }
+
+#[test]
+fn the_discord_demo_runs_the_whole_loop_and_verifies_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_offboard")).current_dir(dir.path()).args(["demo", "--platform", "discord"]).output().expect("run offboard demo");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    for needle in [
+        "types: /offboard user:alice.able@contoso.com",
+        "modal: Offboard · 1 of 5 · Who",
+        "[ Continue to page 2 ]",
+        "is posted for approval in #it-approvals",
+        "[ Approve ]  [ Reject… ]",
+        "only Sam Stone (auditor) sees: Not approved: your role (viewer)",
+        "Not approved: you requested this offboarding",
+        "✅ Disable sign-in",
+        "✅ Remove licences",
+        ".pdf, ",
+        "ended: completed",
+        "VALID: report for run",
+    ] {
+        assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+    }
+}

@@ -442,6 +442,7 @@ pub struct Driver {
     application_id: String,
     guild: String,
     channel: String,
+    names: HashMap<String, String>,
     http: reqwest::Client,
     next: std::sync::atomic::AtomicU64,
 }
@@ -456,9 +457,16 @@ impl Driver {
             application_id: application_id.into(),
             guild: guild.into(),
             channel: channel.into(),
+            names: HashMap::new(),
             http: reqwest::Client::new(),
             next: 1.into(),
         }
+    }
+
+    /// The display name interactions from `user` carry (else "`user` name").
+    pub fn with_name(mut self, user: &str, name: &str) -> Self {
+        self.names.insert(user.into(), name.into());
+        self
     }
 
     /// The application's public key, as the Developer Portal shows it.
@@ -479,7 +487,7 @@ impl Driver {
             "data": data,
             "guild_id": self.guild,
             "channel_id": self.channel,
-            "member": { "user": { "id": user, "username": format!("{user}-name"), "global_name": format!("{user} name") }, "roles": roles, "permissions": "0" },
+            "member": { "user": { "id": user, "username": format!("{user}-name"), "global_name": self.names.get(user).cloned().unwrap_or_else(|| format!("{user} name")) }, "roles": roles, "permissions": "0" },
             "token": token,
             "version": 1,
         })
