@@ -105,7 +105,7 @@ pub(super) async fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result
     let router = app.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
     let public = key.public();
-    let evidence = Arc::new(Evidence::new(key, &args.dir.join("reports")));
+    let evidence = Arc::new(Evidence::new(key, args.dir.join("reports")));
     let reports = Arc::new(RunReports { evidence, store: store.clone(), links: None });
     let templates = Arc::new(Templates::load(None, &[])?);
     let relay = Relay::new(store.clone(), Arc::new(DiscordSurface::new(api.clone())), "discord:demo", routes, Some(reports), templates, clock.clone());
