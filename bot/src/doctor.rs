@@ -202,5 +202,49 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
         }
         None => line(true, "teams: not configured".into())?,
     }
+    match &cfg.discord {
+        Some(d) => match d.api() {
+            Ok(api) => match api.me().await {
+                Ok((bot, name)) => {
+                    line(true, format!("discord: the bot {name} signs in"))?;
+                    match api.registered(&d.guild_id).await {
+                        Ok(names) if [offboard_discord::commands::START, offboard_discord::commands::MANAGE].iter().all(|c| names.iter().any(|n| n == c)) => {
+                            line(true, format!("discord: /offboard and /offboards are registered in server {}", d.guild_id))?
+                        }
+                        Ok(_) => line(false, format!("discord: the commands are not registered in server {}: run offboard discord register", d.guild_id))?,
+                        Err(e) => line(false, format!("discord: the commands of server {} cannot be read: {e}", d.guild_id))?,
+                    }
+                    match api.permissions_in(&d.guild_id, &d.approvals_channel, &bot).await {
+                        Ok(held) => {
+                            let missing: Vec<&str> =
+                                offboard_discord::api::bits::NEEDED.iter().filter(|(bit, _)| held & bit == 0).map(|(_, name)| *name).collect();
+                            if missing.is_empty() {
+                                line(
+                                    true,
+                                    format!("discord: the bot may post, start threads and attach files in the approvals channel {}", d.approvals_channel),
+                                )?
+                            } else {
+                                line(
+                                    false,
+                                    format!(
+                                        "discord: in the approvals channel {} the bot lacks: {} (channel settings → Permissions)",
+                                        d.approvals_channel,
+                                        missing.join(", ")
+                                    ),
+                                )?
+                            }
+                        }
+                        Err(e) => line(false, format!("discord: the approvals channel {} cannot be read: {e}", d.approvals_channel))?,
+                    }
+                }
+                Err(offboard_discord::api::ApiError::Refused { status: 401, .. }) => {
+                    line(false, "discord: the bot token was refused: reset it in the Developer Portal (Bot) and set OFFBOARD__DISCORD__BOT_TOKEN".into())?
+                }
+                Err(e) => line(false, format!("discord: {} is unreachable or refused the check: {e}", d.api_url))?,
+            },
+            Err(e) => line(false, format!("discord: {e}"))?,
+        },
+        None => line(true, "discord: not configured".into())?,
+    }
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -130,3 +130,47 @@ async fn doctor_checks_teams() {
     assert!(!said.contains("wrong"), "the password is never printed: {said}");
     db.cleanup().await;
 }
+
+/// Discord: the bot's token, the commands' registration, and the bot's permissions in the
+/// approvals channel, each named when missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_discord() {
+    use offboard_discord::fake::FakeDiscord;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sim = offboard_m365::simulated::start(&Scenario::contoso(), SimConfig::default(), clock, Settings::default(), Default::default()).await.unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let discord = FakeDiscord::start("right-token").await;
+    discord.add_channel("1100000000000000002");
+    let key =
+        offboard_discord::fake::Driver::new("http://unused", discord.clone(), "1234567890123456789", "1100000000000000001", "1100000000000000002").public_key();
+    let section = |token: &str| {
+        format!(
+            "[discord]\napplication_id = \"1234567890123456789\"\npublic_key = \"{key}\"\nbot_token = \"{token}\"\nguild_id = \"1100000000000000001\"\napprovals_channel = \"1100000000000000002\"\napi_url = \"{}\"\n",
+            discord.url()
+        )
+    };
+    let config = common::write_config(dir.path(), &sim, &db.url, &section("right-token"));
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ok    discord: the bot Offboard signs in"), "{said}");
+    assert!(said.contains("ERROR discord: the commands are not registered in server 1100000000000000001: run offboard discord register"), "{said}");
+    assert!(said.contains("ok    discord: the bot may post, start threads and attach files"), "{said}");
+
+    let api = offboard_discord::api::DiscordApi::new(discord.url(), "1234567890123456789", offboard_core::secret::Secret::new("right-token"));
+    api.register(Some("1100000000000000001"), &offboard_discord::commands::definitions(&[])).await.unwrap();
+    discord.deny_bot(offboard_discord::api::bits::ATTACH_FILES | offboard_discord::api::bits::CREATE_PUBLIC_THREADS);
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ok    discord: /offboard and /offboards are registered"), "{said}");
+    assert!(said.contains("ERROR discord: in the approvals channel 1100000000000000002 the bot lacks: Attach Files, Create Public Threads"), "{said}");
+    discord.deny_bot(0);
+    assert_eq!(doctor(&config).0, Some(0));
+
+    let config = common::write_config(dir.path(), &sim, &db.url, &section("wrong-token"));
+    let (code, said) = doctor(&config);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("ERROR discord: the bot token was refused"), "{said}");
+    assert!(!said.contains("wrong-token"), "the token is never printed: {said}");
+    db.cleanup().await;
+}

@@ -63,6 +63,28 @@ impl DiscordApi {
         self.call(reqwest::Method::POST, &path, "follow-ups", Some(message), false).await.map(|_| ())
     }
 
+    /// The bot's own user: `(id, name)`; proves the token.
+    pub async fn me(&self) -> Result<(String, String), ApiError> {
+        let v = self.call(reqwest::Method::GET, "/users/@me", "me", None, true).await?;
+        Ok((id_of(&v)?, v["username"].as_str().unwrap_or_default().to_string()))
+    }
+
+    /// The names of the commands registered in a guild.
+    pub async fn registered(&self, guild: &str) -> Result<Vec<String>, ApiError> {
+        let path = format!("/applications/{}/guilds/{guild}/commands", self.application_id);
+        let v = self.call(reqwest::Method::GET, &path, "guild commands", None, true).await?;
+        Ok(v.as_array().into_iter().flatten().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+    }
+
+    /// What `user` may do in `channel`: the guild's roles, the member's, then the channel's
+    /// overwrites (everyone, roles, the member), as Discord computes it.
+    pub async fn permissions_in(&self, guild: &str, channel: &str, user: &str) -> Result<u64, ApiError> {
+        let roles = self.call(reqwest::Method::GET, &format!("/guilds/{guild}/roles"), "roles", None, true).await?;
+        let member = self.call(reqwest::Method::GET, &format!("/guilds/{guild}/members/{user}"), "members", None, true).await?;
+        let chan = self.call(reqwest::Method::GET, &format!("/channels/{channel}"), "channels", None, true).await?;
+        Ok(permissions(guild, user, &roles, &member, &chan))
+    }
+
     /// Posts a message into a channel or thread; its id.
     pub async fn send(&self, channel: &str, message: &Value) -> Result<String, ApiError> {
         let v = self.call(reqwest::Method::POST, &format!("/channels/{channel}/messages"), &format!("messages {channel}"), Some(message), true).await?;
@@ -166,4 +188,81 @@ impl DiscordApi {
 
 fn id_of(v: &Value) -> Result<String, ApiError> {
     v["id"].as_str().map(String::from).ok_or_else(|| ApiError::Refused { status: 200, message: "Discord's answer named no id".into() })
+}
+
+/// Permission bits the bot needs in the approvals channel.
+pub mod bits {
+    pub const ADMINISTRATOR: u64 = 1 << 3;
+    pub const VIEW_CHANNEL: u64 = 1 << 10;
+    pub const SEND_MESSAGES: u64 = 1 << 11;
+    pub const EMBED_LINKS: u64 = 1 << 14;
+    pub const ATTACH_FILES: u64 = 1 << 15;
+    pub const CREATE_PUBLIC_THREADS: u64 = 1 << 35;
+    pub const SEND_MESSAGES_IN_THREADS: u64 = 1 << 38;
+    /// What the approvals channel needs, with each bit's name in Discord's settings.
+    pub const NEEDED: &[(u64, &str)] = &[
+        (VIEW_CHANNEL, "View Channel"),
+        (SEND_MESSAGES, "Send Messages"),
+        (EMBED_LINKS, "Embed Links"),
+        (ATTACH_FILES, "Attach Files"),
+        (CREATE_PUBLIC_THREADS, "Create Public Threads"),
+        (SEND_MESSAGES_IN_THREADS, "Send Messages in Threads"),
+    ];
+}
+
+fn bits_of(v: &Value) -> u64 {
+    v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()).unwrap_or(0)
+}
+
+/// Discord's permission computation for a member in a channel.
+pub fn permissions(guild: &str, user: &str, roles: &Value, member: &Value, channel: &Value) -> u64 {
+    let held: Vec<&str> = member["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut base = 0;
+    for r in roles.as_array().into_iter().flatten() {
+        let id = r["id"].as_str().unwrap_or_default();
+        if id == guild || held.contains(&id) {
+            base |= bits_of(&r["permissions"]);
+        }
+    }
+    if base & bits::ADMINISTRATOR != 0 {
+        return u64::MAX;
+    }
+    let overwrites: Vec<&Value> = channel["permission_overwrites"].as_array().into_iter().flatten().collect();
+    let apply = |base: u64, allow: u64, deny: u64| (base & !deny) | allow;
+    if let Some(o) = overwrites.iter().find(|o| o["id"] == guild) {
+        base = apply(base, bits_of(&o["allow"]), bits_of(&o["deny"]));
+    }
+    let (mut allow, mut deny) = (0, 0);
+    for o in overwrites.iter().filter(|o| o["type"] == 0 && held.iter().any(|h| o["id"] == *h)) {
+        allow |= bits_of(&o["allow"]);
+        deny |= bits_of(&o["deny"]);
+    }
+    base = apply(base, allow, deny);
+    if let Some(o) = overwrites.iter().find(|o| o["type"] == 1 && o["id"] == user) {
+        base = apply(base, bits_of(&o["allow"]), bits_of(&o["deny"]));
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn permissions_follow_roles_then_overwrites() {
+        let roles = json!([{ "id": "g", "permissions": "1024" }, { "id": "bot", "permissions": (bits::SEND_MESSAGES | bits::ATTACH_FILES).to_string() }]);
+        let member = json!({ "roles": ["bot"] });
+        let plain = json!({ "permission_overwrites": [] });
+        assert_eq!(permissions("g", "u", &roles, &member, &plain), bits::VIEW_CHANNEL | bits::SEND_MESSAGES | bits::ATTACH_FILES);
+        // @everyone denied, the bot's role allowed again, the member denied attachments.
+        let channel = json!({ "permission_overwrites": [
+            { "id": "g", "type": 0, "allow": "0", "deny": (bits::VIEW_CHANNEL | bits::SEND_MESSAGES).to_string() },
+            { "id": "bot", "type": 0, "allow": bits::VIEW_CHANNEL.to_string(), "deny": "0" },
+            { "id": "u", "type": 1, "allow": "0", "deny": bits::ATTACH_FILES.to_string() },
+        ] });
+        assert_eq!(permissions("g", "u", &roles, &member, &channel), bits::VIEW_CHANNEL);
+        let admin = json!([{ "id": "g", "permissions": bits::ADMINISTRATOR.to_string() }]);
+        assert_eq!(permissions("g", "u", &admin, &member, &channel), u64::MAX);
+    }
 }

@@ -52,6 +52,9 @@ struct Inner {
     next_id: u64,
     /// Registered commands, by scope (`global` or a guild id).
     commands: HashMap<String, Vec<Value>>,
+    /// The bot's permissions in every channel (its role's), and bits its channel overwrite denies.
+    bot_permissions: u64,
+    denied: u64,
     /// Interaction tokens and when they were issued.
     tokens: HashMap<String, Instant>,
     /// The next call on a path containing the key is answered 429 with this wait.
@@ -68,13 +71,18 @@ pub struct FakeDiscord {
 impl FakeDiscord {
     /// Serves on a free loopback port; `bot_token` is the one token it accepts.
     pub async fn start(bot_token: &str) -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        let all: u64 = crate::api::bits::NEEDED.iter().map(|(b, _)| b).sum();
+        let inner = Arc::new(Mutex::new(Inner { bot_permissions: all, ..Inner::default() }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/api/v10", listener.local_addr().expect("addr"));
         let fake = FakeDiscord { url, bot_token: bot_token.into(), inner };
         let router = Router::new()
             .route("/api/v10/applications/{app}/commands", put(global_commands))
-            .route("/api/v10/applications/{app}/guilds/{guild}/commands", put(guild_commands))
+            .route("/api/v10/applications/{app}/guilds/{guild}/commands", put(guild_commands).get(list_guild_commands))
+            .route("/api/v10/users/@me", axum::routing::get(me))
+            .route("/api/v10/guilds/{guild}/roles", axum::routing::get(roles))
+            .route("/api/v10/guilds/{guild}/members/{user}", axum::routing::get(member))
+            .route("/api/v10/channels/{channel}", axum::routing::get(channel))
             .route("/api/v10/webhooks/{app}/{token}", post(followup))
             .route("/api/v10/channels/{channel}/messages", post(create_message))
             .route("/api/v10/channels/{channel}/messages/{id}", axum::routing::patch(edit_message))
@@ -97,6 +105,11 @@ impl FakeDiscord {
     /// The commands registered globally (`None`) or in a guild.
     pub fn commands(&self, guild: Option<&str>) -> Vec<Value> {
         self.inner.lock().expect("fake lock").commands.get(guild.unwrap_or("global")).cloned().unwrap_or_default()
+    }
+
+    /// The bot's channel overwrite denies `bits` (as a server admin might).
+    pub fn deny_bot(&self, bits: u64) {
+        self.inner.lock().expect("fake lock").denied = bits;
     }
 
     /// A text channel the bot can post in.
@@ -432,6 +445,51 @@ async fn dm_channel(State(fake): State<FakeDiscord>, headers: HeaderMap, axum::J
     fake.inner.lock().expect("fake lock").channels.insert(id.clone(), None);
     fake.record("POST", "/users/@me/channels".into(), body, 200);
     axum::Json(json!({ "id": id, "type": 1 })).into_response()
+}
+
+/// The bot's user id.
+pub const BOT_USER: &str = "1500000000000000001";
+
+fn bot_only(fake: &FakeDiscord, headers: &HeaderMap) -> Option<Response> {
+    (!fake.authorised(headers)).then(|| refused(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized"))
+}
+
+async fn me(State(fake): State<FakeDiscord>, headers: HeaderMap) -> Response {
+    bot_only(&fake, &headers).unwrap_or_else(|| axum::Json(json!({ "id": BOT_USER, "username": "Offboard", "bot": true })).into_response())
+}
+
+async fn list_guild_commands(State(fake): State<FakeDiscord>, Path((_, guild)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    bot_only(&fake, &headers).unwrap_or_else(|| axum::Json(fake.commands(Some(&guild))).into_response())
+}
+
+async fn roles(State(fake): State<FakeDiscord>, Path(guild): Path<String>, headers: HeaderMap) -> Response {
+    let bits = fake.inner.lock().expect("fake lock").bot_permissions;
+    bot_only(&fake, &headers).unwrap_or_else(|| {
+        axum::Json(json!([{ "id": guild, "name": "@everyone", "permissions": "0" }, { "id": "1600000000000000001", "name": "Offboard", "permissions": bits.to_string() }]))
+            .into_response()
+    })
+}
+
+async fn member(State(fake): State<FakeDiscord>, Path((_, user)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    bot_only(&fake, &headers).unwrap_or_else(|| {
+        let roles: Vec<&str> = if user == BOT_USER { vec!["1600000000000000001"] } else { vec![] };
+        axum::Json(json!({ "user": { "id": user }, "roles": roles })).into_response()
+    })
+}
+
+async fn channel(State(fake): State<FakeDiscord>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(r) = bot_only(&fake, &headers) {
+        return r;
+    }
+    let (known, denied) = {
+        let inner = fake.inner.lock().expect("fake lock");
+        (inner.channels.contains_key(&channel), inner.denied)
+    };
+    if !known {
+        return refused(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    }
+    axum::Json(json!({ "id": channel, "type": 0, "permission_overwrites": [{ "id": BOT_USER, "type": 1, "allow": "0", "deny": denied.to_string() }] }))
+        .into_response()
 }
 
 /// Sends interactions to the bot's endpoint, signed as Discord signs them.

@@ -184,3 +184,27 @@ fn every_mistake_names_its_key() {
     let e = load(Some(file(GOOD).path()), vec![("OFFBOARD__WORKERS__CONCURRENCY".into(), "many".into())]).unwrap_err().to_string();
     assert!(e.contains("`workers.concurrency`"), "{e}");
 }
+
+const DISCORD: &str = "[discord]\napplication_id = \"1234567890123456789\"\npublic_key = \"67c6bd767ca099e79efac9fcce4d2022a63bf7dea780e7f3d813f694c1597089\"\nbot_token = \"t0k\"\nguild_id = \"1100000000000000001\"\napprovals_channel = \"1100000000000000002\"\n";
+
+/// `[discord]`: ids are Discord's, the public key verifies, the token is a secret and the
+/// API is Discord's unless set; approvals go to its channel.
+#[test]
+fn discord_loads_and_names_each_wrong_key() {
+    let c = load(Some(file(&format!("{GOOD}\n{DISCORD}")).path()), Vec::new()).unwrap();
+    let d = c.discord.as_ref().unwrap();
+    assert_eq!(d.api_url, "https://discord.com/api/v10");
+    let mut run = offboard_core::testing::finished_run().0;
+    run.origin = Some(offboard_core::store::Origin { platform: "discord".into(), conversation: None });
+    assert_eq!(c.routes().destination("discord", &run).as_deref(), Some("1100000000000000002"));
+    assert!(!c.summary().contains("t0k") && !format!("{c:?}").contains("t0k"), "the token never prints");
+    for (from, to, key) in [
+        ("guild_id = \"1100000000000000001\"", "guild_id = \"IT server\"", "`discord.guild_id`"),
+        ("approvals_channel = \"1100000000000000002\"", "approvals_channel = \"#it-approvals\"", "`discord.approvals_channel`"),
+        ("public_key = \"67c6", "public_key = \"zz67c6", "`discord.public_key`"),
+        ("bot_token = \"t0k\"\n", "", "`discord.bot_token`"),
+    ] {
+        let e = load(Some(file(&format!("{GOOD}\n{}", DISCORD.replace(from, to))).path()), Vec::new()).unwrap_err().to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}
