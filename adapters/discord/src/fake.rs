@@ -527,6 +527,11 @@ impl Driver {
         self
     }
 
+    /// The endpoint interactions are sent to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// The application's public key, as the Developer Portal shows it.
     pub fn public_key(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())

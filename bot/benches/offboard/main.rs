@@ -1,6 +1,6 @@
 //! Offboard's benchmarks against the simulated tenant (reliability.md §6.6):
 //!
-//! - B1 acknowledgement latency of signed Slack commands and clicks at fixed rates;
+//! - B1 acknowledgement latency of signed Slack, Teams and Discord requests at fixed rates;
 //! - B2 time from approval to lockout, and one full run;
 //! - B3 bulk runs against Microsoft's throttling model, compared with the bound of §6.3;
 //! - B4 the same under injected faults: end state and at-most-once effects;
@@ -16,6 +16,7 @@
 //! timing.
 
 mod ack;
+mod ack_discord;
 mod ack_teams;
 mod bulk;
 mod fleet;
@@ -126,6 +127,7 @@ fn main() {
         if wants("b1") {
             results.push(("B1 ack latency", ack::run(full, setup.postgres).await));
             results.push(("B1t Teams ack latency", ack_teams::run(full, setup.postgres).await));
+            results.push(("B1d Discord ack latency", ack_discord::run(full, setup.postgres).await));
         }
         if wants("b2") {
             results.push(("B2 time to lockout", lockout::run(full).await));
