@@ -1,7 +1,11 @@
 //! Discord's REST API, for what the endpoint cannot say in its answer: registering the
-//! commands (a bulk overwrite) and follow-up messages on an interaction's token. A 429 is
-//! waited out for as long as Discord asks (`retry_after` in the body, else `Retry-After`),
-//! and nothing is sent on that route before then.
+//! commands (a bulk overwrite), follow-up messages on an interaction's token, and the bot's
+//! channel messages, threads and uploads. A 429 is waited out for as long as Discord asks
+//! (`retry_after` in the body, else `Retry-After`) and nothing is sent on that route (on any
+//! route, for a global limit) before then; a bucket `X-RateLimit-Remaining: 0` says is spent
+//! holds its route until `X-RateLimit-Reset-After`. The same code runs against Discord and
+//! against local fakes (serenity's own limiter ignores a proxy base URL, so it could be
+//! tested against neither).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +19,8 @@ pub const DISCORD_API: &str = "https://discord.com/api/v10";
 /// The longest wait asked for that is waited out inline; a longer one fails the call.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 const TRIES: u32 = 3;
+/// The key a global rate limit blocks every route under.
+const GLOBAL: &str = "*global*";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -137,8 +143,12 @@ impl DiscordApi {
         }
     }
 
+    /// Waits while the route, or every route (a global limit), is blocked.
     async fn wait_for(&self, route: &str) {
-        let until = self.blocked.lock().expect("blocked lock").get(route).copied();
+        let until = {
+            let blocked = self.blocked.lock().expect("blocked lock");
+            [blocked.get(route), blocked.get(GLOBAL)].into_iter().flatten().max().copied()
+        };
         if let Some(until) = until {
             tokio::time::sleep_until(until.into()).await;
         }
@@ -147,13 +157,21 @@ impl DiscordApi {
     /// The answer's JSON; `None` when a 429 was waited out and the call should repeat.
     async fn answer(&self, r: reqwest::Response, route: &str, tries: u32) -> Result<Option<Value>, ApiError> {
         let status = r.status().as_u16();
-        let header_wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<f64>().ok());
+        let header = |k: &str| r.headers().get(k).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<f64>().ok());
+        let header_wait = header("retry-after");
+        // The bucket is spent: nothing more on this route until it refills, before any 429.
+        if header("x-ratelimit-remaining") == Some(0.0)
+            && let Some(reset) = header("x-ratelimit-reset-after").filter(|s| s.is_finite() && *s >= 0.0)
+        {
+            self.blocked.lock().expect("blocked lock").insert(route.to_string(), Instant::now() + Duration::from_secs_f64(reset));
+        }
         let text = r.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status == 429 {
             let secs = v["retry_after"].as_f64().or(header_wait).unwrap_or(1.0).max(0.0);
             let wait = Duration::from_secs_f64(secs);
-            self.blocked.lock().expect("blocked lock").insert(route.to_string(), Instant::now() + wait);
+            let scope = if v["global"] == true { GLOBAL } else { route };
+            self.blocked.lock().expect("blocked lock").insert(scope.to_string(), Instant::now() + wait);
             if wait > MAX_WAIT || tries >= TRIES {
                 return Err(ApiError::RetryAfter(wait));
             }

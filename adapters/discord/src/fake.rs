@@ -27,6 +27,8 @@ pub struct Call {
     pub path: String,
     pub body: Value,
     pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// A message the bot posted, as Discord holds it.
@@ -52,13 +54,16 @@ struct Inner {
     next_id: u64,
     /// Registered commands, by scope (`global` or a guild id).
     commands: HashMap<String, Vec<Value>>,
+    /// The next message posted to a channel whose path contains the key says its bucket is
+    /// spent for this long (`X-RateLimit-Remaining: 0`).
+    spent: Option<(String, f64)>,
     /// The bot's permissions in every channel (its role's), and bits its channel overwrite denies.
     bot_permissions: u64,
     denied: u64,
     /// Interaction tokens and when they were issued.
     tokens: HashMap<String, Instant>,
-    /// The next call on a path containing the key is answered 429 with this wait.
-    throttle: Option<(String, f64)>,
+    /// The next call on a path containing the key is answered 429 with this wait, global or not.
+    throttle: Option<(String, f64, bool)>,
 }
 
 #[derive(Clone)]
@@ -143,27 +148,37 @@ impl FakeDiscord {
 
     /// The next call whose path contains `path` gets a 429 asking to wait `seconds`.
     pub fn throttle_next(&self, path: &str, seconds: f64) {
-        self.inner.lock().expect("fake lock").throttle = Some((path.into(), seconds));
+        self.inner.lock().expect("fake lock").throttle = Some((path.into(), seconds, false));
+    }
+
+    /// The next message posted on `path` answers that its bucket is spent for `seconds`.
+    pub fn spend_bucket(&self, path: &str, seconds: f64) {
+        self.inner.lock().expect("fake lock").spent = Some((path.into(), seconds));
+    }
+
+    /// The next call whose path contains `path` gets a global 429: every route must wait.
+    pub fn throttle_next_globally(&self, path: &str, seconds: f64) {
+        self.inner.lock().expect("fake lock").throttle = Some((path.into(), seconds, true));
     }
 
     fn record(&self, method: &str, path: String, body: Value, status: u16) {
-        self.inner.lock().expect("fake lock").calls.push(Call { method: method.into(), path, body, status });
+        self.inner.lock().expect("fake lock").calls.push(Call { method: method.into(), path, body, status, at: Instant::now() });
     }
 
     /// A 429 if one was asked for this path.
     fn throttled(&self, method: &str, path: &str, body: &Value) -> Option<Response> {
         let mut inner = self.inner.lock().expect("fake lock");
-        let (key, secs) = inner.throttle.clone()?;
+        let (key, secs, global) = inner.throttle.clone()?;
         if !path.contains(&key) {
             return None;
         }
         inner.throttle = None;
-        inner.calls.push(Call { method: method.into(), path: path.into(), body: body.clone(), status: 429 });
+        inner.calls.push(Call { method: method.into(), path: path.into(), body: body.clone(), status: 429, at: Instant::now() });
         Some(
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 [("retry-after", format!("{}", secs.ceil() as u64))],
-                axum::Json(json!({ "message": "You are being rate limited.", "retry_after": secs, "global": false })),
+                axum::Json(json!({ "message": "You are being rate limited.", "retry_after": secs, "global": global })),
             )
                 .into_response(),
         )
@@ -357,9 +372,25 @@ async fn create_message(State(fake): State<FakeDiscord>, Path(channel): Path<Str
         return refused(StatusCode::BAD_REQUEST, 50035, &format!("Invalid Form Body: {}", problems.join("; ")));
     }
     let id = fake.next_id();
-    fake.inner.lock().expect("fake lock").messages.push(Message { channel: channel.clone(), id: id.clone(), body: body.clone(), edits: 0, files });
+    let spent = {
+        let mut inner = fake.inner.lock().expect("fake lock");
+        inner.messages.push(Message { channel: channel.clone(), id: id.clone(), body: body.clone(), edits: 0, files });
+        match inner.spent.clone() {
+            Some((key, secs)) if path.contains(&key) => {
+                inner.spent = None;
+                Some(secs)
+            }
+            _ => None,
+        }
+    };
     fake.record("POST", path, body, 200);
-    axum::Json(json!({ "id": id, "channel_id": channel })).into_response()
+    let mut r = axum::Json(json!({ "id": id, "channel_id": channel })).into_response();
+    if let Some(secs) = spent {
+        let h = r.headers_mut();
+        h.insert("x-ratelimit-remaining", axum::http::HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-reset-after", axum::http::HeaderValue::from_str(&format!("{secs:.3}")).expect("a header value"));
+    }
+    r
 }
 
 async fn edit_message(

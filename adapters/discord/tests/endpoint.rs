@@ -264,7 +264,8 @@ async fn approvals_are_decided_by_core_from_member_ids_and_role_ids() {
 
     let first = w.driver.answer(&click("2100000000000000003", &[ADMIN_ROLE], &approve)).await;
     assert_eq!(first["type"], views::UPDATE, "{first}");
-    if run.approvals_needed == 2 {
+    assert_eq!(run.approvals_needed, 2, "alice holds admin roles: a high-risk plan");
+    {
         let again = w.driver.answer(&click("2100000000000000003", &[ADMIN_ROLE], &approve)).await;
         assert_eq!(again["data"]["flags"], views::EPHEMERAL, "the same approver twice: {again}");
         let second = w.driver.answer(&click("2100000000000000004", &[ADMIN_ROLE], &approve)).await;
@@ -287,4 +288,19 @@ async fn approvals_are_decided_by_core_from_member_ids_and_role_ids() {
     assert_eq!(done["type"], views::UPDATE, "{done}");
     assert!(done["data"].to_string().contains("Rejected"), "{done}");
     assert_eq!(w.store.run(&other.id).await.unwrap().state, offboard_core::run::RunState::Rejected);
+}
+
+/// Modals submitted in the older shape (action rows of text inputs) are read too.
+#[tokio::test]
+async fn older_action_row_submissions_are_read() {
+    let w = world().await;
+    let modal = w.driver.answer(&w.driver.interaction(2, REQUESTER, &[], command("alice@contoso.com"))).await;
+    let custom_id = modal["data"]["custom_id"].clone();
+    let rows = json!({ "custom_id": custom_id, "components": [
+        { "type": 1, "components": [{ "type": 4, "custom_id": "user", "value": "alice@contoso.com" }] },
+        { "type": 1, "components": [{ "type": 3, "custom_id": "preset", "values": ["standard-leaver"] }] },
+    ] });
+    let said = w.driver.answer(&w.driver.interaction(5, REQUESTER, &[], rows)).await;
+    assert!(said["data"]["content"].as_str().unwrap().contains("Page 1 of"), "{said}");
+    assert_eq!(said["data"]["components"][0]["components"][0]["label"], "Continue to page 2", "{said}");
 }

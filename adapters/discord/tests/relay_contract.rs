@@ -98,3 +98,43 @@ async fn threads_are_found_again_and_large_reports_go_as_links() {
     let statuses: Vec<u16> = discord.calls().iter().filter(|c| c.path == format!("/channels/{}/messages", thread.0)).map(|c| c.status).collect();
     assert_eq!(&statuses[statuses.len() - 2..], [429, 200]);
 }
+
+/// A global 429 holds every route, not only the one that met it.
+#[tokio::test]
+async fn a_global_limit_holds_every_route() {
+    let discord = FakeDiscord::start(TOKEN).await;
+    discord.add_channel(CONTOSO);
+    discord.add_channel(FABRIKAM);
+    let s = Arc::new(surface(&discord));
+    discord.throttle_next_globally(&format!("/channels/{CONTOSO}/messages"), 0.6);
+    let started = std::time::Instant::now();
+    let (a, b) = (s.clone(), s.clone());
+    let first = tokio::spawn(async move { a.reply(&MessageRef(CONTOSO.into()), "one").await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // Another channel, asked after the global 429 came back: it waits too.
+    let second = tokio::spawn(async move { b.reply(&MessageRef(FABRIKAM.into()), "two").await });
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let calls = discord.calls();
+    let limited = calls.iter().find(|c| c.status == 429).expect("the global 429");
+    let other = calls.iter().find(|c| c.path == format!("/channels/{FABRIKAM}/messages")).expect("the other channel's call");
+    assert_eq!(other.status, 200);
+    assert!(other.at - limited.at >= std::time::Duration::from_millis(600), "another route was called {:?} after a global 429", other.at - limited.at);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    assert_eq!(discord.messages().len(), 2, "both landed, once");
+}
+
+/// A bucket Discord says is spent (`X-RateLimit-Remaining: 0`) holds its route until it
+/// refills, before any 429.
+#[tokio::test]
+async fn a_spent_bucket_holds_its_route_until_it_refills() {
+    let discord = FakeDiscord::start(TOKEN).await;
+    discord.add_channel(CONTOSO);
+    let s = surface(&discord);
+    discord.spend_bucket(&format!("/channels/{CONTOSO}/messages"), 0.5);
+    s.reply(&MessageRef(CONTOSO.into()), "one").await.unwrap();
+    s.reply(&MessageRef(CONTOSO.into()), "two").await.unwrap();
+    let calls = discord.calls();
+    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [200, 200], "no 429 was needed");
+    assert!(calls[1].at - calls[0].at >= std::time::Duration::from_millis(450), "the second came {:?} after", calls[1].at - calls[0].at);
+}
