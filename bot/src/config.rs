@@ -4,7 +4,8 @@
 //! Secrets are [`Secret`]s: they never print.
 //!
 //! One file for the one typed configuration: each entry beside its check and what it turns
-//! into; a platform's section lives in `config/` (Teams), its tests in `config/tests.rs`.
+//! into; a platform's section lives in `config/` (Teams, Discord), its tests in
+//! `config/tests.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! One contract, two backends: every test runs against SQLite and a fresh Postgres
 //! database.
+//!
+//! Kept in one file: it is one contract, which a backend passes whole or not at all.
 
 use std::sync::Arc;
 

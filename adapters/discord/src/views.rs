@@ -5,7 +5,7 @@
 
 use offboard_core::chat::conversation::{Span, Text};
 use offboard_core::chat::views::{Fact, Mark, time};
-use offboard_core::chat::{Badge, FieldKind, Form, Page, PlanPreview, RunView, Value as Answer, Values, Who};
+use offboard_core::chat::{FieldKind, Form, Page, PlanPreview, RunView, Value as Answer, Values, Who};
 use offboard_core::domain::RunId;
 use offboard_core::snapshot::Person;
 use serde_json::{Value, json};
@@ -156,35 +156,11 @@ pub fn correct(p: &Page) -> Value {
     json!({ "type": MESSAGE, "data": { "content": clip(&lines.join("\n"), MAX_CONTENT), "flags": EPHEMERAL, "components": [row], "allowed_mentions": { "parse": [] } } })
 }
 
-pub fn badge(b: Badge) -> &'static str {
-    match b {
-        Badge::Pending => "▫️",
-        Badge::Running => "⏳",
-        Badge::Done => "✅",
-        Badge::Skipped => "⏭️",
-        Badge::Failed => "❌",
-        Badge::Attention => "⚠️",
-        Badge::NotRun => "➖",
-    }
-}
-
 /// A run's steps as one message.
 pub fn status(v: &RunView) -> String {
     let mut lines = vec![format!("**Offboarding {}** · {} · run `{}`", inert(&v.target_upn), v.state.label(), v.run_id)];
-    lines.extend(v.lines.iter().map(|l| format!("{} {}", badge(l.badge), inert(&l.text()))));
+    lines.extend(v.lines.iter().map(|l| format!("{} {}", l.badge.emoji(), inert(&l.text()))));
     clip(&lines.join("\n"), MAX_CONTENT)
-}
-
-pub fn mark(m: Mark) -> &'static str {
-    match m {
-        Mark::Warning => "⚠️",
-        Mark::HighRisk => "🚨",
-        Mark::Approved => "✅",
-        Mark::Rejected => "⛔",
-        Mark::Expired => "⌛",
-        Mark::Cancelled => "✖️",
-        Mark::Scheduled => "📅",
-    }
 }
 
 /// Embed limits: description, field name and value, footer, fields per embed.
@@ -211,7 +187,7 @@ fn fact(f: &Fact) -> String {
         Fact::People(list) => {
             list.iter().map(|(w, at)| format!("{}{}", who(w), at.map(|t| format!(" at {}", time(t))).unwrap_or_default())).collect::<Vec<_>>().join(", ")
         }
-        Fact::Marked(m, t) => format!("{} {}", mark(*m), inert(t)),
+        Fact::Marked(m, t) => format!("{} {}", m.emoji(), inert(t)),
     }
 }
 
@@ -221,17 +197,17 @@ pub fn preview(p: &PlanPreview) -> Value {
     let l = p.layout();
     let mut fields: Vec<Value> =
         l.facts.iter().map(|(label, f)| json!({ "name": clip(label, MAX_FIELD_NAME), "value": clip(&fact(f), MAX_FIELD_VALUE), "inline": false })).collect();
-    let mut lines: Vec<String> = l.notes.iter().map(|n| format!("{} {}", mark(Mark::Warning), inert(n))).collect();
+    let mut lines: Vec<String> = l.notes.iter().map(|n| format!("{} {}", Mark::Warning.emoji(), inert(n))).collect();
     let steps: Vec<String> = l
         .steps
         .iter()
         .map(|s| {
             let mut line = format!("• {}", inert(&s.text));
             if s.high_risk {
-                line.push_str(&format!(" {} high risk", mark(Mark::HighRisk)));
+                line.push_str(&format!(" {} high risk", Mark::HighRisk.emoji()));
             }
             for w in &s.warnings {
-                line.push_str(&format!("\n  {} {}", mark(Mark::Warning), inert(w)));
+                line.push_str(&format!("\n  {} {}", Mark::Warning.emoji(), inert(w)));
             }
             line
         })

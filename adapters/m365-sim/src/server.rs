@@ -1,6 +1,10 @@
 //! The HTTP side: one listener per service (login, Graph, Exchange) as on the real cloud,
 //! plus a control listener for tests and benchmarks. Faults, latency and throttling are
 //! applied here, around the handlers.
+//!
+//! Kept in one file: every entry point (token, Graph, `$batch`, Exchange, control) goes
+//! through the same admission (request ids, faults, latency, throttling, the world lock),
+//! and the handlers themselves live in `graph/` and `exchange`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use offboard_core::chat::views::{Badge, Fact, Mark, PlanPreview, RunView, Who, time};
+use offboard_core::chat::views::{Fact, Mark, PlanPreview, RunView, Who, time};
 use offboard_core::chat::{FieldKind, Page, Value as Answer, Values};
 
 /// The card's content type in an activity's attachments.
@@ -38,30 +38,6 @@ fn text(s: &str) -> Value {
     json!({ "type": "TextBlock", "text": s, "wrap": true })
 }
 
-fn mark(m: Mark) -> &'static str {
-    match m {
-        Mark::Warning => "⚠️",
-        Mark::HighRisk => "🚨",
-        Mark::Approved => "✅",
-        Mark::Rejected => "⛔",
-        Mark::Expired => "⌛",
-        Mark::Cancelled => "✖️",
-        Mark::Scheduled => "📅",
-    }
-}
-
-pub fn badge(b: Badge) -> &'static str {
-    match b {
-        Badge::Pending => "▫️",
-        Badge::Running => "⏳",
-        Badge::Done => "✅",
-        Badge::Skipped => "⏭️",
-        Badge::Failed => "❌",
-        Badge::Attention => "⚠️",
-        Badge::NotRun => "➖",
-    }
-}
-
 fn people(list: &[(Who, Option<chrono::DateTime<chrono::Utc>>)]) -> String {
     list.iter().map(|(who, at)| format!("{}{}", inert(&who.name), at.map(|t| format!(" at {}", time(t))).unwrap_or_default())).collect::<Vec<_>>().join(", ")
 }
@@ -73,7 +49,7 @@ fn fact_set(pairs: &[(&str, Fact)]) -> Value {
             let value = match f {
                 Fact::Text(t) => inert(t),
                 Fact::People(list) => people(list),
-                Fact::Marked(m, t) => format!("{} {}", mark(*m), inert(t)),
+                Fact::Marked(m, t) => format!("{} {}", m.emoji(), inert(t)),
             };
             json!({ "title": label, "value": value })
         })
@@ -100,17 +76,17 @@ pub fn preview(p: &PlanPreview) -> Value {
     let l = p.layout();
     let mut body = vec![json!({ "type": "TextBlock", "text": inert(&l.heading), "size": "Large", "weight": "Bolder", "wrap": true })];
     body.push(fact_set(&l.facts));
-    body.extend(l.notes.iter().map(|n| text(&format!("{} {}", mark(Mark::Warning), inert(n)))));
+    body.extend(l.notes.iter().map(|n| text(&format!("{} {}", Mark::Warning.emoji(), inert(n)))));
     let mut steps: Vec<Value> = l
         .steps
         .iter()
         .map(|s| {
             let mut line = format!("• {}", inert(&s.text));
             if s.high_risk {
-                line.push_str(&format!(" {} high risk", mark(Mark::HighRisk)));
+                line.push_str(&format!(" {} high risk", Mark::HighRisk.emoji()));
             }
             for w in &s.warnings {
-                line.push_str(&format!("\n\n{} {}", mark(Mark::Warning), inert(w)));
+                line.push_str(&format!("\n\n{} {}", Mark::Warning.emoji(), inert(w)));
             }
             text(&line)
         })
@@ -153,7 +129,7 @@ pub fn reject_reason(run: &offboard_core::domain::RunId, error: Option<&str>) ->
         json!({ "type": "Input.Text", "id": "reason", "label": "Reason (shown to the requester)", "isMultiline": true, "isRequired": true, "maxLength": 1000, "errorMessage": "Say why" }),
     ];
     if let Some(e) = error {
-        body.push(json!({ "type": "TextBlock", "text": format!("{} {}", mark(Mark::Warning), inert(e)), "color": "Attention", "wrap": true }));
+        body.push(json!({ "type": "TextBlock", "text": format!("{} {}", Mark::Warning.emoji(), inert(e)), "color": "Attention", "wrap": true }));
     }
     card(
         body,
@@ -166,7 +142,7 @@ pub fn reject_reason(run: &offboard_core::domain::RunId, error: Option<&str>) ->
 /// A wizard page as a dialog's card: each field an input with its current value, what to
 /// correct under its field, and the submit button carrying which wizard and page it is.
 pub fn page(p: &Page) -> Value {
-    let warning = |m: &str| json!({ "type": "TextBlock", "text": format!("{} {}", mark(Mark::Warning), inert(m)), "color": "Attention", "wrap": true });
+    let warning = |m: &str| json!({ "type": "TextBlock", "text": format!("{} {}", Mark::Warning.emoji(), inert(m)), "color": "Attention", "wrap": true });
     let mut body: Vec<Value> = p.errors.iter().filter(|e| e.field.is_empty()).map(|e| warning(&e.message)).collect();
     for f in &p.form.fields {
         let current = p.values.get(f.id);
@@ -255,7 +231,7 @@ pub fn correct(p: &Page) -> Value {
     body.extend(
         p.errors
             .iter()
-            .map(|e| json!({ "type": "TextBlock", "text": format!("{} {}", mark(Mark::Warning), inert(&e.message)), "color": "Attention", "wrap": true })),
+            .map(|e| json!({ "type": "TextBlock", "text": format!("{} {}", Mark::Warning.emoji(), inert(&e.message)), "color": "Attention", "wrap": true })),
     );
     let errors: Vec<Value> = p.errors.iter().map(|e| json!({ "field": e.field, "message": e.message })).collect();
     let data = json!({ "msteams": { "type": "task/fetch" }, "wizard": p.key, "page": p.form.page, "errors": errors });
@@ -276,7 +252,7 @@ pub fn status(v: &RunView) -> Value {
     let head = format!("Offboarding {} · {} · run {}", inert(&v.target_upn), v.state.label(), v.run_id);
     let mut body = vec![json!({ "type": "TextBlock", "text": head, "weight": "Bolder", "wrap": true })];
     body.extend(
-        v.lines.iter().map(|l| json!({ "type": "TextBlock", "text": format!("{} {}", badge(l.badge), inert(&l.text())), "wrap": true, "spacing": "None" })),
+        v.lines.iter().map(|l| json!({ "type": "TextBlock", "text": format!("{} {}", l.badge.emoji(), inert(&l.text())), "wrap": true, "spacing": "None" })),
     );
     card(body, vec![])
 }

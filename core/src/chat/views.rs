@@ -187,6 +187,19 @@ pub enum Badge {
 }
 
 impl Badge {
+    /// As a Unicode emoji, for platforms that show marks as text (Teams, Discord).
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Self::Pending => "▫️",
+            Self::Running => "⏳",
+            Self::Done => "✅",
+            Self::Skipped => "⏭️",
+            Self::Failed => "❌",
+            Self::Attention => "⚠️",
+            Self::NotRun => "➖",
+        }
+    }
+
     pub fn of(state: StepState, warning: bool) -> Self {
         match state {
             StepState::Waiting | StepState::Ready => Self::Pending,
@@ -295,6 +308,21 @@ pub enum Mark {
     Expired,
     Cancelled,
     Scheduled,
+}
+
+impl Mark {
+    /// As a Unicode emoji, for platforms that show marks as text (Teams, Discord).
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Self::Warning => "⚠️",
+            Self::HighRisk => "🚨",
+            Self::Approved => "✅",
+            Self::Rejected => "⛔",
+            Self::Expired => "⌛",
+            Self::Cancelled => "✖️",
+            Self::Scheduled => "📅",
+        }
+    }
 }
 
 /// A value beside a label: words (from a person, the directory or core), or people, whom
