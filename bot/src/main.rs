@@ -101,7 +101,8 @@ enum Command {
     /// leave parts to other processes).
     Serve(serve::ServeArgs),
     /// The whole product on this machine, no configuration, no network: a simulated tenant,
-    /// a local Slack, a scripted requester and approver, live updates and a verified report.
+    /// a local Slack (or Teams, or Discord: --platform), a scripted requester and approver,
+    /// live updates and a verified report.
     Demo(demo::DemoArgs),
     /// Serve a simulated Microsoft 365 tenant (login, Graph, Exchange) and print its URLs.
     Sim(offboard_m365_sim::cli::SimArgs),
