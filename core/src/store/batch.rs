@@ -1,19 +1,18 @@
-//! Group commit for the writes an acknowledgement waits on: replay checks, wizard drafts
-//! and audited refusals. Every request in flight hands its write to one writer per process,
+//! Group commit on SQLite for the writes an acknowledgement waits on: replay checks, wizard
+//! drafts and audited refusals. Every request in flight hands its write to one writer,
 //! which commits whatever has queued in one transaction. Hundreds of acknowledgements a
-//! second then share a few waits for the disk; on SQLite no two connections fight over the
-//! write lock (whose busy handler sleeps in whole milliseconds), on Postgres they share one
-//! round trip per statement batch and one WAL flush. Each write is still durable before its
-//! request is answered; across processes the database's own locks keep each delivery first
-//! once and the audit chain linear.
+//! second then share a few waits for the disk, and no two connections fight over SQLite's
+//! write lock (whose busy handler sleeps in whole milliseconds). Each write is still on
+//! disk before its request is answered.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sql::{postgres, sqlite};
-use super::{Db, Result, StoreError};
+use super::sql::sqlite;
+use super::{Result, StoreError};
 use crate::audit::{AuditKey, NewAudit};
 use crate::domain::RunId;
 use crate::outbox::EventKind;
@@ -41,7 +40,7 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Starts the writer; it ends when the last `Store` holding it is dropped.
-    pub(super) fn start(pool: Db) -> Self {
+    pub(super) fn start(pool: SqlitePool) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
         tokio::spawn(writer(pool, jobs));
         Batcher { queue }
@@ -58,7 +57,7 @@ fn gone() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
-async fn writer(pool: Db, mut jobs: mpsc::Receiver<Job>) {
+async fn writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
@@ -80,40 +79,30 @@ async fn writer(pool: Db, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// One write inside a backend's transaction.
-macro_rules! apply {
-    ($module:ident, $tx:expr, $w:expr) => {
-        match $w {
-            Write::Delivery { source, key, now, ttl } => $module::first_delivery_in($tx, source, key, *now, *ttl).await.map(Some),
-            Write::SaveDraft { key, draft, expires } => $module::save_draft_in($tx, key, draft, *expires).await.map(|()| None),
-            Write::DeleteDraft { key } => $module::delete_draft_in($tx, key).await.map(|()| None),
-            Write::Refusal { audit, seal, event, now } => {
-                $module::audit_only_in($tx, seal.as_deref(), audit, event.as_ref().map(|(r, k)| (r, k.clone())), *now).await.map(|()| None)
-            }
-        }
-    };
-}
-
-/// `writes` in one transaction, in order.
-macro_rules! commit {
-    ($module:ident, $pool:expr, $writes:expr) => {{
-        let mut tx = $module::begin_batch($pool).await?;
-        let mut done = Vec::with_capacity($writes.len());
-        for w in $writes {
-            done.push(apply!($module, &mut tx, w)?);
-        }
-        tx.commit().await?;
-        Ok(done)
-    }};
-}
-
-async fn together(pool: &Db, writes: &[&Write]) -> Result<Vec<Done>> {
-    match pool {
-        Db::Sqlite(p) => commit!(sqlite, p, writes),
-        Db::Postgres(p) => commit!(postgres, p, writes),
+async fn together(pool: &SqlitePool, writes: &[&Write]) -> Result<Vec<Done>> {
+    let mut tx = sqlite::begin_batch(pool).await?;
+    let mut done = Vec::with_capacity(writes.len());
+    for w in writes {
+        done.push(apply(&mut tx, w).await?);
     }
+    tx.commit().await?;
+    Ok(done)
 }
 
-async fn alone(pool: &Db, w: &Write) -> Result<Done> {
-    together(pool, &[w]).await.map(|mut d| d.pop().flatten())
+async fn alone(pool: &SqlitePool, w: &Write) -> Result<Done> {
+    let mut tx = sqlite::begin_batch(pool).await?;
+    let done = apply(&mut tx, w).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+async fn apply(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, w: &Write) -> Result<Done> {
+    match w {
+        Write::Delivery { source, key, now, ttl } => sqlite::first_delivery_in(tx, source, key, *now, *ttl).await.map(Some),
+        Write::SaveDraft { key, draft, expires } => sqlite::save_draft_in(tx, key, draft, *expires).await.map(|()| None),
+        Write::DeleteDraft { key } => sqlite::delete_draft_in(tx, key).await.map(|()| None),
+        Write::Refusal { audit, seal, event, now } => {
+            sqlite::audit_only_in(tx, seal.as_deref(), audit, event.as_ref().map(|(r, k)| (r, k.clone())), *now).await.map(|()| None)
+        }
+    }
 }

@@ -190,8 +190,8 @@ pub struct Store {
     db: Db,
     ready: Arc<Notify>,
     audit_key: Option<Arc<AuditKey>>,
-    /// The writes acknowledgements wait on, committed together.
-    batch: batch::Batcher,
+    /// SQLite: the writes acknowledgements wait on, committed together.
+    batch: Option<batch::Batcher>,
 }
 
 macro_rules! dispatch {
@@ -207,6 +207,7 @@ impl Store {
     /// Connects and applies migrations. `sqlite://path.db`, `sqlite::memory:` or
     /// `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self> {
+        let mut batch = None;
         let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
             Db::Postgres(pool)
@@ -228,12 +229,12 @@ impl Store {
             // An in-memory database exists per connection: keep exactly one.
             let max = if memory { 1 } else { 4 };
             let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+            batch = Some(batch::Batcher::start(pool.clone()));
             Db::Sqlite(pool)
         } else {
             // Only the part after any credentials is echoed.
             return Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string()));
         };
-        let batch = batch::Batcher::start(store.clone());
         let store = Store { db: store, ready: Arc::new(Notify::new()), audit_key: None, batch };
         store.migrate().await?;
         Ok(store)
@@ -347,8 +348,11 @@ impl Store {
     }
 
     pub async fn audit_refusal(&self, audit: NewAudit, event: Option<(&RunId, crate::outbox::EventKind)>, now: DateTime<Utc>) -> Result<()> {
-        let w = batch::Write::Refusal { audit, seal: self.audit_key.clone(), event: event.map(|(r, k)| (r.clone(), k)), now };
-        self.batch.write(w).await.map(|_| ())
+        if let Some(b) = &self.batch {
+            let w = batch::Write::Refusal { audit, seal: self.audit_key.clone(), event: event.map(|(r, k)| (r.clone(), k)), now };
+            return b.write(w).await.map(|_| ());
+        }
+        dispatch!(self.audit_only(self.audit_key(), audit, event, now))
     }
 
     // The step queue.
@@ -432,13 +436,19 @@ impl Store {
     /// `true` the first time `key` arrives from `source` within `ttl`: a redelivered or
     /// replayed request is acted on once, whichever process receives it.
     pub async fn first_delivery(&self, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
-        let first = self.batch.write(batch::Write::Delivery { source: source.into(), key: key.into(), now, ttl }).await?;
-        Ok(first == Some(true))
+        if let Some(b) = &self.batch {
+            let first = b.write(batch::Write::Delivery { source: source.into(), key: key.into(), now, ttl }).await?;
+            return Ok(first == Some(true));
+        }
+        dispatch!(self.first_delivery(source, key, now, ttl))
     }
 
     /// Keeps a chat wizard's draft until `expires`; any process may read it back.
     pub async fn save_draft(&self, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
-        self.batch.write(batch::Write::SaveDraft { key: key.into(), draft: draft.into(), expires }).await.map(|_| ())
+        if let Some(b) = &self.batch {
+            return b.write(batch::Write::SaveDraft { key: key.into(), draft: draft.into(), expires }).await.map(|_| ());
+        }
+        dispatch!(self.save_draft(key, draft, expires))
     }
 
     pub async fn draft(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>> {
@@ -446,7 +456,10 @@ impl Store {
     }
 
     pub async fn delete_draft(&self, key: &str) -> Result<()> {
-        self.batch.write(batch::Write::DeleteDraft { key: key.into() }).await.map(|_| ())
+        if let Some(b) = &self.batch {
+            return b.write(batch::Write::DeleteDraft { key: key.into() }).await.map(|_| ());
+        }
+        dispatch!(self.delete_draft(key))
     }
 
     /// Forgets deliveries and drafts whose time ran out; returns how many.

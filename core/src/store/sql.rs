@@ -110,7 +110,15 @@ macro_rules! backend {
                 Ok(e)
             }
 
-            /// A writing transaction for a batch of the `*_in` writes (the group commit).
+            pub async fn audit_only(pool: &Pool<Db>, seal: Option<&AuditKey>, a: NewAudit, event: Option<(&RunId, EventKind)>, now: DateTime<Utc>) -> Result<()> {
+                let mut tx = begin(pool).await?;
+                audit_only_in(&mut tx, seal, &a, event, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// A writing transaction for a batch of the `*_in` writes (SQLite's group commit).
+            #[allow(dead_code)]
             pub async fn begin_batch(pool: &Pool<Db>) -> Result<Tx> {
                 begin(pool).await
             }
@@ -784,6 +792,13 @@ macro_rules! backend {
                 Ok(done.rows_affected() == 1)
             }
 
+            pub async fn first_delivery(pool: &Pool<Db>, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+                let mut tx = begin(pool).await?;
+                let first = first_delivery_in(&mut tx, source, key, now, ttl).await?;
+                tx.commit().await?;
+                Ok(first)
+            }
+
             pub async fn first_delivery_in(tx: &mut Tx, source: &str, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
                 // A key whose time ran out may be used again.
                 let done = sqlx::query(
@@ -797,6 +812,13 @@ macro_rules! backend {
                 .execute(&mut **tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            pub async fn save_draft(pool: &Pool<Db>, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
+                let mut tx = begin(pool).await?;
+                save_draft_in(&mut tx, key, draft, expires).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             pub async fn save_draft_in(tx: &mut Tx, key: &str, draft: &str, expires: DateTime<Utc>) -> Result<()> {
@@ -815,6 +837,13 @@ macro_rules! backend {
             pub async fn draft(pool: &Pool<Db>, key: &str, now: DateTime<Utc>) -> Result<Option<String>> {
                 let row = sqlx::query("SELECT draft FROM chat_drafts WHERE key = $1 AND expires_ms >= $2").bind(key).bind(to_ms(now)).fetch_optional(pool).await?;
                 Ok(row.map(|r| r.try_get("draft")).transpose()?)
+            }
+
+            pub async fn delete_draft(pool: &Pool<Db>, key: &str) -> Result<()> {
+                let mut tx = begin(pool).await?;
+                delete_draft_in(&mut tx, key).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             pub async fn delete_draft_in(tx: &mut Tx, key: &str) -> Result<()> {
