@@ -3,7 +3,8 @@
 //! which commits whatever has queued in one transaction. Hundreds of acknowledgements a
 //! second then share a few waits for the disk, and no two connections fight over SQLite's
 //! write lock (whose busy handler sleeps in whole milliseconds). Each write is still on
-//! disk before its request is answered.
+//! disk before its request is answered. Postgres already commits concurrent transactions
+//! together; one writer per process there was measured slower (B1), so it is not used.
 
 use std::sync::Arc;
 
