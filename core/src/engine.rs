@@ -26,7 +26,12 @@ pub struct StepContext {
     pub run_id: RunId,
     pub tenant: TenantId,
     pub target_id: String,
+    /// Counted attempts, this one included; looks that answered "not yet" do not count.
     pub attempt: i64,
+    /// How many earlier claims of this step answered "not yet".
+    pub polls: i64,
+    /// When the first "not yet" was answered: executors bound their wait from here.
+    pub waiting_since: Option<chrono::DateTime<chrono::Utc>>,
     pub step: PlannedStep,
 }
 
@@ -46,6 +51,12 @@ pub enum StepError {
     /// Retrying cannot help (4xx other than throttling): the step fails with this.
     #[error("{message}")]
     Permanent { message: String, request_id: Option<String> },
+    /// Nothing failed: what the step waits for (a mailbox conversion, a change Microsoft is
+    /// still propagating) is not there yet; `waiting_for` completes "waiting for …". The step goes back to the queue until
+    /// `look_again_in` has passed, holding no worker slot, and the look is not an attempt.
+    /// The executor bounds the wait from [`StepContext::waiting_since`].
+    #[error("waiting: {waiting_for}")]
+    NotYet { look_again_in: Duration, waiting_for: String },
 }
 
 /// What read-back says about an intent an earlier attempt journalled.
@@ -74,6 +85,10 @@ pub enum Point {
     Claimed,
     IntentJournaled,
     Executed,
+    /// The executor answered "not yet"; its re-queue is not written yet.
+    NotYet,
+    /// A "not yet" is written: the step is back in the queue.
+    Requeued,
     Finished,
     StaleWriteRefused,
 }
@@ -84,6 +99,8 @@ impl Point {
             Self::Claimed => "claimed",
             Self::IntentJournaled => "intent_journaled",
             Self::Executed => "executed",
+            Self::NotYet => "not_yet",
+            Self::Requeued => "requeued",
             Self::Finished => "finished",
             Self::StaleWriteRefused => "stale_write_refused",
         }
@@ -109,11 +126,21 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// After this many attempts the step fails (or, if it crashed mid-call, needs a human).
     pub max_attempts: i64,
+    /// The longest any step may keep answering "not yet", whatever its executor allows:
+    /// past it the step fails, saying what it waited for.
+    pub max_wait: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { initial: Duration::from_secs(1), factor: 2.0, cap: Duration::from_secs(100), max_retry_after: Duration::from_secs(600), max_attempts: 8 }
+        Self {
+            initial: Duration::from_secs(1),
+            factor: 2.0,
+            cap: Duration::from_secs(100),
+            max_retry_after: Duration::from_secs(600),
+            max_attempts: 8,
+            max_wait: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -147,6 +174,9 @@ pub struct WorkerConfig {
     /// How often an idle worker looks for work.
     pub poll: Duration,
     pub retry: RetryPolicy,
+    /// Slots kept for lockout steps alone, on top of `concurrency`: when every other slot
+    /// is busy (a bulk offboarding), a new lockout still starts at once.
+    pub lockout_slots: usize,
 }
 
 impl Default for WorkerConfig {
@@ -160,6 +190,7 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
+            lockout_slots: 4,
         }
     }
 }
@@ -193,6 +224,18 @@ impl Worker {
     /// Claims and runs steps until `shutdown` resolves, then stops claiming and lets the
     /// steps in flight finish (or, if the process dies, their leases expire).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let lockout = (self.config.lockout_slots > 0).then(|| tokio::spawn(self.clone().lockout_lane(stopped.clone())));
+        self.general(shutdown).await;
+        let _ = stop.send(true);
+        if let Some(lane) = lockout {
+            let _ = lane.await;
+        }
+        Ok(())
+    }
+
+    /// The worker's slots for any step, lockout steps first.
+    async fn general(&self, shutdown: impl Future<Output = ()>) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -229,15 +272,63 @@ impl Worker {
             }
             drop(slots);
             if idle {
+                let wait = self.idle_wait().await;
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = self.store.steps_ready() => {}
-                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
         while tasks.join_next().await.is_some() {}
-        Ok(())
+    }
+
+    /// The slots kept for lockout steps: they take nothing else, so a lockout approved
+    /// while every general slot is busy starts at once.
+    async fn lockout_lane(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.lockout_slots));
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                _ = stopped.changed() => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+            };
+            let claims = match self.store.claim_lockout(&self.config.worker_id, self.clock.now(), lease(self.config.lease), 1).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Lockout claim failed; retrying");
+                    Vec::new()
+                }
+            };
+            match claims.into_iter().next() {
+                Some(claim) => {
+                    let me = self.clone();
+                    tasks.spawn(async move {
+                        me.handle(claim).await;
+                        drop(permit);
+                    });
+                }
+                None => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        _ = self.store.steps_ready() => {}
+                        _ = tokio::time::sleep(self.config.poll) => {}
+                    }
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// How long an idle worker sleeps unless woken: until the earliest step's time (a retry
+    /// or a look again), at most `poll`.
+    async fn idle_wait(&self) -> Duration {
+        match self.store.next_due().await {
+            Ok(Some(at)) => (at - self.clock.now()).to_std().unwrap_or_default().min(self.config.poll),
+            _ => self.config.poll,
+        }
     }
 
     /// Runs every step that is ready now, one at a time, until none is left. For tests
@@ -256,7 +347,9 @@ impl Worker {
             run_id: claim.run_id.clone(),
             tenant: claim.tenant.clone(),
             target_id: claim.target_id.clone(),
-            attempt: claim.attempt,
+            attempt: claim.counted(),
+            polls: claim.polls,
+            waiting_since: claim.waiting_since,
             step: claim.step.clone(),
         };
         self.probe.at(Point::Claimed, &cx);
@@ -314,9 +407,9 @@ impl Worker {
                 Reconciled::NotApplied => self.store.clear_intent(claim).await?,
             }
         }
-        if claim.attempt > policy.max_attempts {
+        if cx.attempt > policy.max_attempts {
             // Only reachable by crashing repeatedly inside this step.
-            let reason = format!("the worker stopped {} times while running this step", claim.attempt - 1);
+            let reason = format!("the worker stopped {} times while running this step", cx.attempt - 1);
             let outcome = if step.class == StepClass::AtMostOnce {
                 StepOutcome::NeedsAttention { reason }
             } else {
@@ -333,9 +426,26 @@ impl Worker {
         match result {
             Ok(outcome) => self.finish(claim, cx, outcome).await,
             Err(StepError::Permanent { message, request_id }) => self.finish(claim, cx, StepOutcome::Failed { error: message, request_id }).await,
+            Err(StepError::NotYet { look_again_in, waiting_for }) => {
+                self.probe.at(Point::NotYet, cx);
+                let now = self.clock.now();
+                let waited = claim.waiting_since.map(|since| (now - since).to_std().unwrap_or_default()).unwrap_or_default();
+                if waited + look_again_in > policy.max_wait {
+                    let error = format!(
+                        "gave up waiting for {waiting_for} after {}",
+                        crate::chat::views::duration(waited.as_millis() as i64).unwrap_or_else(|| "a moment".into())
+                    );
+                    return self.finish(claim, cx, StepOutcome::Failed { error, request_id: None }).await;
+                }
+                let at = now + chrono::Duration::from_std(look_again_in).unwrap_or(chrono::Duration::seconds(1));
+                tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, polls = claim.polls + 1, look_again_ms = look_again_in.as_millis() as u64, waiting_for, "Step waits without a worker");
+                self.store.poll_step(claim, at, &format!("waiting for {waiting_for}"), now).await?;
+                self.probe.at(Point::Requeued, cx);
+                Ok(())
+            }
             Err(e) => {
-                if claim.attempt >= policy.max_attempts {
-                    let error = format!("gave up after {} attempts: {e}", claim.attempt);
+                if cx.attempt >= policy.max_attempts {
+                    let error = format!("gave up after {} attempts: {e}", cx.attempt);
                     // An at-most-once call may have landed: read back before calling it failed.
                     if step.class == StepClass::AtMostOnce && !matches!(e, StepError::NotSent(_)) {
                         let outcome = match self.executor.reconcile(cx).await {
@@ -351,10 +461,10 @@ impl Worker {
                     StepError::RetryAfter(d, _) => Some(*d),
                     _ => None,
                 };
-                let wait = policy.delay(claim.attempt, retry_after);
+                let wait = policy.delay(cx.attempt, retry_after);
                 let now = self.clock.now();
                 let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
-                tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, attempt = claim.attempt, wait_ms = wait.as_millis() as u64, error = %e, "Step will be retried");
+                tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, attempt = cx.attempt, wait_ms = wait.as_millis() as u64, error = %e, "Step will be retried");
                 // For an at-most-once step the intent stays journalled: the next attempt
                 // reads back before it sends anything.
                 self.store.retry_step(claim, at, &e.to_string(), now).await

@@ -12,22 +12,64 @@ use crate::run::{RunState, StepOutcome};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum EventKind {
-    RunRequested { emergency: bool },
-    ApprovalRecorded { approver: String, have: usize, need: usize },
-    ApprovalRefused { actor: String, reason: String },
+    RunRequested {
+        emergency: bool,
+    },
+    ApprovalRecorded {
+        approver: String,
+        have: usize,
+        need: usize,
+    },
+    ApprovalRefused {
+        actor: String,
+        reason: String,
+    },
     RunApproved,
-    RunRejected { by: String, reason: String },
+    RunRejected {
+        by: String,
+        reason: String,
+    },
     RunExpired,
     ApprovalEscalated,
-    RunScheduled { start_at_ms: i64 },
+    RunScheduled {
+        start_at_ms: i64,
+    },
     RunStarted,
-    StepStarted { key: String, attempt: i64 },
-    StepRetrying { key: String, attempt: i64, error: String, retry_in_ms: i64 },
-    StepFinished { key: String, outcome: StepOutcome },
-    RunStateChanged { state: RunState },
-    RunCancelled { by: String },
-    ScheduleFired { name: String, fire_at_ms: i64 },
-    AuditCheckpoint { seq: i64, hash: String },
+    StepStarted {
+        key: String,
+        attempt: i64,
+    },
+    StepRetrying {
+        key: String,
+        attempt: i64,
+        error: String,
+        retry_in_ms: i64,
+    },
+    /// The step looked and what it waits for is not there yet; it looks again later
+    /// without holding a worker.
+    StepWaiting {
+        key: String,
+        waiting_for: String,
+        look_again_in_ms: i64,
+    },
+    StepFinished {
+        key: String,
+        outcome: StepOutcome,
+    },
+    RunStateChanged {
+        state: RunState,
+    },
+    RunCancelled {
+        by: String,
+    },
+    ScheduleFired {
+        name: String,
+        fire_at_ms: i64,
+    },
+    AuditCheckpoint {
+        seq: i64,
+        hash: String,
+    },
 }
 
 impl EventKind {
@@ -44,6 +86,7 @@ impl EventKind {
             Self::RunStarted => "run_started",
             Self::StepStarted { .. } => "step_started",
             Self::StepRetrying { .. } => "step_retrying",
+            Self::StepWaiting { .. } => "step_waiting",
             Self::StepFinished { .. } => "step_finished",
             Self::RunStateChanged { .. } => "run_state_changed",
             Self::RunCancelled { .. } => "run_cancelled",

@@ -243,6 +243,8 @@ pub fn finished_run() -> (crate::store::RunRecord, Vec<crate::store::StepRecord>
                 outcome: Some(outcome),
                 intent_at: None,
                 last_error: None,
+                polls: 0,
+                waiting_since: None,
             }
         })
         .collect();

@@ -119,6 +119,8 @@ struct Trap {
 #[derive(Default)]
 struct Inner {
     counts: HashMap<(String, String), u64>,
+    /// Looks at a step that waits ("is it there yet?"), per run and step.
+    looks: HashMap<(String, String), u64>,
     requests: u64,
     ledger: Vec<(String, String, i64)>,
     pid: Option<u32>,
@@ -141,7 +143,11 @@ impl EffectServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = Self { inner, release, addr };
-        let app = Router::new().route("/effect/{run}/{step}/{attempt}", post(apply)).route("/effect/{run}/{step}", get(read_back)).with_state(server.clone());
+        let app = Router::new()
+            .route("/effect/{run}/{step}/{attempt}", post(apply))
+            .route("/effect/{run}/{step}", get(read_back))
+            .route("/looks/{run}/{step}", post(look))
+            .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         server
     }
@@ -177,6 +183,11 @@ impl EffectServer {
 
     pub fn count(&self, run: &str, step: &str) -> u64 {
         self.inner.lock().expect("lock").counts.get(&(run.to_string(), step.to_string())).copied().unwrap_or(0)
+    }
+
+    /// How many times a waiting step looked.
+    pub fn looks(&self, run: &str, step: &str) -> u64 {
+        self.inner.lock().expect("lock").looks.get(&(run.to_string(), step.to_string())).copied().unwrap_or(0)
     }
 
     pub fn total(&self) -> u64 {
@@ -228,11 +239,23 @@ async fn apply(State(s): State<EffectServer>, Path((run, step, attempt)): Path<(
     (StatusCode::OK, Json(json!({ "count": count })))
 }
 
+/// What a waiting step waits for is there from its third look on.
+pub const LOOKS_UNTIL_READY: u64 = 3;
+
+async fn look(State(s): State<EffectServer>, Path((run, step)): Path<(String, String)>) -> Json<serde_json::Value> {
+    let mut i = s.inner.lock().expect("lock");
+    let n = i.looks.entry((run, step)).or_default();
+    *n += 1;
+    Json(json!({ "ready": *n >= LOOKS_UNTIL_READY }))
+}
+
 async fn read_back(State(s): State<EffectServer>, Path((run, step)): Path<(String, String)>) -> Json<serde_json::Value> {
     Json(json!({ "count": s.count(&run, &step) }))
 }
 
-/// Runs every step as one POST to the effect server; reads back with a GET.
+/// Runs every step as one POST to the effect server; reads back with a GET. The step
+/// that verifies a shared mailbox first waits: it looks, and answers "not yet" until the
+/// effect server says ready.
 pub struct HttpExecutor {
     base: String,
     client: reqwest::Client,
@@ -247,6 +270,14 @@ impl HttpExecutor {
 #[async_trait]
 impl StepExecutor for HttpExecutor {
     async fn execute(&self, cx: &StepContext) -> Result<StepOutcome, StepError> {
+        if cx.step.kind == offboard_core::plan::StepKind::VerifyShared {
+            let url = format!("{}/looks/{}/{}", self.base, cx.run_id, cx.step.key);
+            let resp = self.client.post(url).send().await.map_err(|e| StepError::Retryable(e.to_string()))?;
+            let body: serde_json::Value = resp.json().await.map_err(|e| StepError::Retryable(e.to_string()))?;
+            if body["ready"] != json!(true) {
+                return Err(StepError::NotYet { look_again_in: Duration::from_millis(20), waiting_for: "the effect server to say ready".into() });
+            }
+        }
         let url = format!("{}/effect/{}/{}/{}", self.base, cx.run_id, cx.step.key, cx.attempt);
         let resp = self
             .client

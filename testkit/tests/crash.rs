@@ -112,7 +112,18 @@ fn kill_points() -> Vec<KillPoint> {
     }
     points.push(KillPoint::Worker("intent_journaled", 2));
     points.push(KillPoint::Worker("intent_journaled", 6));
+    // A waiting step: killed between its "not yet" and the re-queue, and just after it.
+    for n in [1, 4] {
+        points.push(KillPoint::Worker("not_yet", n));
+    }
+    points.push(KillPoint::Worker("requeued", 2));
     points
+}
+
+/// A kill point inside a wait: the victim runs one step at a time, so exactly the waiting
+/// step is in flight when it dies.
+fn in_a_wait(point: &KillPoint) -> bool {
+    matches!(point, KillPoint::Worker("not_yet" | "requeued", _))
 }
 
 async fn crash_matrix(db: TestDb) {
@@ -131,7 +142,11 @@ async fn crash_matrix(db: TestDb) {
             KillPoint::Worker(p, n) => Some(format!("{p}:{n}")),
             KillPoint::Server(..) => None,
         };
-        let mut victim = worker(&db.url, &effects.url(), &format!("victim-{i}"), crash_at.as_deref()).spawn().unwrap();
+        let mut victim = worker(&db.url, &effects.url(), &format!("victim-{i}"), crash_at.as_deref());
+        if in_a_wait(point) {
+            victim.env("CONCURRENCY", "1").env("LOCKOUT_SLOTS", "0");
+        }
+        let mut victim = victim.spawn().unwrap();
         if let KillPoint::Server(phase, n) = point {
             effects.set_pid(victim.id().unwrap());
             effects.trap(*n, *phase, Action::Kill, None);
@@ -144,6 +159,21 @@ async fn crash_matrix(db: TestDb) {
         let (a, o) = check(&store, &effects, &runs, &case).await;
         applied += a;
         once += o;
+        // Looks are not attempts: each waiting step counts its one attempt, plus one for a
+        // kill that caught it between "not yet" and its re-queue (an interrupted attempt,
+        // counted once), however many times it looked.
+        let mut counted = 0;
+        for id in &runs {
+            let step = store.steps(id).await.unwrap().into_iter().find(|s| s.key.as_str() == "verify_shared").expect("the plan verifies the mailbox");
+            assert!(effects.looks(id.as_str(), "verify_shared") >= offboard_testkit::LOOKS_UNTIL_READY, "{case}: {id} did not wait");
+            assert!(step.polls >= 1, "{case}: {id} recorded no look");
+            counted += step.counted_attempts();
+        }
+        match point {
+            KillPoint::Worker("not_yet", _) => assert_eq!(counted, 4, "{case}: three attempts and one interrupted"),
+            KillPoint::Worker("requeued", _) => assert_eq!(counted, 3, "{case}: a written re-queue costs no attempt"),
+            _ => assert!(counted >= 3, "{case}: {counted}"),
+        }
     }
     println!(
         "{}: {} kill points, {} runs, {} effects applied, {} at-most-once steps each applied exactly once, {:.1} s",

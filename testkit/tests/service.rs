@@ -368,3 +368,54 @@ async fn the_line_manager_approves_their_reports_run_only() {
     })
     .await;
 }
+
+/// Holds every step that is not a lockout step until released.
+struct Blocking {
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl StepExecutor for Blocking {
+    async fn execute(&self, cx: &StepContext) -> Result<StepOutcome, StepError> {
+        if !cx.step.kind.is_lockout() {
+            self.release.notified().await;
+        }
+        Ok(StepOutcome::done("done", vec![]))
+    }
+
+    async fn reconcile(&self, _cx: &StepContext) -> Reconciled {
+        Reconciled::NotApplied
+    }
+}
+
+#[tokio::test]
+async fn a_lockout_starts_while_every_other_slot_is_busy() {
+    with_store(|store| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let bulk = approved_run(&svc, "user2@contoso.com", Options { hide_from_gal: true, ..Options::default() }).await;
+        let exec = Arc::new(Blocking { release: tokio::sync::Notify::new() });
+        let config = WorkerConfig { concurrency: 1, poll: StdDuration::from_millis(20), lockout_slots: 1, ..WorkerConfig::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(Worker::new(store.clone(), exec.clone(), c.clone(), config).run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        // The one general slot is taken by a step that does not end.
+        while store.steps(&bulk.id).await.unwrap()[0].state != StepState::Running {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        let urgent = approved_run(&svc, "alice@contoso.com", Options { disable_sign_in: true, ..Options::default() }).await;
+        let done = tokio::time::timeout(StdDuration::from_secs(10), async {
+            while store.run(&urgent.id).await.unwrap().state != RunState::Completed {
+                tokio::time::sleep(StdDuration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "the lockout ran in its own slot");
+        assert_eq!(store.steps(&bulk.id).await.unwrap()[0].state, StepState::Running, "the general slot was still busy");
+        exec.release.notify_waiters();
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
+    })
+    .await;
+}

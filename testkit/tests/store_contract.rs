@@ -700,3 +700,159 @@ async fn a_failing_acknowledgement_write_does_not_take_others_with_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_look_that_says_not_yet_is_not_an_attempt() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
+        let run = approved_run(&svc, "alice@contoso.com", Options { hide_from_gal: true, ..Options::default() }).await;
+        let first = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        let looked_at = c.now();
+        store.poll_step(&first, c.now() + Duration::seconds(10), "waiting for Exchange", c.now()).await.unwrap();
+        assert!(
+            matches!(store.poll_step(&first, c.now(), "again", c.now()).await, Err(StoreError::LeaseLost { .. })),
+            "{backend}: a re-queue is fenced like any write"
+        );
+        c.advance(Duration::seconds(9));
+        assert!(store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().is_none(), "{backend}: it waits for its time");
+        let step = store.steps(&run.id).await.unwrap().remove(0);
+        assert_eq!((step.state, step.polls, step.waiting_since), (StepState::Ready, 1, Some(looked_at)), "{backend}");
+        assert_eq!(step.last_error.as_deref(), Some("waiting for Exchange"));
+        c.advance(Duration::seconds(2));
+        let second = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert!(second.attempt > first.attempt, "{backend}: the fence only grows");
+        assert_eq!((second.counted(), second.polls, second.waiting_since), (1, 1, Some(looked_at)), "{backend}: a look is not an attempt");
+        store.poll_step(&second, c.now() + Duration::seconds(1), "waiting for Exchange", c.now()).await.unwrap();
+        c.advance(Duration::seconds(1));
+        let third = store.claim("a", c.now(), Duration::seconds(5)).await.unwrap().unwrap();
+        assert_eq!((third.counted(), third.polls, third.waiting_since), (1, 2, Some(looked_at)), "{backend}: waiting counts from the first look");
+        store.finish_step(&third, &ok(), c.now()).await.unwrap();
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Completed, "{backend}");
+        let waits = store.events_after(0, 1000).await.unwrap().into_iter().filter(|e| matches!(e.kind, EventKind::StepWaiting { .. })).count();
+        assert_eq!(waits, 2, "{backend}: each look is said once");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn claims_take_lockout_first_then_each_tenant_in_turn() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let contoso = service(store.clone(), c.clone(), 8, TenantPolicy::default());
+        let fabrikam_id = offboard_core::domain::TenantId::parse("fabrikam.com").unwrap();
+        let fabrikam = offboard_core::service::Offboarding::new(
+            store.clone(),
+            Arc::new(offboard_core::testing::InMemoryDirectory::with(
+                fabrikam_id.clone(),
+                vec![offboard_core::testing::user_named(1, "bob@fabrikam.com", "Bob")],
+            )),
+            c.clone(),
+            access(),
+            vec![offboard_core::service::Tenant {
+                id: fabrikam_id.clone(),
+                name: "Fabrikam".into(),
+                domains: vec!["fabrikam.com".into()],
+                policy: TenantPolicy::default(),
+            }],
+            offboard_core::request::Presets::default(),
+        );
+        let hide = Options { hide_from_gal: true, ..Options::default() };
+        // A backlog in one tenant, oldest first; then one step in another tenant; then
+        // the newest of all, a lockout.
+        for n in 2..=7 {
+            approved_run(&contoso, &format!("user{n}@contoso.com"), hide.clone()).await;
+            c.advance(Duration::seconds(1));
+        }
+        let r = fabrikam.request(&requester(), offboard_core::request::Request::now(fabrikam_id.clone(), "bob@fabrikam.com", hide.clone())).await.unwrap();
+        fabrikam.approve(&admin1(), &r.id, &r.plan_hash).await.unwrap();
+        if r.approvals_needed > 1 {
+            fabrikam.approve(&admin2(), &r.id, &r.plan_hash).await.unwrap();
+        }
+        assert_eq!(store.run(&r.id).await.unwrap().state, RunState::Approved, "{backend}");
+        c.advance(Duration::seconds(1));
+        approved_run(&contoso, "alice@contoso.com", Options { disable_sign_in: true, ..Options::default() }).await;
+        c.advance(Duration::seconds(1));
+
+        let lease = Duration::seconds(30);
+        let batch = store.claim_many("w", c.now(), lease, 3).await.unwrap();
+        let got: Vec<(String, StepKind)> = batch.iter().map(|c| (c.tenant.as_str().to_string(), c.step.kind)).collect();
+        assert_eq!(got[0], ("contoso.com".into(), StepKind::DisableSignIn), "{backend}: the lockout first, though newest: {got:?}");
+        let mut rest: Vec<&str> = got[1..].iter().map(|(t, _)| t.as_str()).collect();
+        rest.sort();
+        assert_eq!(rest, ["contoso.com", "fabrikam.com"], "{backend}: one step of each tenant, not the oldest three: {got:?}");
+        let contoso_first = batch.iter().skip(1).find(|c| c.tenant.as_str() == "contoso.com").unwrap();
+        assert_eq!(contoso_first.target_id, store.run(&contoso_first.run_id).await.unwrap().target_id, "{backend}");
+        // Within a tenant, oldest first: what is left is the rest of the backlog.
+        let next = store.claim_many("w", c.now(), lease, 10).await.unwrap();
+        assert_eq!(next.len(), 5, "{backend}");
+        assert!(next.iter().all(|c| c.tenant.as_str() == "contoso.com" && c.step.kind == StepKind::HideFromGal), "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_postgres_an_approval_wakes_the_workers_of_every_process() {
+    if offboard_testkit::postgres_skipped() {
+        return;
+    }
+    let db = TestDb::postgres().await;
+    let approver = db.store().await;
+    // Another process: its own pool and its own listener.
+    let workers = db.store().await;
+    let c = clock();
+    let svc = service(approver.clone(), c.clone(), 3, TenantPolicy::default());
+    let run = approved_run(&svc, "user2@contoso.com", Options { hide_from_gal: true, ..Options::default() }).await;
+    assert_eq!(approver.run(&run.id).await.unwrap().state, RunState::Approved);
+    // Resolves only by the notification: this store took no part in the approval and its
+    // signal has no other source.
+    tokio::time::timeout(std::time::Duration::from_secs(10), workers.steps_ready()).await.expect("the other process is woken");
+    assert_eq!(workers.claim("w", c.now(), Duration::seconds(30)).await.unwrap().unwrap().run_id, run.id);
+    approver.close().await;
+    workers.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn step_results_arriving_together_are_each_fenced_and_recorded() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 40, TenantPolicy::default());
+        for n in 2..=31 {
+            approved_run(&svc, &format!("user{n}@contoso.com"), Options { hide_from_gal: true, ..Options::default() }).await;
+        }
+        let lease = Duration::seconds(5);
+        let mut claims = store.claim_many("a", c.now(), lease, 30).await.unwrap();
+        assert_eq!(claims.len(), 30, "{backend}");
+        // One lease lapses and is taken over: its first holder's result must be refused.
+        c.advance(Duration::seconds(6));
+        let stale = claims.pop().unwrap();
+        for claim in &claims {
+            store.heartbeat(claim, c.now(), lease).await.unwrap();
+        }
+        let current = store.claim("b", c.now(), lease).await.unwrap().unwrap();
+        assert_eq!(current.step_id, stale.step_id, "{backend}");
+        let mut writes = tokio::task::JoinSet::new();
+        for (i, claim) in claims.into_iter().chain([stale]).enumerate() {
+            let (store, now) = (store.clone(), c.now());
+            writes.spawn(async move {
+                let r = if i % 3 == 0 {
+                    store.retry_step(&claim, now + Duration::seconds(1), "503", now).await
+                } else if i % 3 == 1 {
+                    store.poll_step(&claim, now + Duration::seconds(1), "waiting for Exchange", now).await
+                } else {
+                    store.finish_step(&claim, &ok(), now).await
+                };
+                (claim.step_id, r)
+            });
+        }
+        let results = writes.join_all().await;
+        let refused: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+        assert_eq!(refused.len(), 1, "{backend}: only the stale result is refused: {refused:?}");
+        assert!(matches!(refused[0], (id, Err(StoreError::LeaseLost { .. })) if *id == current.step_id), "{backend}");
+        let finished = store.count_runs().await.unwrap().into_iter().find(|(s, _)| *s == RunState::Completed).map_or(0, |(_, n)| n);
+        assert_eq!(finished, 9, "{backend}: every third result but the stale one finished its run");
+        assert!(store.verify_audit(&[]).await.unwrap().is_ok(), "{backend}");
+    })
+    .await;
+}

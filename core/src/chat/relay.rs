@@ -181,7 +181,7 @@ impl Relay {
                     | EventKind::RunCancelled { .. } => {
                         previews.insert(run);
                     }
-                    EventKind::RunStarted | EventKind::StepStarted { .. } | EventKind::StepRetrying { .. } => {
+                    EventKind::RunStarted | EventKind::StepStarted { .. } | EventKind::StepRetrying { .. } | EventKind::StepWaiting { .. } => {
                         statuses.insert(run);
                     }
                     EventKind::StepFinished { key, outcome } => {

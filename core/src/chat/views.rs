@@ -225,14 +225,14 @@ pub struct StatusLine {
 impl StatusLine {
     /// The line's words after its badge, as every platform says them: the title, the
     /// duration where it tells something, and the detail of a step that did not simply
-    /// succeed (one line, at most 200 characters).
+    /// succeed or is waiting (one line, at most 200 characters).
     pub fn text(&self) -> String {
         let mut s = self.title.to_string();
         if let Some(d) = self.duration_ms.and_then(duration) {
             s.push_str(&format!(" ({d})"));
         }
         if let Some(d) = &self.detail
-            && matches!(self.badge, Badge::Skipped | Badge::Failed | Badge::Attention)
+            && matches!(self.badge, Badge::Running | Badge::Skipped | Badge::Failed | Badge::Attention)
         {
             let d = one_line(d);
             let d = if d.chars().count() <= 200 { d } else { format!("{}…", d.chars().take(199).collect::<String>()) };
@@ -273,6 +273,8 @@ impl RunView {
             .map(|p| {
                 let rec = steps.iter().find(|s| s.key == p.key);
                 let (badge, detail, duration_ms) = match rec {
+                    // Waiting holds no worker, yet for the person reading it is under way.
+                    Some(s) if s.state == StepState::Ready && s.waiting_since.is_some() => (Badge::Running, s.last_error.clone(), None),
                     Some(s) => (
                         Badge::of(s.state, s.outcome.as_ref().is_some_and(|o| o.is_warning())),
                         s.outcome.as_ref().map(|o| o.summary().to_string()),
@@ -475,6 +477,31 @@ impl PlanPreview {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step waiting for Microsoft holds no worker, but the person reading the status sees
+    /// it under way and what it waits for.
+    #[test]
+    fn a_waiting_step_reads_as_under_way_with_what_it_waits_for() {
+        let (mut run, mut steps, _) = crate::testing::finished_run();
+        run.state = RunState::Running;
+        let i = steps.iter().position(|s| s.key == crate::plan::StepKind::VerifyShared.key()).expect("the plan verifies the mailbox");
+        let verify = &mut steps[i];
+        verify.state = StepState::Ready;
+        verify.outcome = None;
+        verify.finished_at = None;
+        verify.polls = 2;
+        verify.waiting_since = verify.started_at;
+        verify.last_error = Some("waiting for Exchange to report the mailbox shared (it reports UserMailbox; 2 check(s) so far)".into());
+        let view = RunView::from_run(&run, &steps);
+        let line = view.lines.iter().find(|l| l.title == "Verify the mailbox is shared").expect("line");
+        assert_eq!(line.badge, Badge::Running);
+        assert_eq!(line.text(), "Verify the mailbox is shared: waiting for Exchange to report the mailbox shared (it reports UserMailbox; 2 check(s) so far)");
+        // A step merely queued says nothing more than its title.
+        steps[i].waiting_since = None;
+        let view = RunView::from_run(&run, &steps);
+        let line = view.lines.iter().find(|l| l.title == "Verify the mailbox is shared").expect("line");
+        assert_eq!((line.badge, line.text()), (Badge::Pending, "Verify the mailbox is shared".to_string()));
+    }
 
     /// What every platform's approval message says, open and decided.
     #[test]

@@ -1,5 +1,7 @@
-//! Group commit on SQLite for the writes an acknowledgement waits on: replay checks, wizard
-//! drafts and audited refusals. Every request in flight hands its write to one writer,
+//! Group commit on SQLite for the writes an acknowledgement waits on (replay checks, wizard
+//! drafts and audited refusals) and for the workers' step results (finished, retried,
+//! looked again), of which a bulk offboarding writes hundreds a second. Every caller in
+//! flight hands its write to one writer,
 //! which commits whatever has queued in one transaction. Hundreds of acknowledgements a
 //! second then share a few waits for the disk, and no two connections fight over SQLite's
 //! write lock (whose busy handler sleeps in whole milliseconds). Each write is still on
@@ -13,10 +15,11 @@ use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::sqlite;
-use super::{Result, StoreError};
+use super::{Claim, Result, StoreError};
 use crate::audit::{AuditKey, NewAudit};
 use crate::domain::RunId;
 use crate::outbox::EventKind;
+use crate::run::StepOutcome;
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -28,6 +31,9 @@ pub(super) enum Write {
     SaveDraft { key: String, draft: String, expires: DateTime<Utc> },
     DeleteDraft { key: String },
     Refusal { audit: NewAudit, seal: Option<Arc<AuditKey>>, event: Option<(RunId, EventKind)>, now: DateTime<Utc> },
+    Finish { claim: Box<Claim>, outcome: Box<StepOutcome>, seal: Option<Arc<AuditKey>>, now: DateTime<Utc> },
+    Retry { claim: Box<Claim>, at: DateTime<Utc>, error: String, now: DateTime<Utc> },
+    Poll { claim: Box<Claim>, at: DateTime<Utc>, waiting_for: String, now: DateTime<Utc> },
 }
 
 /// What a write returns: whether a delivery was the first.
@@ -105,5 +111,8 @@ async fn apply(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, w: &Write) -> 
         Write::Refusal { audit, seal, event, now } => {
             sqlite::audit_only_in(tx, seal.as_deref(), audit, event.as_ref().map(|(r, k)| (r, k.clone())), *now).await.map(|()| None)
         }
+        Write::Finish { claim, outcome, seal, now } => sqlite::finish_step_in(tx, seal.as_deref(), claim, outcome, *now).await.map(|()| None),
+        Write::Retry { claim, at, error, now } => sqlite::retry_step_in(tx, claim, *at, error, *now).await.map(|()| None),
+        Write::Poll { claim, at, waiting_for, now } => sqlite::poll_step_in(tx, claim, *at, waiting_for, *now).await.map(|()| None),
     }
 }

@@ -2,8 +2,12 @@
 //!
 //! Both backends run the same SQL (sqlx binds `$1` on SQLite too); they differ only where
 //! the databases do: how a writing transaction begins, how appends to the audit chain are
-//! serialised, and `FOR UPDATE SKIP LOCKED` in the claim. Every state change, its audit
-//! entry and its outbox event commit in one transaction.
+//! serialised, `FOR UPDATE SKIP LOCKED` in the claim and Postgres' `NOTIFY` when steps
+//! become ready. Every state change, its audit entry and its outbox event commit in one
+//! transaction.
+//!
+//! Kept in one file: `Store` is the one door to the database, a method per operation that
+//! dispatches to `sql.rs` (or `batch.rs`); its records and errors sit beside it.
 
 mod batch;
 mod sql;
@@ -144,7 +148,20 @@ pub struct StepRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<StepOutcome>,
     pub intent_at: Option<DateTime<Utc>>,
+    /// The last failure, or for a waiting step what it waits for.
     pub last_error: Option<String>,
+    /// Claims that answered "not yet" (counted in `attempt`, which fences writes, but not
+    /// attempts a retry policy counts).
+    pub polls: i64,
+    /// When the step first answered "not yet".
+    pub waiting_since: Option<DateTime<Utc>>,
+}
+
+impl StepRecord {
+    /// Attempts that count against the retry policy.
+    pub fn counted_attempts(&self) -> i64 {
+        self.attempt - self.polls
+    }
 }
 
 /// A step this worker holds a lease on. Every write through it is fenced by `attempt`.
@@ -155,10 +172,22 @@ pub struct Claim {
     pub tenant: TenantId,
     pub target_id: String,
     pub attempt: i64,
+    /// Earlier claims that answered "not yet": they raised `attempt` (a fence must only
+    /// grow) but are not attempts.
+    pub polls: i64,
+    pub waiting_since: Option<DateTime<Utc>>,
     /// An earlier attempt journalled its intent and never recorded a result: read back
     /// before doing anything.
     pub unconfirmed_intent: bool,
     pub step: PlannedStep,
+}
+
+impl Claim {
+    /// This attempt's number as the retry policy counts: claims that only looked and
+    /// answered "not yet" are left out; one that crashed counts.
+    pub fn counted(&self) -> i64 {
+        self.attempt - self.polls
+    }
 }
 
 /// What the approval click changes, decided by `policy::approve`.
@@ -189,9 +218,40 @@ pub enum Db {
 pub struct Store {
     db: Db,
     ready: Arc<Notify>,
+    /// The tenant this process's last claim served, where the next round-robin starts.
+    served: Arc<std::sync::Mutex<String>>,
     audit_key: Option<Arc<AuditKey>>,
     /// SQLite: the writes acknowledgements wait on, committed together.
     batch: Option<batch::Batcher>,
+}
+
+/// Wakes every loop waiting for ready steps (a worker's general and lockout loops); the
+/// stored permit covers one that is between its claim and its wait.
+fn ring(ready: &Notify) {
+    ready.notify_waiters();
+    ready.notify_one();
+}
+
+/// Listens for steps made ready by any process and wakes this one's worker. Listening
+/// has begun when this returns, so nothing committed afterwards is missed; a lost
+/// connection is re-established by the listener (the workers' poll covers the gap).
+async fn listen_for_ready_steps(pool: &PgPool, ready: Arc<Notify>) -> Result<()> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen("offboard_steps_ready").await?;
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(_) => ring(&ready),
+                Err(_) if pool.is_closed() => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Lost the Postgres notifications; polling until they are back");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 macro_rules! dispatch {
@@ -208,8 +268,10 @@ impl Store {
     /// `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self> {
         let mut batch = None;
+        let ready = Arc::new(Notify::new());
         let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+            listen_for_ready_steps(&pool, ready.clone()).await?;
             Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -235,7 +297,7 @@ impl Store {
             // Only the part after any credentials is echoed.
             return Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string()));
         };
-        let store = Store { db: store, ready: Arc::new(Notify::new()), audit_key: None, batch };
+        let store = Store { db: store, ready, served: Arc::default(), audit_key: None, batch };
         store.migrate().await?;
         Ok(store)
     }
@@ -254,15 +316,15 @@ impl Store {
         self.audit_key.as_deref()
     }
 
-    /// Resolves when steps may have become ready (approval, a finished step, a retry) in
-    /// this process; other processes' changes are found by polling.
+    /// Resolves when steps may have become ready (approval, a finished step, a retry): in
+    /// this process, and on Postgres in any process (LISTEN/NOTIFY). Workers poll as well,
+    /// for SQLite's other processes and a notification lost with its connection.
     pub async fn steps_ready(&self) {
         self.ready.notified().await
     }
 
     fn wake(&self) {
-        // A stored permit covers a worker that is between its claim and its wait.
-        self.ready.notify_one();
+        ring(&self.ready);
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -361,9 +423,27 @@ impl Store {
         Ok(self.claim_many(worker, now, lease, 1).await?.pop())
     }
 
-    /// Up to `max` ready steps, leased together in one transaction.
+    /// Up to `max` ready steps, leased together in one transaction: lapsed leases first,
+    /// then lockout steps of any run, then the rest round-robin across tenants, starting
+    /// after the tenant this process served last.
     pub async fn claim_many(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
-        dispatch!(self.claim_many(worker, now, lease, max))
+        let after = self.served.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let claims = dispatch!(self.claim_many(worker, now, lease, max, Some(after.as_str())))?;
+        if let Some(last) = claims.iter().rev().find(|c| !c.step.kind.is_lockout()).or(claims.last()) {
+            *self.served.lock().unwrap_or_else(|e| e.into_inner()) = last.tenant.as_str().to_string();
+        }
+        Ok(claims)
+    }
+
+    /// When the earliest ready step may be claimed (a retry's or a look's time), if any.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        dispatch!(self.next_due())
+    }
+
+    /// Up to `max` ready lockout steps and nothing else: for the slots a worker keeps free
+    /// for them.
+    pub async fn claim_lockout(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
+        dispatch!(self.claim_many(worker, now, lease, max, None))
     }
 
     pub async fn heartbeat(&self, claim: &Claim, now: DateTime<Utc>, lease: chrono::Duration) -> Result<()> {
@@ -381,15 +461,45 @@ impl Store {
     }
 
     pub async fn finish_step(&self, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
-        let r = dispatch!(self.finish_step(self.audit_key(), claim, outcome, now));
+        let r = match &self.batch {
+            Some(b) => b
+                .write(batch::Write::Finish { claim: Box::new(claim.clone()), outcome: Box::new(outcome.clone()), seal: self.audit_key.clone(), now })
+                .await
+                .map(|_| ()),
+            None => dispatch!(self.finish_step(self.audit_key(), claim, outcome, now)),
+        };
         self.wake();
         r
     }
 
     pub async fn retry_step(&self, claim: &Claim, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<()> {
-        let r = dispatch!(self.retry_step(claim, at, error, now));
+        let r = match &self.batch {
+            Some(b) => b.write(batch::Write::Retry { claim: Box::new(claim.clone()), at, error: error.into(), now }).await.map(|_| ()),
+            None => dispatch!(self.retry_step(claim, at, error, now)),
+        };
         self.wake();
         r
+    }
+
+    /// The step answered "not yet": back to the queue until `at`, the look recorded as a
+    /// poll (not an attempt), fenced like every other write.
+    pub async fn poll_step(&self, claim: &Claim, at: DateTime<Utc>, waiting_for: &str, now: DateTime<Utc>) -> Result<()> {
+        match &self.batch {
+            Some(b) => b.write(batch::Write::Poll { claim: Box::new(claim.clone()), at, waiting_for: waiting_for.into(), now }).await.map(|_| ()),
+            None => dispatch!(self.poll_step(claim, at, waiting_for, now)),
+        }
+    }
+
+    /// Keeps a rate found by trying (a limit Microsoft does not publish), per tenant and
+    /// lane, so a restart starts from it.
+    pub async fn save_learned_rate(&self, tenant: &TenantId, lane: &str, per_s: f64, now: DateTime<Utc>) -> Result<()> {
+        dispatch!(self.save_learned_rate(tenant.as_str(), lane, per_s, now))
+    }
+
+    /// The rates kept for a lane, by tenant; entries for tenants no longer known are left out.
+    pub async fn learned_rates(&self, lane: &str) -> Result<Vec<(TenantId, f64)>> {
+        let rows = dispatch!(self.learned_rates(lane))?;
+        Ok(rows.into_iter().filter_map(|(t, r)| Some((TenantId::parse(&t).ok()?, r))).collect())
     }
 
     // Scheduler.

@@ -9,7 +9,8 @@ macro_rules! backend {
         db = $Db:ty;
         begin = $begin:literal;
         audit_lock = $audit_lock:literal;
-        claim = $claim:literal;
+        skip_locked = $skip:literal;
+        notify = $notify:literal;
     ) => {
         pub(super) mod $module {
             use chrono::{DateTime, Utc};
@@ -171,7 +172,7 @@ macro_rules! backend {
                 for (pos, s) in run.plan.steps.iter().enumerate() {
                     let after = serde_json::to_string(&s.after).map_err(corrupt)?;
                     sqlx::query(
-                        "INSERT INTO steps (run_id, key, position, after_keys, lockout, defer_days, state) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO steps (run_id, key, position, after_keys, lockout, defer_days, state, tenant, lockout_first) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(run.id.as_str())
                     .bind(s.key.as_str())
@@ -180,6 +181,8 @@ macro_rules! backend {
                     .bind(i64::from(run.plan.emergency_release(s)))
                     .bind(i64::from(s.defer_days))
                     .bind(StepState::Waiting.as_str())
+                    .bind(run.tenant.as_str())
+                    .bind(i64::from(s.kind.is_lockout()))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -277,6 +280,8 @@ macro_rules! backend {
                             outcome: outcome.map(|o| serde_json::from_str(&o)).transpose().map_err(corrupt)?,
                             intent_at: r.try_get::<Option<i64>, _>("intent_at")?.map(from_ms),
                             last_error: r.try_get("last_error")?,
+                            polls: r.try_get("polls")?,
+                            waiting_since: r.try_get::<Option<i64>, _>("waiting_since")?.map(from_ms),
                         })
                     })
                     .collect()
@@ -377,6 +382,7 @@ macro_rules! backend {
                 }
                 let done: std::collections::HashSet<String> =
                     steps.iter().filter(|s| s.state.lets_dependents_run()).map(|s| s.key.clone()).collect();
+                let mut readied = false;
                 for s in steps.iter_mut() {
                     if s.state == StepState::Waiting && s.released && s.after.iter().all(|k| done.contains(k)) {
                         sqlx::query("UPDATE steps SET state = $2 WHERE id = $1 AND state = $3")
@@ -386,7 +392,12 @@ macro_rules! backend {
                             .execute(&mut **tx)
                             .await?;
                         s.state = StepState::Ready;
+                        readied = true;
                     }
+                }
+                if readied && !$notify.is_empty() {
+                    // Delivered at commit, to every process listening.
+                    sqlx::query($notify).execute(&mut **tx).await?;
                 }
                 if !run_state.is_active() {
                     return Ok(());
@@ -544,61 +555,131 @@ macro_rules! backend {
             }
 
             /// Up to `max` ready steps in one transaction: when many steps are ready, one
-            /// commit (one sync to disk) leases a batch instead of one step.
-            pub async fn claim_many(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
+            /// commit (one sync to disk) leases a batch instead of one step. Lapsed leases
+            /// come first, then lockout steps of any run, then one step per tenant in turn,
+            /// starting after `after`, so one tenant's backlog never holds up another's.
+            /// Without `after`, lockout steps only.
+            pub async fn claim_many(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize, after: Option<&str>) -> Result<Vec<Claim>> {
                 let now_ms = to_ms(now);
                 // An idle poll only reads. Taking SQLite's write lock to find nothing would
                 // stall every other process for a transaction per poll, and forever if this
                 // process is stopped inside it.
-                let claimable = sqlx::query(
-                    "SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'running' AND lease_until < $1) \
-                     OR EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND not_before <= $1)",
-                )
+                let claimable = match after {
+                    Some(_) => sqlx::query(
+                        "SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'running' AND lease_until < $1) \
+                         OR EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND not_before <= $1)",
+                    ),
+                    None => sqlx::query("SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND lockout_first = 1 AND not_before <= $1)"),
+                }
                 .bind(now_ms)
                 .fetch_optional(pool)
                 .await?;
                 if claimable.is_none() {
                     return Ok(Vec::new());
                 }
+                let lease_until = now_ms + lease.num_milliseconds();
                 let mut tx = begin(pool).await?;
                 let mut claims = Vec::new();
+                while after.is_some() && claims.len() < max {
+                    let Some(c) = take(&mut tx, LAPSED, worker, lease_until, now_ms, None, now).await? else { break };
+                    claims.push(c);
+                }
                 while claims.len() < max {
-                    let row = sqlx::query($claim)
-                        .bind(worker)
-                        .bind(now_ms + lease.num_milliseconds())
-                        .bind(now_ms)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let Some(row) = row else { break };
-                    let step_id: i64 = row.try_get("id")?;
-                    let run_id: String = row.try_get("run_id")?;
-                    let key: String = row.try_get("key")?;
-                    let attempt: i64 = row.try_get("attempt")?;
-                    let intent: Option<i64> = row.try_get("intent_attempt")?;
-                    let run = sqlx::query("SELECT state, tenant, target_id, plan FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut *tx).await?;
-                    let tenant: String = run.try_get("tenant")?;
-                    let plan: Plan = serde_json::from_str(&run.try_get::<String, _>("plan")?).map_err(corrupt)?;
-                    let step: PlannedStep = plan.steps.into_iter().find(|s| s.key.as_str() == key).ok_or_else(|| corrupt(format!("step {key} not in plan")))?;
-                    if run.try_get::<String, _>("state")? == RunState::Approved.as_str() {
-                        set_state(&mut tx, &run_id, &tenant, RunState::Running, now).await?;
-                        emit(&mut tx, Some(&run_id), Some(&tenant), &EventKind::RunStarted, now).await?;
+                    let Some(c) = take(&mut tx, LOCKOUT, worker, lease_until, now_ms, None, now).await? else { break };
+                    claims.push(c);
+                }
+                if let Some(after) = after.filter(|_| claims.len() < max) {
+                    // The tenants with work due, each found by one ordered probe of the
+                    // fair index (a loose index scan), so the cost follows the tenants,
+                    // not the backlog.
+                    let rows = sqlx::query(
+                        "WITH RECURSIVE due(tenant) AS ( \
+                           SELECT (SELECT tenant FROM steps WHERE state = 'ready' AND not_before <= $1 ORDER BY tenant LIMIT 1) \
+                           UNION ALL \
+                           SELECT (SELECT s.tenant FROM steps s WHERE s.state = 'ready' AND s.tenant > due.tenant AND s.not_before <= $1 ORDER BY s.tenant LIMIT 1) \
+                           FROM due WHERE due.tenant IS NOT NULL) \
+                         SELECT tenant FROM due WHERE tenant IS NOT NULL LIMIT 1000",
+                    )
+                    .bind(now_ms)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut tenants: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>()?;
+                    // Round-robin: start with the first tenant after the one served last.
+                    let start = tenants.iter().position(|t| t.as_str() > after).unwrap_or(0);
+                    tenants.rotate_left(start);
+                    while claims.len() < max && !tenants.is_empty() {
+                        let mut i = 0;
+                        while i < tenants.len() && claims.len() < max {
+                            match take(&mut tx, OF_TENANT, worker, lease_until, now_ms, Some(&tenants[i]), now).await? {
+                                Some(c) => {
+                                    claims.push(c);
+                                    i += 1;
+                                }
+                                None => {
+                                    tenants.remove(i);
+                                }
+                            }
+                        }
                     }
-                    emit(&mut tx, Some(&run_id), Some(&tenant), &EventKind::StepStarted { key: key.clone(), attempt }, now).await?;
-                    claims.push(Claim {
-                        step_id,
-                        run_id: RunId::parse(&run_id).map_err(corrupt)?,
-                        tenant: TenantId::parse(&tenant).map_err(corrupt)?,
-                        target_id: run.try_get("target_id")?,
-                        attempt,
-                        unconfirmed_intent: intent.is_some(),
-                        step,
-                    });
                 }
                 if claims.is_empty() {
                     return Ok(claims);
                 }
                 tx.commit().await?;
                 Ok(claims)
+            }
+
+            // Lease one step: a lapsed lease, a lockout step, or the oldest step of one
+            // tenant ($4). Each pick is an ordered walk of an index that stops at its first row.
+            const LAPSED: &str = concat!(
+                "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
+                "(SELECT id FROM steps WHERE state = 'running' AND lease_until < $3 ORDER BY not_before, id LIMIT 1", $skip, ")",
+                " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt"
+            );
+            const LOCKOUT: &str = concat!(
+                "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
+                "(SELECT id FROM steps WHERE state = 'ready' AND lockout_first = 1 AND not_before <= $3 ORDER BY not_before, id LIMIT 1", $skip, ")",
+                " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt"
+            );
+            const OF_TENANT: &str = concat!(
+                "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
+                "(SELECT id FROM steps WHERE state = 'ready' AND tenant = $4 AND not_before <= $3 ORDER BY not_before, id LIMIT 1", $skip, ")",
+                " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt"
+            );
+
+            /// Leases the step `sql` picks, if any, and says so in the outbox.
+            async fn take(tx: &mut Tx, sql: &'static str, worker: &str, lease_until: i64, now_ms: i64, tenant: Option<&str>, now: DateTime<Utc>) -> Result<Option<Claim>> {
+                let mut q = sqlx::query(sql).bind(worker).bind(lease_until).bind(now_ms);
+                if let Some(t) = tenant {
+                    q = q.bind(t);
+                }
+                let Some(row) = q.fetch_optional(&mut **tx).await? else { return Ok(None) };
+                let step_id: i64 = row.try_get("id")?;
+                let run_id: String = row.try_get("run_id")?;
+                let key: String = row.try_get("key")?;
+                let attempt: i64 = row.try_get("attempt")?;
+                let polls: i64 = row.try_get("polls")?;
+                let intent: Option<i64> = row.try_get("intent_attempt")?;
+                let run = sqlx::query("SELECT state, tenant, target_id, plan FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut **tx).await?;
+                let tenant: String = run.try_get("tenant")?;
+                let plan: Plan = serde_json::from_str(&run.try_get::<String, _>("plan")?).map_err(corrupt)?;
+                let step: PlannedStep = plan.steps.into_iter().find(|s| s.key.as_str() == key).ok_or_else(|| corrupt(format!("step {key} not in plan")))?;
+                if run.try_get::<String, _>("state")? == RunState::Approved.as_str() {
+                    set_state(tx, &run_id, &tenant, RunState::Running, now).await?;
+                    emit(tx, Some(&run_id), Some(&tenant), &EventKind::RunStarted, now).await?;
+                }
+                emit(tx, Some(&run_id), Some(&tenant), &EventKind::StepStarted { key: key.clone(), attempt: attempt - polls }, now).await?;
+                Ok(Some(Claim {
+                    step_id,
+                    run_id: RunId::parse(&run_id).map_err(corrupt)?,
+                    tenant: TenantId::parse(&tenant).map_err(corrupt)?,
+                    target_id: run.try_get("target_id")?,
+                    attempt,
+                    polls,
+                    waiting_since: row.try_get::<Option<i64>, _>("waiting_since")?.map(from_ms),
+                    unconfirmed_intent: intent.is_some(),
+                    step,
+                }))
             }
 
             /// Runs a fenced update of the claimed step; refuses if the lease moved on.
@@ -608,6 +689,11 @@ macro_rules! backend {
                 }
                 let current: Option<i64> = sqlx::query("SELECT attempt FROM steps WHERE id = $1").bind(claim.step_id).fetch_optional(&mut **tx).await?.map(|r| r.try_get(0)).transpose()?;
                 Err(StoreError::LeaseLost { ours: claim.attempt, current: current.unwrap_or(-1) })
+            }
+
+            pub async fn next_due(pool: &Pool<Db>) -> Result<Option<DateTime<Utc>>> {
+                let at: Option<i64> = sqlx::query_scalar("SELECT MIN(not_before) FROM steps WHERE state = 'ready'").fetch_one(pool).await?;
+                Ok(at.map(from_ms))
             }
 
             pub async fn heartbeat(pool: &Pool<Db>, claim: &Claim, now: DateTime<Utc>, lease: chrono::Duration) -> Result<()> {
@@ -650,6 +736,12 @@ macro_rules! backend {
 
             pub async fn finish_step(pool: &Pool<Db>, seal: Option<&AuditKey>, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
                 let mut tx = begin(pool).await?;
+                finish_step_in(&mut tx, seal, claim, outcome, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn finish_step_in(tx: &mut Tx, seal: Option<&AuditKey>, claim: &Claim, outcome: &StepOutcome, now: DateTime<Utc>) -> Result<()> {
                 let done = sqlx::query(
                     "UPDATE steps SET state = $3, outcome = $4, finished_at = $5, lease_owner = NULL, lease_until = NULL \
                      WHERE id = $1 AND attempt = $2 AND state = 'running'",
@@ -659,24 +751,29 @@ macro_rules! backend {
                 .bind(outcome.state().as_str())
                 .bind(serde_json::to_string(outcome).map_err(corrupt)?)
                 .bind(to_ms(now))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-                fenced(&mut tx, claim, done.rows_affected()).await?;
+                fenced(tx, claim, done.rows_affected()).await?;
                 let run = claim.run_id.as_str();
                 let tenant = claim.tenant.as_str();
-                emit(&mut tx, Some(run), Some(tenant), &EventKind::StepFinished { key: claim.step.key.to_string(), outcome: outcome.clone() }, now).await?;
+                emit(tx, Some(run), Some(tenant), &EventKind::StepFinished { key: claim.step.key.to_string(), outcome: outcome.clone() }, now).await?;
                 let a = NewAudit::new("system:engine", "step.finished")
                     .tenant(tenant)
                     .run(run)
                     .detail(json!({ "step": claim.step.key, "attempt": claim.attempt, "outcome": outcome }));
-                append_audit(&mut tx, seal, &a, now).await?;
-                advance(&mut tx, seal, run, now).await?;
-                tx.commit().await?;
+                append_audit(tx, seal, &a, now).await?;
+                advance(tx, seal, run, now).await?;
                 Ok(())
             }
 
             pub async fn retry_step(pool: &Pool<Db>, claim: &Claim, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<()> {
                 let mut tx = begin(pool).await?;
+                retry_step_in(&mut tx, claim, at, error, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn retry_step_in(tx: &mut Tx, claim: &Claim, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<()> {
                 let done = sqlx::query(
                     "UPDATE steps SET state = 'ready', not_before = $3, last_error = $4, lease_owner = NULL, lease_until = NULL \
                      WHERE id = $1 AND attempt = $2 AND state = 'running'",
@@ -685,13 +782,56 @@ macro_rules! backend {
                 .bind(claim.attempt)
                 .bind(to_ms(at))
                 .bind(error)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-                fenced(&mut tx, claim, done.rows_affected()).await?;
-                let kind = EventKind::StepRetrying { key: claim.step.key.to_string(), attempt: claim.attempt, error: error.to_string(), retry_in_ms: (at - now).num_milliseconds() };
-                emit(&mut tx, Some(claim.run_id.as_str()), Some(claim.tenant.as_str()), &kind, now).await?;
+                fenced(tx, claim, done.rows_affected()).await?;
+                let kind = EventKind::StepRetrying { key: claim.step.key.to_string(), attempt: claim.counted(), error: error.to_string(), retry_in_ms: (at - now).num_milliseconds() };
+                emit(tx, Some(claim.run_id.as_str()), Some(claim.tenant.as_str()), &kind, now).await?;
+                Ok(())
+            }
+
+            pub async fn poll_step(pool: &Pool<Db>, claim: &Claim, at: DateTime<Utc>, waiting_for: &str, now: DateTime<Utc>) -> Result<()> {
+                let mut tx = begin(pool).await?;
+                poll_step_in(&mut tx, claim, at, waiting_for, now).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            pub async fn poll_step_in(tx: &mut Tx, claim: &Claim, at: DateTime<Utc>, waiting_for: &str, now: DateTime<Utc>) -> Result<()> {
+                let done = sqlx::query(
+                    "UPDATE steps SET state = 'ready', not_before = $3, last_error = $4, polls = polls + 1, waiting_since = COALESCE(waiting_since, $5), \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                )
+                .bind(claim.step_id)
+                .bind(claim.attempt)
+                .bind(to_ms(at))
+                .bind(waiting_for)
+                .bind(to_ms(now))
+                .execute(&mut **tx)
+                .await?;
+                fenced(tx, claim, done.rows_affected()).await?;
+                let kind = EventKind::StepWaiting { key: claim.step.key.to_string(), waiting_for: waiting_for.to_string(), look_again_in_ms: (at - now).num_milliseconds() };
+                emit(tx, Some(claim.run_id.as_str()), Some(claim.tenant.as_str()), &kind, now).await?;
+                Ok(())
+            }
+
+            pub async fn save_learned_rate(pool: &Pool<Db>, scope: &str, lane: &str, per_s: f64, now: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO learned_rates (scope, lane, per_s, updated_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (scope, lane) DO UPDATE SET per_s = excluded.per_s, updated_ms = excluded.updated_ms",
+                )
+                .bind(scope)
+                .bind(lane)
+                .bind(per_s)
+                .bind(to_ms(now))
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+
+            pub async fn learned_rates(pool: &Pool<Db>, lane: &str) -> Result<Vec<(String, f64)>> {
+                let rows = sqlx::query("SELECT scope, per_s FROM learned_rates WHERE lane = $1 ORDER BY scope").bind(lane).fetch_all(pool).await?;
+                rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
             }
 
             pub async fn due_scheduled(pool: &Pool<Db>, now: DateTime<Utc>) -> Result<Vec<RunId>> {
@@ -1117,13 +1257,10 @@ backend! {
     // with SQLITE_BUSY without waiting.
     begin = "BEGIN IMMEDIATE";
     audit_lock = "SELECT 1";
-    // A lapsed lease first, then the oldest ready step: each an ordered walk of the claim
-    // index that stops at the first row. One query with OR sorted every ready step.
-    claim = "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = COALESCE( \
-               (SELECT id FROM steps WHERE state = 'running' AND lease_until < $3 ORDER BY not_before, id LIMIT 1), \
-               (SELECT id FROM steps WHERE state = 'ready' AND not_before <= $3 ORDER BY not_before, id LIMIT 1)) \
-             RETURNING id, run_id, key, attempt, intent_attempt";
+    // One writer at a time: nothing to skip.
+    skip_locked = "";
+    // One machine: other processes find new work by polling.
+    notify = "";
 }
 
 backend! {
@@ -1132,9 +1269,8 @@ backend! {
     begin = "BEGIN";
     // One appender at a time keeps the chain linear across processes.
     audit_lock = "SELECT pg_advisory_xact_lock(7242031)";
-    claim = "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = COALESCE( \
-               (SELECT id FROM steps WHERE state = 'running' AND lease_until < $3 ORDER BY not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED), \
-               (SELECT id FROM steps WHERE state = 'ready' AND not_before <= $3 ORDER BY not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED)) \
-             RETURNING id, run_id, key, attempt, intent_attempt";
+    // Claims in other processes pass over rows already being leased.
+    skip_locked = " FOR UPDATE SKIP LOCKED";
+    // Steps made ready wake the workers of every process (`Store::connect` listens).
+    notify = "SELECT pg_notify('offboard_steps_ready', '')";
 }

@@ -2,7 +2,7 @@
 //! effect server, and kills itself with SIGKILL at a named point when asked to.
 //!
 //! Environment: `DATABASE_URL`, `EFFECTS_URL`, `WORKER_ID`, optional `CRASH_AT`
-//! (`point:n`, e.g. `intent_journaled:3`), `LEASE_MS`, `HEARTBEAT_MS`, `CONCURRENCY`.
+//! (`point:n`, e.g. `intent_journaled:3`), `LEASE_MS`, `HEARTBEAT_MS`, `CONCURRENCY`, `LOCKOUT_SLOTS`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat: env_ms("HEARTBEAT_MS", 250),
         poll: Duration::from_millis(20),
         retry: RetryPolicy { initial: Duration::from_millis(20), cap: Duration::from_millis(200), ..RetryPolicy::default() },
+        lockout_slots: std::env::var("LOCKOUT_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(4),
     };
     let worker = Worker::new(store, Arc::new(HttpExecutor::new(effects)), Arc::new(SystemClock), config)
         .with_probe(Arc::new(CrashProbe { point, hits: AtomicU64::new(0) }));
