@@ -33,6 +33,15 @@ pub struct TenantSpec {
     /// Ordinary users added after the named ones, for size.
     #[serde(default)]
     pub filler: Option<FillerSpec>,
+    /// Exchange admin API calls per (Microsoft) second this tenant takes before answering
+    /// 429. Microsoft publishes no such limit, so the client is never told it. Unlimited
+    /// when absent.
+    #[serde(default)]
+    pub exchange_calls_per_s: Option<f64>,
+    /// Seconds (Microsoft time) a mailbox conversion takes to land here, instead of the
+    /// simulator's `conversion_delay`.
+    #[serde(default)]
+    pub conversion_delay_s: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -377,6 +386,8 @@ impl Scenario {
                     }),
                     users: vec![lead],
                     groups: groups.clone(),
+                    exchange_calls_per_s: None,
+                    conversion_delay_s: None,
                 }
             })
             .collect();

@@ -101,6 +101,8 @@ pub struct Stats {
     pub by_status: BTreeMap<u16, u64>,
     pub throttled: u64,
     pub early_retries: u64,
+    /// Exchange calls answered 429 by a tenant's hidden limit.
+    pub exchange_throttled: u64,
     /// Identity and Intune writes admitted (counted only while throttling is on).
     pub identity_writes: u64,
     pub intune_writes: u64,
@@ -242,6 +244,7 @@ impl Sim {
         let t = lock(&self.shared.throttle);
         s.throttled = t.throttled;
         s.early_retries = t.early_retries;
+        s.exchange_throttled = t.exchange_throttled;
         s.identity_writes = t.identity_writes;
         s.intune_writes = t.intune_writes;
         s
@@ -764,6 +767,24 @@ fn exo_request_id() -> [(String, String); 1] {
     [("request-id".to_string(), uuid::Uuid::new_v4().to_string())]
 }
 
+/// The tenant's hidden Exchange limit, when its scenario sets one: a 429 with Retry-After
+/// for a call over it.
+fn exo_hidden_limit(s: &Shared, ti: usize, sent: Duration) -> Option<Response> {
+    let (tenant, per_s) = {
+        let w = lock(&s.world);
+        let t = &w.tenants[ti];
+        (t.id.clone(), t.exchange_calls_per_s?)
+    };
+    let t = lock(&s.throttle).admit_exchange(&tenant, per_s, sent, s.clock.now()).err()?;
+    let e = ExoError { status: 429, code: "TooManyRequests", exception: "Microsoft.Exchange.Throttling", message: "The request was throttled.".into() };
+    s.count_status(429);
+    let mut headers = exo_request_id().to_vec();
+    if s.cfg.retry_after {
+        headers.push(("Retry-After".into(), format!("{:.3}", t.retry_after)));
+    }
+    Some(json_response(429, &headers, Some(&e.body())))
+}
+
 fn exo_error_response(s: &Shared, e: &ExoError) -> Response {
     s.count_status(e.status);
     json_response(e.status, &exo_request_id(), Some(&e.body()))
@@ -840,7 +861,8 @@ fn invoke_one(s: &Shared, ti: usize, body: &Value, v2_endpoint: Option<&str>) ->
         let World { tenants, ledger, .. } = &mut *w;
         tenants[ti].settle(now, ledger);
     }
-    exchange::run(&mut w, ti, now, s.cfg.scaled(s.cfg.conversion_delay), cmdlet, &params)
+    let conversion = w.tenants[ti].conversion_delay.unwrap_or(s.cfg.conversion_delay);
+    exchange::run(&mut w, ti, now, s.cfg.scaled(conversion), cmdlet, &params)
 }
 
 fn envelope(s: &Shared, tenant: &str, out: exchange::Outcome, select: Option<&str>) -> Value {
@@ -921,7 +943,11 @@ async fn exo_common(s: Arc<Shared>, tenant: String, headers: HeaderMap, uri: axu
         }
         _ => {}
     }
+    let sent = s.clock.now();
     s.clock.sleep(s.cfg.scaled(s.faults.delay())).await;
+    if let Some(r) = exo_hidden_limit(&s, ti, sent) {
+        return r;
+    }
     let select = Query::parse(uri.query().unwrap_or_default()).get("$select").map(String::from);
     match invoke_one(&s, ti, &body, v2.as_deref()) {
         Ok(out) => {
@@ -972,7 +998,12 @@ async fn exo_batch(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, hea
         lock(&s.stats).resets += 1;
         return reset();
     }
+    let sent = s.clock.now();
     s.clock.sleep(s.cfg.scaled(s.faults.delay())).await;
+    // A batch is one call against the hidden limit, as the client's pacer counts it.
+    if let Some(r) = exo_hidden_limit(&s, ti, sent) {
+        return r;
+    }
     let continue_on_error = headers.get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("odata.continue-on-error"));
     let mut responses = Vec::new();
     for r in &requests {

@@ -119,6 +119,9 @@ impl Bucket {
     }
 }
 
+/// How long a 429 takes to reach its client and be read, at the least.
+const ANSWER_TRANSIT: Duration = Duration::from_millis(1);
+
 pub struct Throttle {
     pub limits: Limits,
     pub dilation: f64,
@@ -138,6 +141,11 @@ pub struct Throttle {
     /// Admitted identity writes and Intune writes: what a workload cost against the limits.
     pub identity_writes: u64,
     pub intune_writes: u64,
+    /// Exchange calls answered 429 by a tenant's hidden limit.
+    pub exchange_throttled: u64,
+    /// When the 429 that set each Exchange block was answered: a call sent before it could
+    /// not have known, so it is throttled but not early.
+    answered: HashMap<String, Duration>,
 }
 
 impl Throttle {
@@ -157,7 +165,52 @@ impl Throttle {
             early_retries: 0,
             identity_writes: 0,
             intune_writes: 0,
+            exchange_throttled: 0,
+            answered: HashMap::new(),
         }
+    }
+
+    /// Admits or throttles one Exchange admin API call against the tenant's hidden limit
+    /// (`per_s` calls per Microsoft second, a second's worth of burst). `sent` is when the
+    /// call arrived, before its simulated latency; `now` when it is processed.
+    pub fn admit_exchange(&mut self, tenant: &str, per_s: f64, sent: Duration, now: Duration) -> Result<(), Throttled> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let key = format!("exo|{tenant}");
+        let throttled = |retry_after: f64, early: bool| Throttled {
+            retry_after,
+            scope: format!("Exchange/{tenant}"),
+            information: "ExchangeAdminApiBudgetExceeded",
+            early,
+        };
+        if let Some(until) = self.blocked_until.get(&key)
+            && now < *until
+        {
+            // The answer takes a moment to reach its client and be read; a call that arrived
+            // within it was sent by a client that could not yet know.
+            let early = self.answered.get(&key).is_some_and(|answered| sent >= *answered + ANSWER_TRANSIT);
+            self.early_retries += early as u64;
+            self.throttled += 1;
+            self.exchange_throttled += 1;
+            return Err(throttled((*until - now).as_secs_f64(), early));
+        }
+        let d = self.dilation;
+        let b = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(per_s, d, now));
+        b.refill(now);
+        let wait = b.wait(1.0);
+        if wait > 0.0 {
+            let wait = (wait * 1000.0).ceil().max(1.0) / 1000.0;
+            if self.send_retry_after {
+                self.blocked_until.insert(key.clone(), now + Duration::from_secs_f64(wait));
+                self.answered.insert(key, now);
+            }
+            self.throttled += 1;
+            self.exchange_throttled += 1;
+            return Err(throttled(wait, false));
+        }
+        b.tokens -= 1.0;
+        Ok(())
     }
 
     /// The items admitted until [`Throttle::end_envelope`] arrived in one `$batch`.

@@ -343,6 +343,10 @@ pub struct Tenant {
     pub apps: Vec<App>,
     pub users: BTreeMap<String, User>,
     pub groups: BTreeMap<String, Group>,
+    /// The hidden Exchange limit, calls per Microsoft second (the scenario's).
+    pub exchange_calls_per_s: Option<f64>,
+    /// How long a conversion takes here, in Microsoft time, when the scenario says.
+    pub conversion_delay: Option<std::time::Duration>,
     pub roles: Vec<RoleAssignment>,
     pub devices: BTreeMap<String, Device>,
     pub managed: BTreeMap<String, ManagedDevice>,
@@ -633,6 +637,8 @@ fn build_tenant(spec: &TenantSpec, clock: &SimClock) -> Result<Tenant, ScenarioE
         apps: vec![],
         users: BTreeMap::new(),
         groups: BTreeMap::new(),
+        exchange_calls_per_s: spec.exchange_calls_per_s.filter(|r| r.is_finite() && *r > 0.0),
+        conversion_delay: spec.conversion_delay_s.filter(|s| s.is_finite() && *s >= 0.0).map(std::time::Duration::from_secs_f64),
         roles: vec![],
         devices: BTreeMap::new(),
         managed: BTreeMap::new(),

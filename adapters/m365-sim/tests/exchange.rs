@@ -214,3 +214,41 @@ async fn the_documented_v2_endpoints_accept_only_their_cmdlets() {
     let mary = h.user_id("mary.manager@contoso.com").await;
     assert_eq!(h.sim.count("mailbox.send_on_behalf_changed", &mary), 1);
 }
+
+#[tokio::test]
+async fn a_tenants_hidden_exchange_limit_answers_429_and_counts_only_calls_that_knew_better() {
+    let mut scenario = offboard_m365_sim::Scenario::contoso();
+    scenario.tenants[0].exchange_calls_per_s = Some(3.0);
+    scenario.tenants[0].conversion_delay_s = Some(120.0);
+    let h = Harness::scenario(&scenario, SimConfig { manual_clock: true, ..SimConfig::default() }).await;
+    let tok = h.token_for(CONTOSO, APP, EXCHANGE).await;
+    let get = json!({"Identity": "alice.able@contoso.com"});
+    for _ in 0..3 {
+        assert_eq!(h.exo(&tok, CONTOSO, "Get-Mailbox", get.clone()).await.status, 200, "a second's worth of burst");
+    }
+    let over = h.exo(&tok, CONTOSO, "Get-Mailbox", get.clone()).await;
+    assert_eq!((over.status, over.code()), (429, "TooManyRequests"));
+    let wait: f64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!((0.3..=0.34).contains(&wait), "one call's worth at 3/s: {wait}");
+    assert_eq!(h.sim.stats().early_retries, 0, "the first 429 is not early");
+    // Sent as the 429 was answered: throttled, but its client could not have known.
+    assert_eq!(h.exo(&tok, CONTOSO, "Get-Mailbox", get.clone()).await.status, 429);
+    assert_eq!((h.sim.stats().exchange_throttled, h.sim.stats().early_retries), (2, 0));
+    // Sent after that 429 reached its client and before its Retry-After: early.
+    h.sim.advance(std::time::Duration::from_millis(5));
+    assert_eq!(h.exo(&tok, CONTOSO, "Get-Mailbox", get.clone()).await.status, 429);
+    let stats = h.sim.stats();
+    assert_eq!((stats.exchange_throttled, stats.early_retries), (3, 1));
+    h.sim.advance(std::time::Duration::from_millis(340));
+    assert_eq!(h.exo(&tok, CONTOSO, "Get-Mailbox", get).await.status, 200, "after the wait, admitted");
+
+    // The scenario's conversion delay, not the simulator's default minute.
+    h.sim.advance(std::time::Duration::from_secs(2));
+    let convert = json!({"Identity": "alice.able@contoso.com", "Type": "Shared"});
+    assert_eq!(h.exo(&tok, CONTOSO, "Set-Mailbox", convert).await.status, 200);
+    let kind = |r: Resp| r.body["value"][0]["RecipientTypeDetails"].as_str().unwrap().to_string();
+    h.sim.advance(std::time::Duration::from_secs(90));
+    assert_eq!(kind(h.exo(&tok, CONTOSO, "Get-Mailbox", json!({"Identity": "alice.able@contoso.com"})).await), "UserMailbox");
+    h.sim.advance(std::time::Duration::from_secs(31));
+    assert_eq!(kind(h.exo(&tok, CONTOSO, "Get-Mailbox", json!({"Identity": "alice.able@contoso.com"})).await), "SharedMailbox");
+}

@@ -37,17 +37,28 @@ use crate::pacing::{Limits, Pacer};
 use crate::permissions::{Grants, Preflight};
 use crate::transport::{CallPolicy, Transport};
 
-/// How long to wait for a converted mailbox to report shared.
+/// How a step waits for what Microsoft has not finished: it looks after `first`, then
+/// twice as long each time up to `cap`, holding no worker between looks.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyPolicy {
     pub first: Duration,
     pub cap: Duration,
+    /// For a converted mailbox to report shared.
     pub deadline: Duration,
+    /// For any other change to show on read-back.
+    pub propagation: Duration,
 }
 
 impl Default for VerifyPolicy {
     fn default() -> Self {
-        Self { first: Duration::from_secs(5), cap: Duration::from_secs(60), deadline: Duration::from_secs(15 * 60) }
+        Self { first: Duration::from_secs(5), cap: Duration::from_secs(30), deadline: Duration::from_secs(15 * 60), propagation: Duration::from_secs(5 * 60) }
+    }
+}
+
+impl VerifyPolicy {
+    /// The wait before the look after `polls` earlier ones.
+    pub fn look_again_in(&self, polls: i64) -> Duration {
+        self.first.saturating_mul(1 << polls.clamp(0, 16) as u32).min(self.cap)
     }
 }
 
@@ -75,6 +86,7 @@ pub struct M365 {
     clock: Arc<dyn Clock>,
     settings: Settings,
     counters: Arc<crate::transport::Counters>,
+    transport: Arc<Transport>,
 }
 
 impl M365 {
@@ -85,7 +97,8 @@ impl M365 {
         Self {
             counters,
             graph: Graph::new(transport.clone(), &endpoints.graph),
-            exchange: Exchange::new(transport, &endpoints.exchange),
+            exchange: Exchange::new(transport.clone(), &endpoints.exchange),
+            transport,
             tenants,
             tokens,
             clock,
@@ -100,6 +113,20 @@ impl M365 {
     /// Calls made, throttled and failed since start.
     pub fn counters(&self) -> &crate::transport::Counters {
         &self.counters
+    }
+
+    /// The Exchange admin API rate each configured tenant is at, calls per second, as
+    /// learned from its answers (Microsoft publishes no limit for it).
+    pub fn exchange_rates(&self) -> Vec<(TenantId, f64)> {
+        let rates = self.transport.pacer().exchange_rates();
+        self.tenants.all().filter_map(|t| rates.iter().find(|(d, _)| *d == t.directory_id).map(|(_, r)| (t.key.clone(), *r))).collect()
+    }
+
+    /// Starts a tenant's Exchange rate from one learned before (see [`M365::exchange_rates`]).
+    pub fn seed_exchange_rate(&self, tenant: &TenantId, per_s: f64) {
+        if let Ok(t) = self.tenants.get(tenant) {
+            self.transport.pacer().seed_exchange(&t.directory_id, per_s);
+        }
     }
 
     pub fn tokens(&self) -> &TokenSource {

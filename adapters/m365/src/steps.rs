@@ -44,9 +44,15 @@ fn skip_warn(s: impl Into<String>) -> StepResult {
     Ok(Done::Skipped { reason: s.into(), warning: true })
 }
 
-/// The effect did not show on read-back: try again (Microsoft may be catching up).
+/// The effect did not show on read-back: look again later, holding no worker (Microsoft
+/// may be catching up). `execute` paces the looks and bounds the wait.
 fn not_yet(s: impl Into<String>) -> StepError {
-    StepError::Retryable(format!("read-back does not show the change yet: {}", s.into()))
+    StepError::NotYet { look_again_in: std::time::Duration::ZERO, waiting_for: format!("the change to show on read-back ({})", s.into()) }
+}
+
+/// A wait as people say it ("2 min 5 s"), from a second up.
+pub(crate) fn said(d: std::time::Duration) -> Option<String> {
+    offboard_core::chat::views::duration(d.as_millis() as i64)
 }
 
 fn fail(s: impl Into<String>) -> StepError {
@@ -110,6 +116,11 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// How long this step has been waiting, from its first "not yet".
+    fn waited(&self) -> std::time::Duration {
+        self.sc.waiting_since.map(|since| (self.m.clock.now() - since).to_std().unwrap_or_default()).unwrap_or_default()
+    }
+
     fn e(&self, e: ApiError) -> StepError {
         e.into_step(&hint(self.kind))
     }
@@ -239,7 +250,18 @@ impl StepExecutor for M365 {
         let trace = Trace::new();
         let tenant = self.tenants.get(&sc.tenant).map_err(|e| fail(e.to_string()))?;
         let step = Step { m: self, cx: Cx { tenant, trace: &trace }, sc, kind: sc.step.kind, user: &sc.target_id };
-        let done = step.run().await?;
+        let done = match step.run().await {
+            // A read-back that does not show the change yet: paced and bounded here, once
+            // for every step.
+            Err(StepError::NotYet { look_again_in, waiting_for }) if look_again_in.is_zero() => {
+                let policy = self.settings.verify;
+                if step.waited() >= policy.propagation {
+                    return Err(fail(format!("gave up waiting for {waiting_for} after {}", said(step.waited()).unwrap_or_else(|| "a moment".into()))));
+                }
+                return Err(StepError::NotYet { look_again_in: policy.look_again_in(sc.polls), waiting_for });
+            }
+            other => other?,
+        };
         Ok(match done {
             Done::Verified(verified) => StepOutcome::done(verified, trace.request_ids()),
             Done::Skipped { reason, warning } => StepOutcome::Skipped { reason, warning },

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::auth::{Resource, TokenSource};
 use crate::config::TenantConfig;
 use crate::error::{ApiError, Detail};
-use crate::pacing::{Lane, Pacer};
+use crate::pacing::{Answer, Lane, Pacer};
 use crate::trace::Trace;
 
 /// Whether a request may be sent again after it may have reached Microsoft.
@@ -130,6 +130,10 @@ impl Transport {
         Self { http, tokens, pacer, policy, counters: Arc::new(Counters::default()) }
     }
 
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
     fn backoff(&self, tries: u32) -> Duration {
         let d = self.policy.backoff.saturating_mul(1 << (tries.saturating_sub(1)).min(5));
         d / 2 + d.mul_f64(rand::rng().random_range(0.0..0.5))
@@ -144,6 +148,9 @@ impl Transport {
             tries += 1;
             let _permit = self.pacer.admit(&cx.tenant.directory_id, &req.lane).await;
             let token = self.tokens.token(cx.tenant, req.resource).await?;
+            // A 429 may have come in while this call waited for its token.
+            self.pacer.hold(&cx.tenant.directory_id, &req.lane).await;
+            let sent = std::time::Instant::now();
             let mut b =
                 self.http.request(req.method.clone(), &req.url).bearer_auth(token.value.expose()).header("client-request-id", uuid::Uuid::new_v4().to_string());
             for (k, v) in &req.headers {
@@ -177,6 +184,11 @@ impl Transport {
             let status = r.status().as_u16();
             let request_id = r.headers().get("request-id").and_then(|v| v.to_str().ok()).map(String::from);
             let wait = retry_after(r.headers());
+            let throttled = status == 429 || (status == 503 && wait.is_some());
+            // Before anything else: other callers of the lane must hold from this moment.
+            if throttled {
+                self.pacer.answered(&cx.tenant.directory_id, &req.lane, sent, Answer::Throttled(wait));
+            }
             let bytes = r.bytes().await.unwrap_or_default();
             cx.trace.record(request_id.as_deref());
             let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
@@ -188,11 +200,12 @@ impl Transport {
                 tries -= 1;
                 continue;
             }
-            let throttled = status == 429 || (status == 503 && wait.is_some());
             if throttled {
                 self.counters.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             } else if status >= 500 {
                 self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                self.pacer.answered(&cx.tenant.directory_id, &req.lane, sent, Answer::Clean);
             }
             if throttled && tries < self.policy.max_tries {
                 let w = wait.unwrap_or_else(|| self.backoff(tries));

@@ -243,6 +243,29 @@ async fn verification_gives_up_clearly_when_conversion_never_lands() {
 }
 
 #[tokio::test]
+async fn a_converting_mailbox_is_looked_at_again_later_not_waited_on() {
+    let w = World::with(offboard_m365_sim::SimConfig { conversion_delay: Duration::from_millis(400), ..Default::default() }, fast_settings()).await;
+    let jack = w.discover("jack.delegate@contoso.com").await;
+    let o = only(|o| o.convert_to_shared = true);
+    succeeded(w.step(&jack, o.clone(), StepKind::ConvertToShared).await);
+    // One look answers at once: "not yet", with when to look again, and nothing slept.
+    let plan = w.plan(&jack, o.clone());
+    let started = std::time::Instant::now();
+    match w.m365.execute(&w.context(&jack, &plan, StepKind::VerifyShared)).await {
+        Err(StepError::NotYet { look_again_in, waiting_for }) => {
+            assert_eq!(look_again_in, Duration::from_millis(50), "the first look comes after `first`");
+            assert!(waiting_for.contains("Exchange to report the mailbox shared (it reports UserMailbox"), "{waiting_for}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_millis(400), "a look does not wait for the conversion");
+    let (outcome, looks) = w.step_looks(&jack, o, StepKind::VerifyShared).await.unwrap();
+    assert!(looks >= 1, "the conversion took a while: {looks}");
+    let v = succeeded(Ok(outcome));
+    assert!(v.contains(&format!("Exchange reports SharedMailbox (after {} check(s)", looks + 1)), "{v}");
+}
+
+#[tokio::test]
 async fn no_mailbox_and_no_onedrive_are_skips_with_reasons() {
     let w = World::new().await;
     let frank = w.discover("frank.nomail@contoso.com").await;

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures_util::StreamExt;
 use offboard_core::plan::StepKind;
 use offboard_core::request::Options;
 use offboard_m365::pacing::Limits;
@@ -56,4 +57,32 @@ async fn pacing_keeps_a_burst_under_the_limits_without_a_single_429() {
     }
     assert_eq!(w.sim.stats().throttled, 0, "{:?}", w.sim.stats());
     assert!(start.elapsed() >= Duration::from_millis(1500), "ten units over budget wait about two seconds: {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn an_unpublished_exchange_limit_is_found_and_kept_to() {
+    // Contoso takes 40 Exchange calls a second and does not say so; the client starts at 20.
+    let mut scenario = offboard_m365_sim::Scenario::contoso();
+    scenario.tenants[0].exchange_calls_per_s = Some(40.0);
+    let mut settings = fast_settings();
+    settings.limits = Limits { time_scale: 0.1, ..Limits::default() };
+    let w = World::scenario(&scenario, SimConfig { dilation: 0.1, ..SimConfig::default() }, settings).await;
+    let tenant = w.m365.tenants().find(CONTOSO).unwrap().clone();
+    let trace = Trace::new();
+    let cx = Cx { tenant: &tenant, trace: &trace };
+    let get = offboard_m365::exchange::Command::new("Get-Mailbox", serde_json::json!({"Identity": ALICE}), None);
+    // Sixteen callers with more to do than 40 a second allows.
+    let calls = futures_util::stream::iter(0..1200).map(|_| w.m365.exchange().run(cx, &get, offboard_m365::transport::Replay::Safe)).buffer_unordered(16);
+    let results: Vec<_> = calls.collect().await;
+    assert!(results.iter().all(Result::is_ok), "every call lands in the end");
+    let stats = w.sim.stats();
+    assert!(stats.exchange_throttled > 0, "the limit was found by meeting it: {stats:?}");
+    assert_eq!(stats.early_retries, 0, "no call went before its Retry-After");
+    let share = stats.exchange_throttled as f64 / stats.exchange_requests as f64;
+    assert!(share < 0.05, "{} of {} calls answered 429", stats.exchange_throttled, stats.exchange_requests);
+    let rates = w.m365.exchange_rates();
+    assert_eq!(rates.len(), 1);
+    let (key, rate) = &rates[0];
+    assert_eq!(key.as_str(), CONTOSO);
+    assert!((20.0..=80.0).contains(rate), "the learned rate follows the limit: {rate}");
 }

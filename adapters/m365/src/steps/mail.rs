@@ -303,26 +303,27 @@ impl Step<'_> {
         ok("conversion to a shared mailbox accepted by Exchange; the next step waits until it reports shared")
     }
 
+    /// One look per claim: a mailbox still converting sends the step back to the queue
+    /// (no worker waits on Exchange), until the deadline counted from the first look.
     pub(super) async fn verify_shared(&self) -> StepResult {
         let policy = self.m.settings.verify;
-        let started = std::time::Instant::now();
-        let mut wait = policy.first;
-        let mut polls = 0;
-        loop {
-            polls += 1;
-            let m = self.mailbox().await?;
-            let kind = m["RecipientTypeDetails"].as_str().unwrap_or_default().to_string();
-            if kind == "SharedMailbox" {
-                return ok(format!("Exchange reports SharedMailbox (after {polls} check(s), {}s)", started.elapsed().as_secs()));
-            }
-            if started.elapsed() + wait > policy.deadline {
-                return Err(fail(format!(
-                    "the mailbox still reports {kind} after {} min; licences stay until it is shared (run again later, or convert it by hand)",
-                    policy.deadline.as_secs().div_ceil(60)
-                )));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(policy.cap);
+        let m = self.mailbox().await?;
+        let kind = m["RecipientTypeDetails"].as_str().unwrap_or_default().to_string();
+        let waited = self.waited();
+        let looks = self.sc.polls + 1;
+        if kind == "SharedMailbox" {
+            let after = crate::steps::said(waited).map(|d| format!(", {d}")).unwrap_or_default();
+            return ok(format!("Exchange reports SharedMailbox (after {looks} check(s){after})"));
         }
+        if waited >= policy.deadline {
+            return Err(fail(format!(
+                "the mailbox still reports {kind} after {} min; licences stay until it is shared (run again later, or convert it by hand)",
+                policy.deadline.as_secs().div_ceil(60)
+            )));
+        }
+        Err(StepError::NotYet {
+            look_again_in: policy.look_again_in(self.sc.polls),
+            waiting_for: format!("Exchange to report the mailbox shared (it reports {kind}; {looks} check(s) so far)"),
+        })
     }
 }

@@ -41,7 +41,12 @@ pub fn fast_settings() -> Settings {
     Settings {
         call: CallPolicy { backoff: Duration::from_millis(20), ..CallPolicy::default() },
         limits: Limits::default(),
-        verify: VerifyPolicy { first: Duration::from_millis(50), cap: Duration::from_millis(400), deadline: Duration::from_secs(20) },
+        verify: VerifyPolicy {
+            first: Duration::from_millis(50),
+            cap: Duration::from_millis(400),
+            deadline: Duration::from_secs(20),
+            propagation: Duration::from_secs(20),
+        },
         calendar_window_days: 730,
     }
 }
@@ -52,7 +57,11 @@ impl World {
     }
 
     pub async fn with(cfg: SimConfig, settings: Settings) -> Self {
-        let sim = Sim::start(&Scenario::contoso(), cfg).await.expect("simulator starts");
+        Self::scenario(&Scenario::contoso(), cfg, settings).await
+    }
+
+    pub async fn scenario(scenario: &Scenario, cfg: SimConfig, settings: Settings) -> Self {
+        let sim = Sim::start(scenario, cfg).await.expect("simulator starts");
         let secret = sim.add_secret(CONTOSO, APP).expect("app");
         let m365 = Self::adapter(&sim, Credential::Secret(Secret::new(secret)), settings);
         Self { sim, m365: Arc::new(m365) }
@@ -100,17 +109,33 @@ impl World {
 
     pub fn context(&self, user: &UserSnapshot, plan: &Plan, kind: StepKind) -> StepContext {
         let step = plan.steps.iter().find(|s| s.kind == kind).unwrap_or_else(|| panic!("{kind:?} is planned")).clone();
-        StepContext { run_id: RunId::generate(), tenant: Self::tenant(), target_id: user.id.to_string(), attempt: 1, step }
+        StepContext { run_id: RunId::generate(), tenant: Self::tenant(), target_id: user.id.to_string(), attempt: 1, polls: 0, waiting_since: None, step }
     }
 
-    /// Runs one planned step as the runner would, honouring a planned skip.
+    /// Runs one planned step as the runner would, honouring a planned skip and looking
+    /// again, as asked, while it answers "not yet".
     pub async fn step(&self, user: &UserSnapshot, options: Options, kind: StepKind) -> Result<StepOutcome, StepError> {
+        Ok(self.step_looks(user, options, kind).await?.0)
+    }
+
+    /// [`World::step`], and how many looks answered "not yet".
+    pub async fn step_looks(&self, user: &UserSnapshot, options: Options, kind: StepKind) -> Result<(StepOutcome, i64), StepError> {
         let plan = self.plan(user, options);
-        let cx = self.context(user, &plan, kind);
+        let mut cx = self.context(user, &plan, kind);
         if let Some(reason) = &cx.step.skip {
-            return Ok(StepOutcome::Skipped { reason: reason.clone(), warning: false });
+            return Ok((StepOutcome::Skipped { reason: reason.clone(), warning: false }, 0));
         }
-        self.m365.execute(&cx).await
+        loop {
+            match self.m365.execute(&cx).await {
+                Err(StepError::NotYet { look_again_in, .. }) => {
+                    assert!(!look_again_in.is_zero(), "a look is paced");
+                    cx.waiting_since.get_or_insert_with(chrono::Utc::now);
+                    cx.polls += 1;
+                    tokio::time::sleep(look_again_in).await;
+                }
+                other => return other.map(|o| (o, cx.polls)),
+            }
+        }
     }
 
     pub fn user_id(&self, upn: &str) -> String {
