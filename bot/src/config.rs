@@ -188,8 +188,9 @@ pub struct Microsoft {
     pub login: Option<String>,
     pub graph: Option<String>,
     pub exchange: Option<String>,
-    /// Exchange admin API calls per second per tenant. Microsoft publishes no limit for it,
-    /// so the default is cautious; a tenant that knows its budget may raise it.
+    /// Exchange admin API calls per second per tenant to start from. Microsoft publishes no
+    /// limit for it, so the default is cautious; the rate then follows the tenant's answers
+    /// and is kept across restarts.
     #[serde(default)]
     pub exchange_calls_per_second: Option<f64>,
 }

@@ -119,7 +119,12 @@ fn changes(page: usize, user: &str) -> Json {
 /// Polls the simulated mailbox conversion every 200 ms instead of waiting minutes as with
 /// Exchange Online.
 fn settings() -> Settings {
-    let verify = offboard_m365::VerifyPolicy { first: Duration::from_millis(200), cap: Duration::from_secs(1), deadline: Duration::from_secs(60) };
+    let verify = offboard_m365::VerifyPolicy {
+        first: Duration::from_millis(200),
+        cap: Duration::from_secs(1),
+        deadline: Duration::from_secs(60),
+        propagation: Duration::from_secs(60),
+    };
     Settings { verify, ..Settings::default() }
 }
 

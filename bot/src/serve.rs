@@ -236,6 +236,13 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     out.push_str(&format!("offboard_microsoft_throttled_total {}\n", load(&c.throttled)));
     out.push_str("# HELP offboard_microsoft_failed_total Other 5xx answers and connection failures.\n# TYPE offboard_microsoft_failed_total counter\n");
     out.push_str(&format!("offboard_microsoft_failed_total {}\n", load(&c.failed)));
+    let rates = h.m365.exchange_rates();
+    if !rates.is_empty() {
+        out.push_str("# HELP offboard_exchange_calls_per_second The Exchange admin API rate learned per tenant (Microsoft publishes no limit).\n# TYPE offboard_exchange_calls_per_second gauge\n");
+        for (tenant, per_s) in rates {
+            out.push_str(&format!("offboard_exchange_calls_per_second{{tenant=\"{tenant}\"}} {per_s:.2}\n"));
+        }
+    }
     out.push_str(&h.steps.render());
     if let Some(slack) = &h.slack {
         out.push_str(&slack.ack.render("offboard_slack_ack_seconds", "Slack"));
@@ -249,6 +256,35 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     out.push_str("# HELP offboard_uptime_seconds Seconds since start.\n# TYPE offboard_uptime_seconds gauge\n");
     out.push_str(&format!("offboard_uptime_seconds {}\n", h.started.elapsed().as_secs()));
     (StatusCode::OK, out)
+}
+
+/// The lane name learned Exchange rates are kept under.
+const EXCHANGE_LANE: &str = "exchange";
+
+/// Saves each tenant's learned Exchange rate every 30 s and at shutdown, when it moved.
+async fn keep_learned_rates(store: Store, m365: Arc<M365>, clock: Arc<dyn Clock>, stop: impl std::future::Future<Output = ()>) {
+    let mut saved: std::collections::HashMap<offboard_core::domain::TenantId, f64> = std::collections::HashMap::new();
+    tokio::pin!(stop);
+    loop {
+        let stopping = tokio::select! {
+            _ = &mut stop => true,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => false,
+        };
+        for (tenant, per_s) in m365.exchange_rates() {
+            if !stopping && saved.get(&tenant).is_some_and(|r| (r - per_s).abs() < 0.05 * r) {
+                continue;
+            }
+            match store.save_learned_rate(&tenant, EXCHANGE_LANE, per_s, clock.now()).await {
+                Ok(()) => {
+                    saved.insert(tenant, per_s);
+                }
+                Err(e) => tracing::warn!(tenant = %tenant, error = %e, "Could not keep the learned Exchange rate"),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 async fn signal() {
@@ -404,6 +440,16 @@ pub async fn run(cfg: Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if cfg.workers.enabled && !args.no_workers {
+        // The Exchange rates learned before a restart, and kept from now on.
+        match store.learned_rates(EXCHANGE_LANE).await {
+            Ok(rates) => {
+                for (tenant, per_s) in rates {
+                    m365.seed_exchange_rate(&tenant, per_s);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not read the learned Exchange rates; starting from the configured one"),
+        }
+        tasks.spawn(keep_learned_rates(store.clone(), m365.clone(), clock.clone(), shutdown()));
         let config = WorkerConfig { concurrency: cfg.workers.concurrency, ..WorkerConfig::default() };
         let worker = Worker::new(store.clone(), Arc::new(Timed { inner: m365.clone(), durations: durations.clone() }), clock.clone(), config);
         let stop = shutdown();

@@ -59,6 +59,9 @@ async fn serve_runs_stops_on_sigterm_and_the_next_start_completes_the_run() {
     let store = db.store().await;
     let svc = Offboarding::new(store.clone(), sim.m365.clone(), clock.clone(), access(), sim.tenants.clone(), Presets::default());
     let run = approved_run(&svc, "alice.able@contoso.com", crash_options()).await;
+    // An Exchange rate learned by an earlier process.
+    let contoso = offboard_core::domain::TenantId::parse("contoso.com").unwrap();
+    store.save_learned_rate(&contoso, "exchange", 55.0, clock.now()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim, &db.url, "");
@@ -85,14 +88,24 @@ async fn serve_runs_stops_on_sigterm_and_the_next_start_completes_the_run() {
     assert!(requests > 0, "{metrics}");
     assert!(metrics.contains("offboard_step_duration_seconds_count{step=\"disable_sign_in\"} 1"), "{metrics}");
     assert!(metrics.contains("offboard_microsoft_throttled_total 0"), "{metrics}");
+    let learned = |m: &str| -> f64 {
+        m.lines().find_map(|l| l.strip_prefix("offboard_exchange_calls_per_second{tenant=\"contoso.com\"} ")).unwrap_or_else(|| panic!("{m}")).parse().unwrap()
+    };
+    let rate = learned(&metrics);
+    assert!((55.0..111.0).contains(&rate), "starts from the learned rate, not the default 20: {rate}");
     let took = terminate(&mut first);
     println!("SIGTERM mid-run to exit: {took:?}");
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     let state = store.run(&run.id).await.unwrap().state;
     assert!(!state.is_terminal(), "the run was still going when the process stopped ({state:?})");
 
+    let kept = store.learned_rates("exchange").await.unwrap();
+    assert!(kept.len() == 1 && kept[0].0 == contoso && kept[0].1 >= rate, "kept at shutdown: {kept:?}");
+
     // The next start completes it.
-    let (mut second, _) = start(&config);
+    let (mut second, url) = start(&config);
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(learned(&metrics) >= kept[0].1 - 0.01, "a restart goes on from what was learned");
     let deadline = Instant::now() + Duration::from_secs(120);
     let state = loop {
         let s = store.run(&run.id).await.unwrap().state;

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use offboard_core::clock::{Clock, SystemClock};
-use offboard_core::domain::{RunId, TenantId, Upn};
+use offboard_core::domain::{RunId, TenantId};
 use offboard_core::engine::{RetryPolicy, StepExecutor, Worker, WorkerConfig};
 use offboard_core::policy::{AdminTargets, TenantPolicy};
 use offboard_core::request::{Options, Presets, Request};
 use offboard_core::service::Offboarding;
-use offboard_core::snapshot::{Discovery, DiscoveryError, UserRef, UserSnapshot};
 use offboard_core::store::Store;
 use offboard_m365::pacing::Limits;
 use offboard_m365::simulated::Simulated;
@@ -29,6 +28,8 @@ pub struct FleetSpec {
     pub sim: SimConfig,
     pub concurrency: usize,
     pub setup: Setup,
+    /// Each tenant's hidden Exchange limit, calls per Microsoft second.
+    pub exchange_limit: Option<f64>,
 }
 
 /// Choices that apply to every bulk case of one invocation.
@@ -52,6 +53,42 @@ pub struct Fleet {
     pub dilation: f64,
     concurrency: usize,
     clock: Arc<dyn Clock>,
+    /// Worker time spent in each kind of step, summed over slots.
+    pub busy: Arc<Busy>,
+}
+
+/// Worker slot time by step kind: how long each `execute` held its slot.
+#[derive(Default)]
+pub struct Busy(Mutex<HashMap<String, Duration>>);
+
+impl Busy {
+    pub fn of(&self, kind: offboard_core::plan::StepKind) -> Duration {
+        self.0.lock().unwrap().get(kind.key().as_str()).copied().unwrap_or_default()
+    }
+
+    pub fn total(&self) -> Duration {
+        self.0.lock().unwrap().values().sum()
+    }
+}
+
+/// The Microsoft 365 executor, timing each call by step kind.
+struct Timed {
+    inner: Arc<M365>,
+    busy: Arc<Busy>,
+}
+
+#[async_trait]
+impl StepExecutor for Timed {
+    async fn execute(&self, cx: &offboard_core::engine::StepContext) -> Result<offboard_core::run::StepOutcome, offboard_core::engine::StepError> {
+        let t = Instant::now();
+        let r = self.inner.execute(cx).await;
+        *self.busy.0.lock().unwrap().entry(cx.step.key.as_str().to_string()).or_default() += t.elapsed();
+        r
+    }
+
+    async fn reconcile(&self, cx: &offboard_core::engine::StepContext) -> offboard_core::engine::Reconciled {
+        self.inner.reconcile(cx).await
+    }
 }
 
 /// What every benchmarked leaver gets: the standard preset without the hand-over to a
@@ -77,12 +114,16 @@ impl Fleet {
         let apps = Scenario::contoso().tenants[0].apps.clone();
         for t in &mut scenario.tenants {
             t.apps = apps.clone();
+            t.exchange_calls_per_s = spec.exchange_limit;
         }
         let domains = scenario.tenants.iter().map(|t| t.domains[0].clone()).collect();
         let k = spec.sim.dilation;
         let settings = Settings {
             limits: Limits { time_scale: k, exchange_per_s: spec.setup.exchange_per_s.unwrap_or(Limits::default().exchange_per_s), ..Limits::default() },
-            verify: VerifyPolicy { first: Duration::from_secs(5).mul_f64(k), cap: Duration::from_secs(60).mul_f64(k), ..VerifyPolicy::default() },
+            verify: {
+                let v = VerifyPolicy::default();
+                VerifyPolicy { first: v.first.mul_f64(k), cap: v.cap.mul_f64(k), deadline: v.deadline.mul_f64(k), propagation: v.propagation.mul_f64(k) }
+            },
             ..Settings::default()
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -92,9 +133,10 @@ impl Fleet {
         let sim = Arc::new(sim);
         let db = if spec.setup.postgres { TestDb::postgres().await } else { TestDb::sqlite() };
         let store = db.store().await;
-        let discovery = Arc::new(Templated { m365: m365.clone(), sim: sim.clone(), templates: Mutex::new(HashMap::new()) });
-        let svc = Arc::new(Offboarding::new(store.clone(), discovery, clock.clone(), access(), tenants, Presets::default()));
-        Fleet { sim, m365, store, svc, db, domains, dilation: k, concurrency: spec.concurrency, clock }
+        // Each leaver is discovered for real, as a request does; generated leavers hold no
+        // rights on other mailboxes, so the (empty) delegation index is right for them.
+        let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access(), tenants, Presets::default()));
+        Fleet { sim, m365, store, svc, db, domains, dilation: k, concurrency: spec.concurrency, clock, busy: Arc::default() }
     }
 
     pub fn tenant(&self, domain: &str) -> TenantId {
@@ -120,7 +162,8 @@ impl Fleet {
             retry: RetryPolicy { initial: Duration::from_secs(1).mul_f64(k), cap: Duration::from_secs(100).mul_f64(k), ..RetryPolicy::default() },
             ..WorkerConfig::default()
         };
-        let worker = Worker::new(self.store.clone(), self.m365.clone() as Arc<dyn StepExecutor>, self.clock.clone(), config);
+        let executor = Arc::new(Timed { inner: self.m365.clone(), busy: self.busy.clone() });
+        let worker = Worker::new(self.store.clone(), executor, self.clock.clone(), config);
         let handle = tokio::spawn(async move {
             let _ = worker.run_until_stopped(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await;
         });
@@ -210,73 +253,5 @@ impl Fleet {
 
     pub async fn cleanup(self) {
         self.db.cleanup().await;
-    }
-}
-
-/// Discovery of the first leaver of a tenant through Microsoft 365, reused for the others
-/// with their own ids: generated leavers differ only in names and ids. They hold no rights
-/// on other mailboxes, so the snapshot is whole without the delegation index (whose cost
-/// B6 measures).
-struct Templated {
-    m365: Arc<M365>,
-    sim: Arc<Sim>,
-    templates: Mutex<HashMap<String, String>>,
-}
-
-impl Templated {
-    /// The ids that differ between two generated leavers, in a fixed order.
-    fn ids(&self, domain: &str, upn: &str) -> Vec<String> {
-        self.sim
-            .tenant(domain, |t| {
-                let id = t.user_id(upn)?;
-                let u = t.users.get(&id)?;
-                let mut out = vec![id.clone()];
-                out.extend(u.auth_methods.iter().map(|m| m.id.clone()));
-                let mut devices: Vec<_> = t.devices.values().filter(|d| d.owner == id).collect();
-                devices.sort_by(|a, b| a.name.cmp(&b.name));
-                out.extend(devices.iter().flat_map(|d| [d.id.clone(), d.device_id.clone()]));
-                let mut managed: Vec<_> = t.managed.values().filter(|d| d.user == id).collect();
-                managed.sort_by(|a, b| a.name.cmp(&b.name));
-                out.extend(managed.iter().map(|d| d.id.clone()));
-                Some(out)
-            })
-            .flatten()
-            .unwrap_or_default()
-    }
-}
-
-#[async_trait]
-impl Discovery for Templated {
-    fn finds_delegations(&self) -> bool {
-        true
-    }
-
-    async fn discover(&self, tenant: &TenantId, user: &UserRef) -> Result<UserSnapshot, DiscoveryError> {
-        let UserRef::Upn(upn) = user else { return self.m365.discover(tenant, user).await };
-        let domain = tenant.as_str().to_string();
-        let first = self::upn(0, &domain);
-        let cached = self.templates.lock().unwrap().get(&domain).cloned();
-        let template = match cached {
-            Some(t) => t,
-            None => {
-                let snap = self.m365.discover(tenant, &UserRef::Upn(Upn::parse(&first).expect("upn"))).await?;
-                let text = serde_json::to_string(&snap).expect("snapshot json");
-                self.templates.lock().unwrap().insert(domain.clone(), text.clone());
-                text
-            }
-        };
-        let mut text = template;
-        let (from, to) = (self.ids(&domain, &first), self.ids(&domain, upn.as_str()));
-        if from.len() != to.len() || to.is_empty() {
-            return self.m365.discover(tenant, user).await;
-        }
-        for (a, b) in from.iter().zip(&to) {
-            text = text.replace(a.as_str(), b.as_str());
-        }
-        let n = upn.as_str().trim_start_matches("user").split('@').next().unwrap_or_default().to_string();
-        for prefix in ["user", "User ", "LT-", "PH-"] {
-            text = text.replace(&format!("{prefix}00000"), &format!("{prefix}{n}"));
-        }
-        Ok(serde_json::from_str(&text).expect("snapshot json"))
     }
 }

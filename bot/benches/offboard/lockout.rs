@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+
 use offboard_core::run::RunState;
 use offboard_m365_sim::{Latency, SimConfig};
 use serde_json::json;
@@ -15,7 +17,7 @@ use crate::{Outcome, Row, percentile, sorted};
 pub async fn run(full: bool) -> Outcome {
     let (reps, full_reps, latency_ms) = if full { (200u32, 10u32, 100u64) } else { (3, 1, 20) };
     let sim = SimConfig { latency: Latency::Fixed { ms: latency_ms }, conversion_delay: Duration::ZERO, ..SimConfig::default() };
-    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8, setup: Setup::default() }).await;
+    let fleet = Fleet::start(FleetSpec { tenants: 1, users: reps + full_reps + 1, sim, concurrency: 8, setup: Setup::default(), exchange_limit: None }).await;
     let domain = fleet.domains[0].clone();
     let (stop, workers) = fleet.workers();
     let mut out = Outcome::default();
@@ -112,6 +114,131 @@ pub async fn run(full: bool) -> Outcome {
         .expect("object")
         .clone(),
     );
+    fleet.cleanup().await;
+    out
+}
+
+/// Approvals one at a time: approve, then wait until the user is locked out in the
+/// simulated tenant. Milliseconds each.
+async fn lock_times(fleet: &Fleet, who: &[(String, u32)], out: &mut Outcome) -> Vec<f64> {
+    let mut times = Vec::new();
+    for (domain, i) in who {
+        let run = fleet.request(domain, *i, &lockout()).await;
+        let t0 = Instant::now();
+        fleet.approve(&run).await;
+        while !fleet.locked_out(domain, *i) && t0.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        out.check(fleet.locked_out(domain, *i), || format!("{domain} user {i} was not locked out within 60 s"));
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    times
+}
+
+/// B2 under load: while a bulk of typical leavers runs in one tenant, new lockouts are
+/// approved in that tenant and in another, each timed from its approval.
+pub async fn under_load(full: bool, postgres: bool) -> Outcome {
+    let (bulk, reps, latency_ms) = if full { (1000u32, 10u32, 100u64) } else { (20, 2, 20) };
+    let sim = SimConfig { latency: Latency::Fixed { ms: latency_ms }, conversion_delay: Duration::from_secs(120), ..SimConfig::default() };
+    let setup = Setup { postgres, ..Setup::default() };
+    let fleet = Fleet::start(FleetSpec { tenants: 2, users: bulk + reps, sim, concurrency: 32, setup, exchange_limit: None }).await;
+    let (busy, quiet) = (fleet.domains[0].clone(), fleet.domains[1].clone());
+    let (stop, workers) = fleet.workers();
+    let mut out = Outcome::default();
+    // The bulk is requested and approved in the background, eight at a time.
+    let requesting = {
+        let svc = fleet.svc.clone();
+        let domain = busy.clone();
+        tokio::spawn(async move {
+            futures_util::stream::iter(0..bulk)
+                .for_each_concurrent(8, |i| {
+                    let (svc, domain) = (svc.clone(), domain.clone());
+                    async move {
+                        let req = offboard_core::request::Request::now(
+                            offboard_core::domain::TenantId::parse(&domain).expect("tenant"),
+                            crate::fleet::upn(i, &domain),
+                            typical(),
+                        );
+                        if let Ok(run) = svc.request(&offboard_testkit::fixtures::requester(), req).await {
+                            let _ = svc.approve(&offboard_testkit::fixtures::admin1(), &run.id, &run.plan_hash).await;
+                        }
+                    }
+                })
+                .await
+        })
+    };
+    // Under way: a tenth of the bulk approved.
+    let started = Instant::now();
+    while fleet.store.count_runs().await.map(|c| c.iter().filter(|(s, _)| *s != RunState::AwaitingApproval).map(|(_, n)| n).sum::<i64>()).unwrap_or(0)
+        < (bulk / 10) as i64
+        && started.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let same: Vec<(String, u32)> = (bulk..bulk + reps / 2).map(|i| (busy.clone(), i)).collect();
+    let other: Vec<(String, u32)> = (bulk..bulk + reps / 2).map(|i| (quiet.clone(), i)).collect();
+    let in_other = sorted(lock_times(&fleet, &other, &mut out).await);
+    let in_same = sorted(lock_times(&fleet, &same, &mut out).await);
+    let running = fleet.store.count_runs().await.map(|c| c.iter().filter(|(s, _)| *s == RunState::Running).map(|(_, n)| *n).sum::<i64>()).unwrap_or(0);
+    let _ = stop.send(true);
+    requesting.abort();
+    let _ = workers.await;
+    let rt = |ms: f64| ms / latency_ms as f64;
+    for (label, t) in [("another tenant", &in_other), ("the busy tenant", &in_same)] {
+        let (p50, max) = (percentile(t, 0.5), t.last().copied().unwrap_or(f64::NAN));
+        out.rows.push(Row::new(
+            format!("approval → lockout in {label}, {bulk} bulk leavers running ({})", if postgres { "Postgres" } else { "SQLite" }),
+            format!("p50 {p50:.0} ms ({:.2} RTT), max {max:.0} ms ({:.2} RTT); {running} runs running", rt(p50), rt(max)),
+            "≤ 2 round trips",
+        ));
+    }
+    out.json.extend(
+        json!({ "bulk": bulk, "latency_ms": latency_ms, "runs_running_at_end": running, "store": if postgres { "postgres" } else { "sqlite" },
+                "other_tenant_ms": in_other, "busy_tenant_ms": in_same })
+        .as_object()
+        .expect("object")
+        .clone(),
+    );
+    fleet.cleanup().await;
+    out
+}
+
+/// Approval taken in this process, workers in `offboard serve` on the same Postgres: from
+/// the approval to the lockout in the simulated tenant.
+pub async fn split(full: bool) -> Outcome {
+    let (reps, latency_ms) = if full { (30u32, 100u64) } else { (2, 20) };
+    let mut out = Outcome::default();
+    if offboard_testkit::postgres_skipped() {
+        out.rows.push(Row::new("approval → lockout across processes", "skipped: no Postgres", "≤ 2 round trips + 50 ms"));
+        return out;
+    }
+    let sim = SimConfig { latency: Latency::Fixed { ms: latency_ms }, conversion_delay: Duration::ZERO, ..SimConfig::default() };
+    let fleet =
+        Fleet::start(FleetSpec { tenants: 1, users: reps + 1, sim, concurrency: 8, setup: Setup { postgres: true, ..Setup::default() }, exchange_limit: None })
+            .await;
+    let domain = fleet.domains[0].clone();
+    let tenants = vec![fleet.m365.tenants().get(&fleet.tenant(&domain)).expect("tenant")];
+    let slack = offboard_slack::fake::FakeSlack::start("xoxb-bench").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = crate::resources::common::write_config_for(dir.path(), fleet.sim.urls(), &tenants, &fleet.db.url, &crate::resources::chat(&slack, 8));
+    let serving = match crate::resources::Serving::start(&config, std::process::Stdio::null(), &[]) {
+        Ok(s) => s,
+        Err(e) => {
+            out.errors.push(e);
+            return out;
+        }
+    };
+    let who: Vec<(String, u32)> = (1..=reps).map(|i| (domain.clone(), i)).collect();
+    let times = sorted(lock_times(&fleet, &who, &mut out).await);
+    drop(serving);
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    let rt = |ms: f64| ms / latency_ms as f64;
+    out.rows.push(Row::new(
+        format!("approval → lockout, workers in another process (Postgres), {reps} reps at {latency_ms} ms"),
+        format!("p50 {p50:.0} ms ({:.2} RTT) / p99 {p99:.0} ms ({:.2} RTT)", rt(p50), rt(p99)),
+        "≤ 2 round trips + 50 ms",
+    ));
+    out.json.extend(json!({ "reps": reps, "latency_ms": latency_ms, "lockout_ms": times, "p50_ms": p50, "p99_ms": p99 }).as_object().expect("object").clone());
     fleet.cleanup().await;
     out
 }

@@ -1,7 +1,8 @@
 //! Offboard's benchmarks against the simulated tenant (reliability.md §6.6):
 //!
 //! - B1 acknowledgement latency of signed Slack, Teams and Discord requests at fixed rates;
-//! - B2 time from approval to lockout, and one full run;
+//! - B2 time from approval to lockout, and one full run; the same while a bulk runs, and
+//!   with the approval in one process and the workers in another (Postgres);
 //! - B3 bulk runs against Microsoft's throttling model, compared with the bound of §6.3;
 //! - B4 the same under injected faults: end state and at-most-once effects;
 //! - B5 memory, CPU and database growth;
@@ -10,7 +11,7 @@
 //!
 //! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
 //! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
-//! B3 cases whose name contains TEXT; `--postgres` puts B1, B3 and B4 on Postgres;
+//! B3 cases whose name contains TEXT; `--postgres` puts B1, B2 under load, B3 and B4 on Postgres;
 //! `--exchange-per-s N` paces Exchange at N calls per second per tenant instead of the
 //! default; `--concurrency N` gives the workers N slots instead of each case's own). `cargo test` runs a short smoke version of each that checks correctness, never
 //! timing.
@@ -73,7 +74,7 @@ const USAGE: &str = "usage: cargo bench -p offboard-bot --bench offboard -- [b1 
   b1 … b6               run only these benchmarks (all when none is named)
   --json FILE           where to write the JSON results
   --case TEXT           only the B3 cases whose name contains TEXT
-  --postgres            B1, B3 and B4 on Postgres (OFFBOARD_TEST_POSTGRES_URL)
+  --postgres            B1, B2 under load, B3 and B4 on Postgres (OFFBOARD_TEST_POSTGRES_URL)
   --exchange-per-s N    pace Exchange at N calls per second per tenant
   --concurrency N       worker slots instead of each case's own
   --smoke               the short versions that `cargo test` runs
@@ -131,6 +132,8 @@ fn main() {
         }
         if wants("b2") {
             results.push(("B2 time to lockout", lockout::run(full).await));
+            results.push(("B2l lockout under load", lockout::under_load(full, setup.postgres).await));
+            results.push(("B2p lockout across processes", lockout::split(full).await));
         }
         let mut peak = None;
         if wants("b3") {

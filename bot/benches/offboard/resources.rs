@@ -20,7 +20,7 @@ use crate::fleet::Fleet;
 use crate::{Outcome, Row};
 
 #[path = "../../tests/common/mod.rs"]
-mod common;
+pub mod common;
 
 fn status_kb(pid: &str, field: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -78,7 +78,7 @@ pub async fn db_bytes(store: &offboard_core::store::Store, url: &str) -> u64 {
 }
 
 /// The configuration's Slack and workers sections.
-fn chat(slack: &FakeSlack, concurrency: usize) -> String {
+pub fn chat(slack: &FakeSlack, concurrency: usize) -> String {
     format!(
         "[slack]\nsigning_secret = \"bench-signing\"\nbot_token = \"xoxb-bench\"\napprovals_channel = \"C0APPROVALS\"\napi_url = \"{}\"\n\n[workers]\nconcurrency = {concurrency}\n",
         slack.api_url()
@@ -86,13 +86,13 @@ fn chat(slack: &FakeSlack, concurrency: usize) -> String {
 }
 
 /// `offboard serve` started on `config`, once it says it is serving.
-struct Serving {
+pub struct Serving {
     child: Child,
     pid: String,
 }
 
 impl Serving {
-    fn start(config: &Path, stderr: Stdio, env: &[(&str, String)]) -> Result<Serving, String> {
+    pub fn start(config: &Path, stderr: Stdio, env: &[(&str, String)]) -> Result<Serving, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
             .args(["serve", "--config", config.to_str().unwrap_or_default()])
             .env("OFFBOARD_LOG", "warn")
