@@ -135,7 +135,7 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
             .buffer_unordered(32)
             .collect::<Vec<_>>()
     };
-    let (wall, usage, reports, runs) = match case.engine {
+    let (wall, usage, reports) = match case.engine {
         Engine::InProcess => {
             let usage = Usage::start("self");
             let (stop, workers) = fleet.workers();
@@ -148,18 +148,17 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
             let usage = usage.stop();
             let _ = stop.send(true);
             let _ = workers.await;
-            (wall, usage, None, runs)
+            (wall, usage, None)
         }
         // `offboard serve` starts on the approved runs: its clock starts after discovery.
         Engine::Serve => match serve(&fleet, &request_all().await, concurrency, setup.exchange_per_s).await {
-            Ok(s) => (s.wall, s.usage, Some(s.reports), Vec::new()),
+            Ok(s) => (s.wall, s.usage, Some(s.reports)),
             Err(e) => {
                 errors.push(e);
-                (Duration::from_secs(3600), Usage::start("self").stop(), None, Vec::new())
+                (Duration::from_secs(3600), Usage::start("self").stop(), None)
             }
         },
     };
-    let _ = runs;
     let after = fleet.sim.stats();
     let db_after = db_bytes(&fleet.store, &fleet.db.url).await;
 
