@@ -18,6 +18,18 @@ pub struct PlanRules {
     pub manager_leaving: Option<crate::domain::RunId>,
 }
 
+/// The steps that act on the leaver's own mailbox, which is converted only after them.
+const ON_OWN_MAILBOX: &[StepKind] = &[
+    StepKind::RemoveInboxRules,
+    StepKind::RemoveMobileDevices,
+    StepKind::DisableForwarding,
+    StepKind::CancelMeetings,
+    StepKind::SetOutOfOffice,
+    StepKind::ForwardMail,
+    StepKind::GrantMailboxAccess,
+    StepKind::HideFromGal,
+];
+
 struct Builder {
     steps: Vec<PlannedStep>,
     /// Steps nothing waits for (those that only confirm what on-premises AD must do).
@@ -472,8 +484,10 @@ pub fn build(req: &ValidRequest, user: &UserSnapshot, rules: PlanRules) -> Plan 
     if o.convert_to_shared {
         let already = mailbox.is_some_and(|m| m.kind == MailboxType::Shared);
         mailbox_step(&mut b, ConvertToShared, json!({}), "Convert the mailbox to a shared mailbox".into(), already.then_some("already a shared mailbox"));
-        // Meetings are cancelled from the user mailbox while it can still send.
-        let after: Vec<StepKind> = access.clone();
+        // Whatever acts on the user's own mailbox goes first (meetings are cancelled from
+        // the user mailbox while it can still send); the rest of the clean-up, such as
+        // leaving groups, does not hold up a conversion that takes minutes.
+        let after: Vec<StepKind> = access.iter().filter(|k| lockout.contains(k) || ON_OWN_MAILBOX.contains(k)).copied().collect();
         let independent = b.independent.clone();
         let s = b.steps.last_mut().expect("just added");
         s.after = after.iter().filter(|k| **k != ConvertToShared && !independent.contains(k)).map(|k| k.key()).collect();

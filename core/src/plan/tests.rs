@@ -25,6 +25,13 @@ fn order_follows_the_spec() {
     assert_eq!(s(StepKind::VerifyShared).after, vec![key(StepKind::ConvertToShared)]);
     assert!(s(StepKind::RemoveLicences).after.contains(&key(StepKind::VerifyShared)));
     assert!(s(StepKind::ConvertToShared).after.contains(&key(StepKind::SetOutOfOffice)));
+    for k in [StepKind::RemoveInboxRules, StepKind::CancelMeetings, StepKind::ForwardMail, StepKind::GrantMailboxAccess] {
+        assert!(plan.step(&key(k)).is_none() || s(StepKind::ConvertToShared).after.contains(&key(k)), "the mailbox is converted after {k:?}");
+    }
+    assert!(s(StepKind::ConvertToShared).after.contains(&key(StepKind::ResetPassword)));
+    for k in [StepKind::RemoveGroups, StepKind::DeviceAction, StepKind::RemoveAdminRoles] {
+        assert!(!s(k).after.is_empty() && !s(StepKind::ConvertToShared).after.contains(&key(k)), "a conversion does not wait for {k:?}");
+    }
     // Dependencies always point backwards, so the list is a topological order.
     for (i, step) in plan.steps.iter().enumerate() {
         for dep in &step.after {
