@@ -28,7 +28,7 @@ fn what_failed(e: &ApiError) -> String {
         ApiError::NotSent(why) => format!("is unreachable: {why}"),
         ApiError::Forbidden(d) => format!("refused the app (missing permission or role): {d}"),
         ApiError::Auth(a) => format!("sign-in failed: {a}"),
-        ApiError::RetryAfter { .. } => format!("is throttling this app right now: {e}"),
+        ApiError::RetryAfter { .. } | ApiError::Paced { .. } => format!("is throttling this app right now: {e}"),
         ApiError::Retryable(d) | ApiError::Permanent(d) | ApiError::NotFound(d) => format!("answered with an error: {d}"),
     }
 }

@@ -57,6 +57,11 @@ pub enum StepError {
     /// The executor bounds the wait from [`StepContext::waiting_since`].
     #[error("waiting: {waiting_for}")]
     NotYet { look_again_in: Duration, waiting_for: String },
+    /// Nothing was sent: the service's budget for this tenant is spent for now. Handled as
+    /// [`StepError::NotYet`]; an at-most-once step's journalled intent is void, since the
+    /// call it guards never left (an executor that sent one answers `NotYet` instead).
+    #[error("waiting: {waiting_for}")]
+    Paced { look_again_in: Duration, waiting_for: String },
 }
 
 /// What read-back says about an intent an earlier attempt journalled.
@@ -183,9 +188,10 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
-            // Steps mostly wait on Microsoft, and per-tenant pacing (not this number) keeps
-            // within its limits; slots only bound how many tenants progress at once.
-            concurrency: 64,
+            // Steps mostly wait on Microsoft and on the store's commits, and per-tenant
+            // pacing (not this number) keeps within Microsoft's limits; slots only bound how
+            // many steps progress at once. With 64, 20 tenants' bulk work queued for slots.
+            concurrency: 256,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_millis(500),
@@ -294,28 +300,34 @@ impl Worker {
                 _ = stopped.changed() => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore open"),
             };
-            let claims = match self.store.claim_lockout(&self.config.worker_id, self.clock.now(), lease(self.config.lease), 1).await {
+            // The steps a finished disable releases (revoke, reset, MFA) start together:
+            // one claim for every free slot.
+            let mut slots = vec![permit];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                slots.push(p);
+            }
+            let claims = match self.store.claim_lockout(&self.config.worker_id, self.clock.now(), lease(self.config.lease), slots.len()).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "Lockout claim failed; retrying");
                     Vec::new()
                 }
             };
-            match claims.into_iter().next() {
-                Some(claim) => {
-                    let me = self.clone();
-                    tasks.spawn(async move {
-                        me.handle(claim).await;
-                        drop(permit);
-                    });
-                }
-                None => {
+            let idle = claims.is_empty();
+            for claim in claims {
+                let permit = slots.pop().expect("one slot per claim");
+                let me = self.clone();
+                tasks.spawn(async move {
+                    me.handle(claim).await;
                     drop(permit);
-                    tokio::select! {
-                        _ = stopped.changed() => break,
-                        _ = self.store.steps_ready() => {}
-                        _ = tokio::time::sleep(self.config.poll) => {}
-                    }
+                });
+            }
+            drop(slots);
+            if idle {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    _ = self.store.steps_ready() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
                 }
             }
         }
@@ -426,8 +438,13 @@ impl Worker {
         match result {
             Ok(outcome) => self.finish(claim, cx, outcome).await,
             Err(StepError::Permanent { message, request_id }) => self.finish(claim, cx, StepOutcome::Failed { error: message, request_id }).await,
-            Err(StepError::NotYet { look_again_in, waiting_for }) => {
+            Err(e @ (StepError::NotYet { .. } | StepError::Paced { .. })) => {
                 self.probe.at(Point::NotYet, cx);
+                let (look_again_in, waiting_for, sent_nothing) = match e {
+                    StepError::Paced { look_again_in, waiting_for } => (look_again_in, waiting_for, true),
+                    StepError::NotYet { look_again_in, waiting_for } => (look_again_in, waiting_for, false),
+                    _ => unreachable!("matched above"),
+                };
                 let now = self.clock.now();
                 let waited = claim.waiting_since.map(|since| (now - since).to_std().unwrap_or_default()).unwrap_or_default();
                 if waited + look_again_in > policy.max_wait {
@@ -439,6 +456,10 @@ impl Worker {
                 }
                 let at = now + chrono::Duration::from_std(look_again_in).unwrap_or(chrono::Duration::seconds(1));
                 tracing::info!(run.id = %cx.run_id, step.key = %cx.step.key, polls = claim.polls + 1, look_again_ms = look_again_in.as_millis() as u64, waiting_for, "Step waits without a worker");
+                if sent_nothing && step.class == StepClass::AtMostOnce {
+                    // A crash after this leaves no intent, and nothing was sent: safe.
+                    self.store.clear_intent(claim).await?;
+                }
                 self.store.poll_step(claim, at, &format!("waiting for {waiting_for}"), now).await?;
                 self.probe.at(Point::Requeued, cx);
                 Ok(())

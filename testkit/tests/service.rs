@@ -251,6 +251,38 @@ async fn an_at_most_once_step_that_cannot_be_read_back_goes_to_a_human() {
 }
 
 #[tokio::test]
+async fn an_at_most_once_step_sent_back_by_a_budget_is_sent_later_without_a_read_back() {
+    with_store(|store| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 3, TenantPolicy { admins: offboard_core::policy::AdminTargets::Allow, ..TenantPolicy::default() });
+        let run = approved_run(&svc, "alice@contoso.com", Options { device_action: Some(DeviceAction::Retire), ..Options::default() }).await;
+        let paced = || Err(StepError::Paced { look_again_in: StdDuration::from_secs(10), waiting_for: "room under Intune's write limit".into() });
+        // A read-back would find nothing decidable: reaching it would hand the step to a human.
+        let exec = Arc::new(Scripted {
+            answers: Mutex::new(vec![paced(), paced()]),
+            reconcile: Reconciled::Unknown("the device's management state is not readable".into()),
+            calls: AtomicUsize::new(0),
+        });
+        let w = worker(&store, c.clone(), exec.clone());
+        w.drain().await.unwrap();
+        let step = &store.steps(&run.id).await.unwrap()[0];
+        assert_eq!((step.state, step.polls), (StepState::Ready, 1), "back in the queue, holding no worker");
+        assert_eq!(step.last_error.as_deref(), Some("waiting for room under Intune's write limit"));
+        assert_eq!(w.drain().await.unwrap(), 0, "not before its time");
+        for _ in 0..2 {
+            c.advance(Duration::seconds(10));
+            w.drain().await.unwrap();
+        }
+        assert_eq!(exec.calls.load(Ordering::SeqCst), 3, "sent when the budget had room, with no read-back in between");
+        let step = &store.steps(&run.id).await.unwrap()[0];
+        assert_eq!(step.state, StepState::Succeeded);
+        assert_eq!(step.counted_attempts(), 1, "waiting for a budget is not an attempt");
+        assert_eq!(store.run(&run.id).await.unwrap().state, RunState::Completed);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn planned_skips_are_recorded_without_calling_anyone() {
     with_store(|store| async move {
         let c = clock();

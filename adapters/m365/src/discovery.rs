@@ -77,7 +77,7 @@ impl M365 {
     /// Discovery, with the evidence of what it cost.
     pub async fn discover_traced(&self, tenant: &TenantId, user: &UserRef, trace: &Trace) -> Result<UserSnapshot, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
-        let cx = Cx { tenant: t, trace };
+        let cx = Cx::new(t, trace);
         let key = enc(&user.to_string());
         let now = self.clock.now();
         let until = now + chrono::Duration::days(self.settings.calendar_window_days as i64);
@@ -399,7 +399,7 @@ impl offboard_core::snapshot::Directory for M365 {
     async fn search(&self, tenant: &TenantId, text: &str, limit: usize) -> Result<Vec<Person>, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
         let trace = Trace::new();
-        let cx = Cx { tenant: t, trace: &trace };
+        let cx = Cx::new(t, &trace);
         // `"` and `\` would end the search term early.
         let term: String = text.chars().filter(|c| *c != '"' && *c != '\\').take(64).collect();
         let search = enc(&format!("\"displayName:{term}\" OR \"userPrincipalName:{term}\""));
@@ -424,7 +424,7 @@ impl offboard_core::snapshot::Directory for M365 {
     async fn find(&self, tenant: &TenantId, user: &UserRef) -> Result<Option<Person>, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
         let trace = Trace::new();
-        let cx = Cx { tenant: t, trace: &trace };
+        let cx = Cx::new(t, &trace);
         let path = format!("/users/{}?$select=id,displayName,userPrincipalName,accountEnabled", enc(&user.to_string()));
         let mut out = self.graph().batch(cx, vec![Item::get("user", path)]).await.map_err(|e| refused(&e))?;
         let u = match out.remove("user") {
@@ -443,7 +443,7 @@ impl offboard_core::snapshot::Directory for M365 {
     async fn members_of(&self, tenant: &TenantId, group: &str) -> Result<Vec<ObjectId>, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
         let trace = Trace::new();
-        let cx = Cx { tenant: t, trace: &trace };
+        let cx = Cx::new(t, &trace);
         let path = format!("/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999", enc(group));
         let users = match self.graph().all(cx, &path).await {
             Err(e) if e.is_not_found() => return Err(DiscoveryError::GroupNotFound { group: group.to_string(), tenant: tenant.to_string() }),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use offboard_core::engine::StepError;
 
 use crate::auth::AuthError;
+use crate::pacing::Budget;
 
 /// What Microsoft said about one failed call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,10 @@ pub enum ApiError {
     /// Microsoft rejected the request; repeating it cannot help.
     #[error("{0}")]
     Permanent(Detail),
+    /// Not sent: our own budget for Microsoft would have kept the call waiting longer than
+    /// its caller's patience. Come back after `wait`.
+    #[error("not sent yet: waiting for {}", budget.waiting_for())]
+    Paced { wait: Duration, budget: Budget },
     /// No token: see the [`AuthError`].
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -57,7 +62,7 @@ impl ApiError {
             Self::RetryAfter { detail, .. } | Self::Retryable(detail) | Self::NotFound(detail) | Self::Forbidden(detail) | Self::Permanent(detail) => {
                 Some(detail)
             }
-            Self::NotSent(_) | Self::Auth(_) => None,
+            Self::NotSent(_) | Self::Paced { .. } | Self::Auth(_) => None,
         }
     }
 
@@ -86,6 +91,7 @@ impl ApiError {
             Self::RetryAfter { wait, detail } => StepError::RetryAfter(wait, detail.to_string()),
             Self::Retryable(d) => StepError::Retryable(d.to_string()),
             Self::NotSent(m) => StepError::NotSent(m),
+            Self::Paced { wait, budget } => StepError::Paced { look_again_in: wait, waiting_for: budget.waiting_for().to_string() },
             Self::Auth(AuthError::Unavailable(m)) => StepError::Retryable(format!("Entra ID is unavailable: {m}")),
             Self::Auth(e) => StepError::Permanent { message: e.to_string(), request_id: None },
             Self::Forbidden(d) => {

@@ -59,7 +59,7 @@ impl ChannelFiles for TeamsFiles {
         self.granted(false).await?;
         let t = self.m365.tenants().get(&self.tenant).map_err(|e| FilingError::Failed(e.to_string()))?;
         let trace = Trace::new();
-        let cx = Cx { tenant: t, trace: &trace };
+        let cx = Cx::new(t, &trace);
         let graph = self.m365.graph();
         let failed = |what: &str, e: crate::error::ApiError| FilingError::Failed(format!("{what}: {e}"));
         let folder = graph

@@ -44,7 +44,7 @@ impl MailboxIndexSource for M365 {
     async fn list_mailboxes(&self, tenant: &TenantId) -> Result<Vec<Listed>, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
         let trace = Trace::new();
-        let cx = Cx { tenant: t, trace: &trace };
+        let cx = Cx::new(t, &trace);
         let all = Command::new("Get-Mailbox", json!({"ResultSize": "Unlimited"}), None);
         let out = self.exchange().run(cx, &all, Replay::Safe).await.map_err(|e| refused(&e))?;
         Ok(out
@@ -61,7 +61,7 @@ impl MailboxIndexSource for M365 {
     async fn scan_mailboxes(&self, tenant: &TenantId, mailboxes: &[String]) -> Result<Vec<Scanned>, DiscoveryError> {
         let t = self.tenants.get(tenant).map_err(|e| DiscoveryError::UnknownTenant(e.to_string()))?;
         let trace = Trace::new();
-        let cx = Cx { tenant: t, trace: &trace };
+        let cx = Cx::new(t, &trace);
         let mut reads = Vec::new();
         for m in mailboxes {
             reads.push(Command::new("Get-MailboxPermission", json!({"Identity": m}), Some(m)));

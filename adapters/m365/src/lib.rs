@@ -146,7 +146,7 @@ impl M365 {
     pub async fn reach(&self, tenant: &TenantId) -> Vec<(&'static str, Result<(), crate::error::ApiError>)> {
         let Ok(t) = self.tenants.get(tenant) else { return vec![] };
         let trace = crate::trace::Trace::new();
-        let cx = crate::transport::Cx { tenant: t, trace: &trace };
+        let cx = crate::transport::Cx::new(t, &trace);
         let graph = self.graph.get(cx, "/organization?$select=id").await.map(|_| ());
         let read = crate::exchange::Command::new("Get-Mailbox", serde_json::json!({ "ResultSize": 1 }), None);
         let exchange = self.exchange.run(cx, &read, crate::transport::Replay::Safe).await.map(|_| ());

@@ -108,25 +108,55 @@ struct Bucket {
     capacity: f64,
     per_sec: f64,
     at: Instant,
+    /// When the callers sent away to come back later are expected to have been served.
+    promised_until: Option<Instant>,
 }
 
 impl Bucket {
     fn new(capacity: f64, window: Duration) -> Self {
-        Self { tokens: capacity, capacity, per_sec: capacity / window.as_secs_f64(), at: Instant::now() }
+        Self { tokens: capacity, capacity, per_sec: capacity / window.as_secs_f64(), at: Instant::now(), promised_until: None }
     }
 
-    /// Takes `n` now, or says how long until it can.
-    fn take(&mut self, n: f64) -> Option<Duration> {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec).min(self.capacity);
+    fn refill(&mut self, now: Instant) {
+        self.tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * self.per_sec).min(self.capacity);
         self.at = now;
-        if self.tokens >= n {
+    }
+
+    /// What a caller must leave in the bucket after taking `n`, keeping `reserve` of it.
+    fn floor(&self, n: f64, reserve: f64) -> f64 {
+        (self.capacity * reserve).min(self.capacity - n).max(0.0)
+    }
+
+    /// Takes `n` now, leaving `reserve` of the capacity, or says how long until it can.
+    fn take(&mut self, n: f64, reserve: f64) -> Option<Duration> {
+        self.refill(Instant::now());
+        let need = n + self.floor(n, reserve);
+        if self.tokens >= need {
             self.tokens -= n;
             None
         } else {
-            Some(Duration::from_secs_f64((n - self.tokens) / self.per_sec))
+            Some(Duration::from_secs_f64((need - self.tokens) / self.per_sec))
         }
     }
+
+    /// How long `n` more would wait behind `queued` tokens that callers sleeping here want.
+    fn backlog(&mut self, n: f64, reserve: f64, queued: f64, now: Instant) -> Duration {
+        self.refill(now);
+        Duration::from_secs_f64(((queued + n + self.floor(n, reserve) - self.tokens) / self.per_sec).max(0.0))
+    }
+}
+
+/// The share of the identity and Intune request budgets that work nobody is waiting for
+/// (a step with patience) leaves untouched, so a lockout or a preview never queues behind
+/// a bulk run. Budgets neither uses (Intune writes, a leaver's own mailbox) keep none.
+const RESERVE: f64 = 0.05;
+
+/// When a caller sent away for `wait` should come back: after the ones sent away before it,
+/// each allowed the time its own tokens take, so they do not all return at once.
+fn promise(promised_until: &mut Option<Instant>, now: Instant, wait: Duration, takes: Duration) -> Duration {
+    let at = promised_until.filter(|p| *p > now + wait).unwrap_or(now + wait);
+    *promised_until = Some(at + takes);
+    at - now
 }
 
 /// The rate of a limit Microsoft does not publish, found by trying (AWS SDKs' adaptive
@@ -151,6 +181,8 @@ struct Adaptive {
     /// grows while it is what holds calls back, so light use never claims a rate it never
     /// tried.
     limited_at: Option<Instant>,
+    /// When the callers sent away to come back later are expected to have been served.
+    promised_until: Option<Instant>,
 }
 
 const BETA: f64 = 0.7;
@@ -161,7 +193,7 @@ const MAX_RATE: f64 = 5_000.0;
 impl Adaptive {
     fn new(rate: f64, now: Instant) -> Self {
         let rate = rate.clamp(MIN_RATE, MAX_RATE);
-        Self { rate, ceiling: None, cut_at: now, tokens: rate, at: now, hold_until: None, limited_at: None }
+        Self { rate, ceiling: None, cut_at: now, tokens: rate, at: now, hold_until: None, limited_at: None, promised_until: None }
     }
 
     /// Starts from a rate learned before: at its ceiling, probing beyond it.
@@ -209,6 +241,15 @@ impl Adaptive {
         }
     }
 
+    /// How long one more call would wait behind a Retry-After and `queued` callers
+    /// sleeping here.
+    fn backlog(&mut self, queued: f64, now: Instant, scale: f64) -> Duration {
+        let held = self.hold_until.map(|u| u.saturating_duration_since(now)).unwrap_or_default();
+        let rate = self.current(now, scale);
+        let tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() / scale * rate).min(rate.max(1.0));
+        held + Duration::from_secs_f64(((queued + 1.0 - tokens) / rate * scale).max(0.0))
+    }
+
     fn clean(&mut self, now: Instant, scale: f64) {
         if self.ceiling.is_none() && self.limiting(now, scale) {
             self.rate = (self.rate + 1.0).min(MAX_RATE);
@@ -238,17 +279,129 @@ pub enum Answer {
     Throttled(Option<Duration>),
 }
 
+/// A budget of Microsoft's that a request can wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    IdentityRequests,
+    IdentityWrites,
+    IntuneRequests,
+    IntuneWrites,
+    Exchange,
+    Outlook,
+}
+
+impl Budget {
+    /// Completes "waiting for …" in a step's status line.
+    pub fn waiting_for(self) -> &'static str {
+        match self {
+            Self::IdentityRequests => "room under Entra ID's request limit for this tenant",
+            Self::IdentityWrites => "room under Entra ID's write limit for this tenant",
+            Self::IntuneRequests => "room under Intune's request limit for this tenant",
+            Self::IntuneWrites => "room under Intune's write limit for this tenant",
+            Self::Exchange => "room under the Exchange rate this tenant allows",
+            Self::Outlook => "room under Outlook's limit for this mailbox",
+        }
+    }
+}
+
+/// A request would have waited longer than its caller's patience for a budget: nothing
+/// was taken, and the caller should come back after `wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paced {
+    pub wait: Duration,
+    pub budget: Budget,
+}
+
+/// What one request draws, over all its lanes.
+#[derive(Default)]
+struct Need<'a> {
+    ru: f64,
+    writes: f64,
+    intune: f64,
+    intune_writes: f64,
+    exchange: f64,
+    mailboxes: Vec<(&'a str, u32)>,
+}
+
+impl<'a> Need<'a> {
+    fn of(lane: &'a Lane) -> Self {
+        let items = match lane {
+            Lane::Batch(items) => items.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        let mut n = Self::default();
+        for lane in items {
+            match lane {
+                Lane::Identity { ru, write } => {
+                    n.ru += *ru as f64;
+                    n.writes += *write as u8 as f64;
+                }
+                Lane::Intune { write } => {
+                    n.intune += 1.0;
+                    n.intune_writes += *write as u8 as f64;
+                }
+                Lane::Outlook { mailbox } => match n.mailboxes.iter_mut().find(|(m, _)| m == mailbox) {
+                    Some((_, k)) => *k += 1,
+                    None => n.mailboxes.push((mailbox, 1)),
+                },
+                Lane::Exchange => n.exchange += 1.0,
+                Lane::Unpaced | Lane::Batch(_) => {}
+            }
+        }
+        n
+    }
+}
+
 pub struct Pacer {
     limits: Limits,
     buckets: Mutex<HashMap<String, Bucket>>,
     outlook: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// The Exchange lane of each tenant (by directory id).
     exchange: Mutex<HashMap<String, Adaptive>>,
+    /// Tokens wanted by the callers sleeping on each bucket (by key) now: what a newcomer
+    /// would queue behind.
+    queued: Arc<Mutex<HashMap<String, f64>>>,
+}
+
+/// One caller sleeping on a bucket, counted until it is served or gives up.
+struct Sleeping {
+    queued: Arc<Mutex<HashMap<String, f64>>>,
+    key: String,
+    n: f64,
+}
+
+impl Sleeping {
+    fn new(queued: &Arc<Mutex<HashMap<String, f64>>>, key: &str, n: f64) -> Self {
+        *queued.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_string()).or_default() += n;
+        Self { queued: queued.clone(), key: key.to_string(), n }
+    }
+}
+
+impl Drop for Sleeping {
+    fn drop(&mut self) {
+        let mut m = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = m.get_mut(&self.key) {
+            *q -= self.n;
+            if *q <= 1e-9 {
+                m.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Pacer {
     pub fn new(limits: Limits) -> Self {
-        Self { limits, buckets: Mutex::new(HashMap::new()), outlook: Mutex::new(HashMap::new()), exchange: Mutex::new(HashMap::new()) }
+        Self {
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+            outlook: Mutex::new(HashMap::new()),
+            exchange: Mutex::new(HashMap::new()),
+            queued: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn queued(&self, key: &str) -> f64 {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0.0)
     }
 
     fn scale(&self) -> f64 {
@@ -301,75 +454,131 @@ impl Pacer {
         }
     }
 
+    fn exchange_lane<'m>(&self, m: &'m mut HashMap<String, Adaptive>, tenant: &str, now: Instant) -> &'m mut Adaptive {
+        m.entry(tenant.to_string()).or_insert_with(|| Adaptive::new(self.limits.exchange_per_s, now))
+    }
+
     async fn draw_exchange(&self, tenant: &str) {
+        let key = format!("{tenant}/exchange");
+        let mut sleeping = None;
         loop {
             let wait = {
                 let mut m = self.exchange.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                m.entry(tenant.to_string()).or_insert_with(|| Adaptive::new(self.limits.exchange_per_s, now)).take(now, self.scale())
+                self.exchange_lane(&mut m, tenant, now).take(now, self.scale())
             };
             match wait {
                 None => return,
-                Some(d) => tokio::time::sleep(d).await,
+                Some(d) => {
+                    sleeping.get_or_insert_with(|| Sleeping::new(&self.queued, &key, 1.0));
+                    tokio::time::sleep(d).await
+                }
             }
         }
     }
 
-    async fn draw(&self, key: String, n: f64, capacity: f64, window: Duration) {
+    fn bucket<'m>(&self, m: &'m mut HashMap<String, Bucket>, key: &str, capacity: f64, window: Duration) -> &'m mut Bucket {
+        m.entry(key.to_string()).or_insert_with(|| Bucket::new(capacity, window.mul_f64(self.limits.time_scale)))
+    }
+
+    async fn draw(&self, key: String, n: f64, capacity: f64, window: Duration, reserve: f64) {
         if n <= 0.0 {
             return;
         }
-        let window = window.mul_f64(self.limits.time_scale);
+        let n = n.min(capacity);
+        let mut sleeping = None;
         loop {
             let wait = {
                 let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-                b.entry(key.clone()).or_insert_with(|| Bucket::new(capacity, window)).take(n.min(capacity))
+                self.bucket(&mut b, &key, capacity, window).take(n, reserve)
             };
             match wait {
                 None => return,
-                Some(d) => tokio::time::sleep(d).await,
+                Some(d) => {
+                    sleeping.get_or_insert_with(|| Sleeping::new(&self.queued, &key, n));
+                    tokio::time::sleep(d).await
+                }
             }
         }
     }
 
-    /// Waits until the request fits its budgets; the permits (Outlook) are held while the
-    /// request is in flight.
-    pub async fn admit(&self, tenant: &str, lane: &Lane) -> Vec<OwnedSemaphorePermit> {
+    /// The budget a request would wait longest for behind the callers already waiting, if
+    /// that is longer than `patience`; then its return is spread after earlier ones.
+    fn too_long(&self, tenant: &str, need: &Need<'_>, patience: Duration) -> Option<Paced> {
         let l = &self.limits;
-        let items = match lane {
-            Lane::Batch(items) => items.as_slice(),
-            one => std::slice::from_ref(one),
-        };
-        let (mut ru, mut writes, mut intune, mut intune_writes, mut exchange) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        let mut mailboxes: Vec<(&str, u32)> = Vec::new();
-        for lane in items {
-            match lane {
-                Lane::Identity { ru: r, write } => {
-                    ru += *r as f64;
-                    writes += *write as u8 as f64;
+        let now = Instant::now();
+        // (wait, budget, bucket, tokens wanted)
+        let mut worst: Option<(Duration, Budget, String, f64)> = None;
+        {
+            let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            let buckets = [
+                (Budget::IdentityRequests, "ru", need.ru, l.identity_ru_per_10s, 10, RESERVE),
+                (Budget::IdentityWrites, "writes", need.writes, l.identity_writes_per_150s, 150, RESERVE),
+                (Budget::IntuneRequests, "intune", need.intune, l.intune_per_20s, 20, RESERVE),
+                (Budget::IntuneWrites, "intune-writes", need.intune_writes, l.intune_writes_per_20s, 20, 0.0),
+            ];
+            for (budget, name, n, capacity, window, reserve) in buckets {
+                if n <= 0.0 {
+                    continue;
                 }
-                Lane::Intune { write } => {
-                    intune += 1.0;
-                    intune_writes += *write as u8 as f64;
+                let key = format!("{tenant}/{name}");
+                let queued = self.queued(&key);
+                let wait = self.bucket(&mut b, &key, capacity, Duration::from_secs(window)).backlog(n.min(capacity), reserve, queued, now);
+                if wait > patience && worst.as_ref().is_none_or(|w| wait > w.0) {
+                    worst = Some((wait, budget, key, n.min(capacity)));
                 }
-                Lane::Outlook { mailbox } => match mailboxes.iter_mut().find(|(m, _)| m == mailbox) {
-                    Some((_, n)) => *n += 1,
-                    None => mailboxes.push((mailbox, 1)),
-                },
-                Lane::Exchange => exchange += 1.0,
-                Lane::Unpaced | Lane::Batch(_) => {}
+            }
+            for (mailbox, n) in &need.mailboxes {
+                let key = format!("{tenant}/outlook/{mailbox}");
+                let queued = self.queued(&key);
+                let wait = self.bucket(&mut b, &key, l.outlook_per_10min, Duration::from_secs(600)).backlog(*n as f64, 0.0, queued, now);
+                if wait > patience && worst.as_ref().is_none_or(|w| wait > w.0) {
+                    worst = Some((wait, Budget::Outlook, key, *n as f64));
+                }
+            }
+            if let Some((wait, budget, key, n)) = worst {
+                let bucket = b.get_mut(&key).expect("just looked at");
+                let takes = Duration::from_secs_f64(n / bucket.per_sec);
+                return Some(Paced { wait: promise(&mut bucket.promised_until, now, wait, takes), budget });
             }
         }
-        self.draw(format!("{tenant}/ru"), ru, l.identity_ru_per_10s, Duration::from_secs(10)).await;
-        self.draw(format!("{tenant}/writes"), writes, l.identity_writes_per_150s, Duration::from_secs(150)).await;
-        self.draw(format!("{tenant}/intune"), intune, l.intune_per_20s, Duration::from_secs(20)).await;
-        self.draw(format!("{tenant}/intune-writes"), intune_writes, l.intune_writes_per_20s, Duration::from_secs(20)).await;
+        if need.exchange > 0.0 {
+            let queued = self.queued(&format!("{tenant}/exchange"));
+            let mut m = self.exchange.lock().unwrap_or_else(|e| e.into_inner());
+            let scale = self.scale();
+            let lane = self.exchange_lane(&mut m, tenant, now);
+            let wait = lane.backlog(queued, now, scale);
+            if wait > patience {
+                let takes = Duration::from_secs_f64(scale / lane.current(now, scale));
+                return Some(Paced { wait: promise(&mut lane.promised_until, now, wait, takes), budget: Budget::Exchange });
+            }
+        }
+        None
+    }
+
+    /// Waits until the request fits its budgets; the permits (Outlook) are held while the
+    /// request is in flight. With a `patience`, a request that would wait longer than that
+    /// behind the callers already waiting takes nothing and is told when to come back, and
+    /// it leaves the [`RESERVE`] to callers without one.
+    pub async fn admit(&self, tenant: &str, lane: &Lane, patience: Option<Duration>) -> Result<Vec<OwnedSemaphorePermit>, Paced> {
+        let l = &self.limits;
+        let need = Need::of(lane);
+        if let Some(paced) = patience.and_then(|p| self.too_long(tenant, &need, p)) {
+            return Err(paced);
+        }
+        let Need { ru, writes, intune, intune_writes, exchange, mailboxes } = need;
+        // Someone is waiting for a caller without patience: it may use the reserve.
+        let reserve = if patience.is_none() { 0.0 } else { RESERVE };
+        self.draw(format!("{tenant}/ru"), ru, l.identity_ru_per_10s, Duration::from_secs(10), reserve).await;
+        self.draw(format!("{tenant}/writes"), writes, l.identity_writes_per_150s, Duration::from_secs(150), reserve).await;
+        self.draw(format!("{tenant}/intune"), intune, l.intune_per_20s, Duration::from_secs(20), reserve).await;
+        self.draw(format!("{tenant}/intune-writes"), intune_writes, l.intune_writes_per_20s, Duration::from_secs(20), 0.0).await;
         for _ in 0..exchange as u32 {
             self.draw_exchange(tenant).await;
         }
         let mut permits = Vec::new();
         for (mailbox, n) in mailboxes {
-            self.draw(format!("{tenant}/outlook/{mailbox}"), n as f64, l.outlook_per_10min, Duration::from_secs(600)).await;
+            self.draw(format!("{tenant}/outlook/{mailbox}"), n as f64, l.outlook_per_10min, Duration::from_secs(600), 0.0).await;
             let sem = {
                 let mut m = self.outlook.lock().unwrap_or_else(|e| e.into_inner());
                 m.entry(format!("{tenant}/{mailbox}")).or_insert_with(|| Arc::new(Semaphore::new(l.outlook_concurrency.max(1)))).clone()
@@ -380,7 +589,7 @@ impl Pacer {
                 permits.push(p);
             }
         }
-        permits
+        Ok(permits)
     }
 }
 
@@ -403,7 +612,7 @@ mod tests {
         let p = Pacer::new(Limits { exchange_per_s: 20.0, ..Limits::default() });
         let start = Instant::now();
         for _ in 0..30 {
-            p.admit("t", &Lane::Exchange).await;
+            p.admit("t", &Lane::Exchange, None).await.unwrap();
         }
         // 20 at once, then 10 more at 20/s: at least half a second.
         assert!(start.elapsed() >= Duration::from_millis(450), "{:?}", start.elapsed());
@@ -468,14 +677,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_with_patience_is_sent_away_when_the_queue_ahead_is_long() {
+        // Ten writes per 1.5 s: one every 150 ms once the bucket is empty.
+        let p = Arc::new(Pacer::new(Limits { identity_writes_per_150s: 10.0, time_scale: 0.01, ..Limits::default() }));
+        let write = Lane::for_graph("PATCH", "/users/u");
+        let patience = Some(Duration::from_millis(500));
+        for _ in 0..10 {
+            p.admit("t", &write, patience).await.unwrap();
+        }
+        assert!(p.admit("t", &write, patience).await.is_ok(), "one write behind nobody waits 150 ms: within patience");
+        // Five callers now sleep on the bucket; a sixth would wait behind all of them.
+        let sleepers: Vec<_> = (0..5)
+            .map(|_| {
+                let (p, write) = (p.clone(), write.clone());
+                tokio::spawn(async move { p.admit("t", &write, None).await.map(|_| ()) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = p.admit("t", &write, patience).await.unwrap_err();
+        assert_eq!(first.budget, Budget::IdentityWrites);
+        assert!(first.wait > Duration::from_millis(700), "behind five sleepers and one in flight: {first:?}");
+        let second = p.admit("t", &write, patience).await.unwrap_err();
+        assert!(second.wait >= first.wait + Duration::from_millis(140), "sent-away callers come back one after another: {second:?}");
+        for s in sleepers {
+            s.await.unwrap().unwrap();
+        }
+        // A Retry-After on the Exchange lane sends a patient caller away for at least its length.
+        p.admit("t", &Lane::Exchange, None).await.unwrap();
+        p.answered("t", &Lane::Exchange, Instant::now(), Answer::Throttled(Some(Duration::from_secs(3))));
+        let held = p.admit("t", &Lane::Exchange, patience).await.unwrap_err();
+        assert_eq!(held.budget, Budget::Exchange);
+        assert!(held.wait >= Duration::from_millis(2900), "{held:?}");
+    }
+
+    #[tokio::test]
+    async fn bulk_work_leaves_a_reserve_for_a_lockout() {
+        // 100 writes per 150 s (scaled to 1.5 s): bulk work takes 95 and then waits.
+        let p = Pacer::new(Limits { identity_writes_per_150s: 100.0, time_scale: 0.01, ..Limits::default() });
+        let write = Lane::for_graph("PATCH", "/users/u");
+        let patience = Some(Duration::ZERO);
+        let mut bulk = 0;
+        while p.admit("t", &write, patience).await.is_ok() {
+            bulk += 1;
+            assert!(bulk <= 100, "patience never ran out");
+        }
+        assert!((95..=96).contains(&bulk), "bulk work stops at the reserve (plus what refilled meanwhile): {bulk}");
+        let start = Instant::now();
+        for _ in 0..4 {
+            p.admit("t", &write, None).await.unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_millis(10), "a lockout's writes go at once: {:?}", start.elapsed());
+    }
+
+    #[tokio::test]
     async fn a_batch_draws_one_write_per_item() {
         let p = Pacer::new(Limits { identity_writes_per_150s: 20.0, time_scale: 0.01, ..Limits::default() });
         let delete = Lane::for_graph("DELETE", "/groups/g/members/u/$ref");
         let start = Instant::now();
-        p.admit("t", &Lane::Batch(vec![delete.clone(); 20])).await;
+        p.admit("t", &Lane::Batch(vec![delete.clone(); 20]), None).await.unwrap();
         assert!(start.elapsed() < Duration::from_millis(100), "a full bucket admits 20 at once");
         // The bucket is empty: ten more writes refill at 20 per 1.5 s (150 s scaled by 0.01).
-        p.admit("t", &Lane::Batch(vec![delete; 10])).await;
+        p.admit("t", &Lane::Batch(vec![delete; 10]), None).await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(700), "{:?}", start.elapsed());
     }
 }

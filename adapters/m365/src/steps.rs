@@ -5,6 +5,7 @@
 //! or a meeting cancel is never sent twice without reading back first.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Timelike};
@@ -249,8 +250,20 @@ impl StepExecutor for M365 {
     async fn execute(&self, sc: &StepContext) -> Result<StepOutcome, StepError> {
         let trace = Trace::new();
         let tenant = self.tenants.get(&sc.tenant).map_err(|e| fail(e.to_string()))?;
-        let step = Step { m: self, cx: Cx { tenant, trace: &trace }, sc, kind: sc.step.kind, user: &sc.target_id };
+        // A lockout waits for no bulk work: it never goes back to the queue for a budget
+        // and may use the share of it that bulk work leaves. A step back from waiting has
+        // had its turn: it waits here rather than going to the back of the queue again.
+        let patience = match (sc.step.kind.is_lockout(), sc.polls) {
+            (true, _) => None,
+            (false, 0) => Some(self.settings.call.max_budget_wait),
+            (false, _) => Some(Duration::MAX),
+        };
+        let cx = Cx { patience, ..Cx::new(tenant, &trace) };
+        let step = Step { m: self, cx, sc, kind: sc.step.kind, user: &sc.target_id };
         let done = match step.run().await {
+            // A call that must not repeat went out before a budget sent this one back: the
+            // next look reads back first, as after an interruption.
+            Err(StepError::Paced { look_again_in, waiting_for }) if trace.once_sent() => return Err(StepError::NotYet { look_again_in, waiting_for }),
             // A read-back that does not show the change yet: paced and bounded here, once
             // for every step.
             Err(StepError::NotYet { look_again_in, waiting_for }) if look_again_in.is_zero() => {
@@ -271,7 +284,7 @@ impl StepExecutor for M365 {
     async fn reconcile(&self, sc: &StepContext) -> Reconciled {
         let trace = Trace::new();
         let Ok(tenant) = self.tenants.get(&sc.tenant) else { return Reconciled::Unknown(format!("unknown tenant {}", sc.tenant)) };
-        let step = Step { m: self, cx: Cx { tenant, trace: &trace }, sc, kind: sc.step.kind, user: &sc.target_id };
+        let step = Step { m: self, cx: Cx::new(tenant, &trace), sc, kind: sc.step.kind, user: &sc.target_id };
         match step.reconcile().await {
             Ok(r) => r,
             Err(e) => Reconciled::Unknown(format!("read-back failed: {e}")),

@@ -2,12 +2,15 @@
 //! how many HTTP requests and round trips it took.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::transport::Replay;
 
 #[derive(Debug, Default)]
 pub struct Trace {
     request_ids: Mutex<Vec<String>>,
     requests: AtomicU64,
+    once_sent: AtomicBool,
 }
 
 impl Trace {
@@ -15,8 +18,16 @@ impl Trace {
         Self::default()
     }
 
-    pub(crate) fn sent(&self) {
+    pub(crate) fn sent(&self, replay: Replay) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if replay == Replay::Once {
+            self.once_sent.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a call that must not repeat has gone out: its effect needs a read-back.
+    pub fn once_sent(&self) -> bool {
+        self.once_sent.load(Ordering::Relaxed)
     }
 
     pub(crate) fn record(&self, request_id: Option<&str>) {

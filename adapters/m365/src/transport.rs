@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::auth::{Resource, TokenSource};
 use crate::config::TenantConfig;
 use crate::error::{ApiError, Detail};
-use crate::pacing::{Answer, Lane, Pacer};
+use crate::pacing::{Answer, Lane, Paced, Pacer};
 use crate::trace::Trace;
 
 /// Whether a request may be sent again after it may have reached Microsoft.
@@ -31,13 +31,24 @@ pub struct CallPolicy {
     pub max_tries: u32,
     /// A longer Retry-After goes back to the runner, which frees the worker meanwhile.
     pub max_inline_wait: Duration,
+    /// A step's call that would wait longer than this for our own budgets is not sent: the
+    /// step goes back to the queue until the budget has room, freeing its worker. Short,
+    /// because every step asleep on a budget holds a worker slot: at most this long times
+    /// the budget's rate of them.
+    pub max_budget_wait: Duration,
     pub backoff: Duration,
     pub timeout: Duration,
 }
 
 impl Default for CallPolicy {
     fn default() -> Self {
-        Self { max_tries: 4, max_inline_wait: Duration::from_secs(30), backoff: Duration::from_millis(400), timeout: Duration::from_secs(60) }
+        Self {
+            max_tries: 4,
+            max_inline_wait: Duration::from_secs(30),
+            max_budget_wait: Duration::from_millis(250),
+            backoff: Duration::from_millis(400),
+            timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -46,6 +57,18 @@ impl Default for CallPolicy {
 pub struct Cx<'a> {
     pub tenant: &'a TenantConfig,
     pub trace: &'a Trace,
+    /// How long a call may wait for our budgets before it is sent back unsent
+    /// ([`ApiError::Paced`]), so a step can wait in the queue rather than in a worker.
+    /// `None`: someone is waiting for the answer now (a preview, a lockout): wait as long as
+    /// it takes, and use the share of each budget that bulk work leaves.
+    pub patience: Option<Duration>,
+}
+
+impl<'a> Cx<'a> {
+    /// A caller who waits for the answer, however long the budgets take.
+    pub fn new(tenant: &'a TenantConfig, trace: &'a Trace) -> Self {
+        Self { tenant, trace, patience: None }
+    }
 }
 
 /// What a request carries.
@@ -146,7 +169,10 @@ impl Transport {
         let mut refreshed = false;
         loop {
             tries += 1;
-            let _permit = self.pacer.admit(&cx.tenant.directory_id, &req.lane).await;
+            let _permit = match self.pacer.admit(&cx.tenant.directory_id, &req.lane, cx.patience).await {
+                Ok(permits) => permits,
+                Err(Paced { wait, budget }) => return Err(ApiError::Paced { wait, budget }),
+            };
             let token = self.tokens.token(cx.tenant, req.resource).await?;
             // A 429 may have come in while this call waited for its token.
             self.pacer.hold(&cx.tenant.directory_id, &req.lane).await;
@@ -161,7 +187,7 @@ impl Transport {
                 Body::Json(v) => b.json(v),
                 Body::Bytes { content_type, data } => b.header(reqwest::header::CONTENT_TYPE, *content_type).body(data.clone()),
             };
-            cx.trace.sent();
+            cx.trace.sent(req.replay);
             self.counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = match b.send().await {
                 Ok(r) => r,

@@ -266,6 +266,37 @@ async fn a_converting_mailbox_is_looked_at_again_later_not_waited_on() {
 }
 
 #[tokio::test]
+async fn a_step_whose_budget_is_spent_goes_back_to_the_queue_unsent() {
+    // Two Intune writes per 20 s, and a step waits at most 200 ms for room.
+    let mut settings = fast_settings();
+    settings.limits.intune_writes_per_20s = 2.0;
+    settings.call.max_budget_wait = Duration::from_millis(200);
+    let w = World::with(offboard_m365_sim::SimConfig::default(), settings).await;
+    let o = only(|o| o.device_action = Some(DeviceAction::Retire));
+    let alice = w.discover(ALICE).await;
+    succeeded(w.step(&alice, o.clone(), StepKind::DeviceAction).await);
+    assert_eq!(w.sim.count_kind("managed_device.retired"), 2, "Alice's two devices take the whole budget");
+    let mut waits = Vec::new();
+    for upn in ["bob.synced@contoso.com", "dave.admin@contoso.com"] {
+        let user = w.discover(upn).await;
+        let plan = w.plan(&user, o.clone());
+        let started = std::time::Instant::now();
+        match w.m365.execute(&w.context(&user, &plan, StepKind::DeviceAction)).await {
+            Err(StepError::Paced { look_again_in, waiting_for }) => {
+                assert_eq!(waiting_for, "room under Intune's write limit for this tenant");
+                waits.push(look_again_in);
+            }
+            other => panic!("{upn}: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "sent back at once, not after the 10 s the budget needs");
+    }
+    assert_eq!(w.sim.count_kind("managed_device.retired"), 2, "nothing was sent for Bob or Dave");
+    // One write refills in 10 s; the second caller sent away comes back after the first.
+    assert!(waits[0] > Duration::from_secs(9) && waits[0] <= Duration::from_secs(10), "{waits:?}");
+    assert!(waits[1] >= waits[0] + Duration::from_secs(9), "{waits:?}");
+}
+
+#[tokio::test]
 async fn no_mailbox_and_no_onedrive_are_skips_with_reasons() {
     let w = World::new().await;
     let frank = w.discover("frank.nomail@contoso.com").await;

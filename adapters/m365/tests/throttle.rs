@@ -41,7 +41,7 @@ async fn pacing_keeps_a_burst_under_the_limits_without_a_single_429() {
     let w = World::with(SimConfig { limits: sim_limits, ..SimConfig::default() }, settings).await;
     let tenant = w.m365.tenants().find(CONTOSO).unwrap().clone();
     let trace = Trace::new();
-    let cx = Cx { tenant: &tenant, trace: &trace };
+    let cx = Cx::new(&tenant, &trace);
     let alice = w.user_id(ALICE);
     let start = Instant::now();
     let user = format!("/users/{alice}?$select=id");
@@ -69,7 +69,7 @@ async fn an_unpublished_exchange_limit_is_found_and_kept_to() {
     let w = World::scenario(&scenario, SimConfig { dilation: 0.1, ..SimConfig::default() }, settings).await;
     let tenant = w.m365.tenants().find(CONTOSO).unwrap().clone();
     let trace = Trace::new();
-    let cx = Cx { tenant: &tenant, trace: &trace };
+    let cx = Cx::new(&tenant, &trace);
     let get = offboard_m365::exchange::Command::new("Get-Mailbox", serde_json::json!({"Identity": ALICE}), None);
     // Sixteen callers with more to do than 40 a second allows.
     let calls = futures_util::stream::iter(0..1200).map(|_| w.m365.exchange().run(cx, &get, offboard_m365::transport::Replay::Safe)).buffer_unordered(16);

@@ -484,10 +484,13 @@ impl Store {
     /// The step answered "not yet": back to the queue until `at`, the look recorded as a
     /// poll (not an attempt), fenced like every other write.
     pub async fn poll_step(&self, claim: &Claim, at: DateTime<Utc>, waiting_for: &str, now: DateTime<Utc>) -> Result<()> {
-        match &self.batch {
+        let r = match &self.batch {
             Some(b) => b.write(batch::Write::Poll { claim: Box::new(claim.clone()), at, waiting_for: waiting_for.into(), now }).await.map(|_| ()),
             None => dispatch!(self.poll_step(claim, at, waiting_for, now)),
-        }
+        };
+        // An idle worker sleeping until a later step's time must learn of this one's.
+        self.wake();
+        r
     }
 
     /// Keeps a rate found by trying (a limit Microsoft does not publish), per tenant and
