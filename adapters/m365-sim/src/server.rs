@@ -103,9 +103,11 @@ pub struct Stats {
     pub early_retries: u64,
     /// Exchange calls answered 429 by a tenant's hidden limit.
     pub exchange_throttled: u64,
-    /// Identity and Intune writes admitted (counted only while throttling is on).
+    /// Identity and Intune writes and identity resource units admitted (counted only while
+    /// throttling is on).
     pub identity_writes: u64,
     pub intune_writes: u64,
+    pub identity_ru: u64,
     pub resets: u64,
     pub injected_faults: u64,
 }
@@ -247,6 +249,7 @@ impl Sim {
         s.exchange_throttled = t.exchange_throttled;
         s.identity_writes = t.identity_writes;
         s.intune_writes = t.intune_writes;
+        s.identity_ru = t.identity_ru;
         s
     }
 
@@ -1082,6 +1085,7 @@ async fn ctl_stats(State(s): State<Arc<Shared>>) -> Response {
     st.early_retries = t.early_retries;
     st.identity_writes = t.identity_writes;
     st.intune_writes = t.intune_writes;
+    st.identity_ru = t.identity_ru;
     axum::Json(json!(st)).into_response()
 }
 

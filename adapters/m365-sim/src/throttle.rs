@@ -141,6 +141,8 @@ pub struct Throttle {
     /// Admitted identity writes and Intune writes: what a workload cost against the limits.
     pub identity_writes: u64,
     pub intune_writes: u64,
+    /// Identity resource units admitted.
+    pub identity_ru: u64,
     /// Exchange calls answered 429 by a tenant's hidden limit.
     pub exchange_throttled: u64,
     /// When the 429 that set each Exchange block was answered: a call sent before it could
@@ -165,6 +167,7 @@ impl Throttle {
             early_retries: 0,
             identity_writes: 0,
             intune_writes: 0,
+            identity_ru: 0,
             exchange_throttled: 0,
             answered: HashMap::new(),
         }
@@ -326,7 +329,10 @@ impl Throttle {
             self.buckets.get_mut(key).expect("bucket").tokens -= c;
         }
         match cost {
-            Cost::Identity { write: true, .. } => self.identity_writes += 1,
+            Cost::Identity { ru, write } => {
+                self.identity_ru += u64::from(*ru);
+                self.identity_writes += u64::from(*write);
+            }
             Cost::Intune { write: true } => self.intune_writes += 1,
             _ => {}
         }

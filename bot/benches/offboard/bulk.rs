@@ -1,8 +1,8 @@
 //! B3 and B4: many typical leavers requested and approved at once, run against Microsoft's
 //! throttling model with every window and latency scaled by the dilation factor k,
-//! compared with the bound of reliability.md §6.3 recomputed from the writes the runs
-//! actually made (and, where a tenant has a hidden Exchange limit, the Exchange calls at
-//! that limit). The clock runs from the first request: each leaver's discovery is timed.
+//! compared with the bound of reliability.md §6.3 recomputed from the writes and identity
+//! resource units the runs actually used (and, where a tenant has a hidden Exchange limit,
+//! the Exchange calls at that limit). The clock runs from the first request: each leaver's discovery is timed.
 //! Cases say how long a mailbox conversion takes (real ones take seconds to minutes); a
 //! step waiting for one holds no worker slot, which the slot time of the verify step shows.
 
@@ -32,14 +32,18 @@ const INTUNE_WRITES_PER_S: f64 = 100.0 / 20.0;
 const ONE_USER_FLOOR_S: f64 = 1.4;
 
 /// The shortest wall time Microsoft's limits allow, from idle buckets, in Microsoft seconds.
-pub fn bound(tenants: u32, users_per_tenant: u32, writes_per_user: f64, intune_writes_per_user: f64, exchange: Option<(f64, f64)>) -> f64 {
+/// `ru` is each leaver's identity resource units (discovery included) and the tenant's
+/// budget per 10 s, which its size sets.
+pub fn bound(tenants: u32, users_per_tenant: u32, writes_per_user: f64, intune_writes_per_user: f64, ru: (f64, f64), exchange: Option<(f64, f64)>) -> f64 {
     let drain = |total: f64, burst: f64, rate: f64| ((total - burst) / rate).max(0.0);
     let n = users_per_tenant as f64;
+    let (ru_per_user, ru_per_10s) = ru;
     // A hidden Exchange limit of `limit` calls per second with a second's burst.
     let exchange = exchange.map_or(0.0, |(calls_per_user, limit)| drain(n * calls_per_user, limit, limit));
     let per_tenant = drain(n * writes_per_user, WRITES_BURST, WRITES_PER_S)
         .max(drain(n * writes_per_user, TENANT_WRITES_BURST, TENANT_WRITES_PER_S))
         .max(drain(n * intune_writes_per_user, INTUNE_WRITES_BURST, INTUNE_WRITES_PER_S))
+        .max(drain(n * ru_per_user, ru_per_10s, ru_per_10s / 10.0))
         .max(exchange);
     let all = drain(n * tenants as f64 * writes_per_user, APP_WRITES_BURST, APP_WRITES_PER_S);
     per_tenant.max(all).max(ONE_USER_FLOOR_S)
@@ -216,6 +220,8 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
 
     let writes = (after.identity_writes - before.identity_writes) as f64 / total;
     let intune = (after.intune_writes - before.intune_writes) as f64 / total;
+    let ru = (after.identity_ru - before.identity_ru) as f64 / total;
+    let ru_per_10s = fleet.ru_per_10s();
     let exchange = (after.exchange_requests - before.exchange_requests) as f64 / total;
     let round_trips = ((after.graph_requests + after.exchange_requests + after.token_requests)
         - (before.graph_requests + before.exchange_requests + before.token_requests)) as f64
@@ -227,7 +233,8 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
     let exchange_429_pct = if exchange_calls > 0.0 { exchange_throttled as f64 / exchange_calls * 100.0 } else { 0.0 };
     let microsoft_s = wall.as_secs_f64() / k;
     // No leaver finishes before its mailbox has converted.
-    let bound_s = bound(case.tenants, case.users, writes, intune, case.exchange_limit.map(|l| (exchange, l))).max(case.conversion_s + ONE_USER_FLOOR_S);
+    let bound_s =
+        bound(case.tenants, case.users, writes, intune, (ru, ru_per_10s), case.exchange_limit.map(|l| (exchange, l))).max(case.conversion_s + ONE_USER_FLOOR_S);
     let efficiency = bound_s / microsoft_s * 100.0;
     let per_min = total / microsoft_s * 60.0;
     let db_per_user = (db_after.saturating_sub(db_before)) as f64 / total;
@@ -236,7 +243,7 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
     let all_slots = fleet.busy.total().as_secs_f64() / wall.as_secs_f64();
     let learned: Vec<f64> = fleet.m365.exchange_rates().into_iter().map(|(_, r)| r).collect();
     let mut measured = format!(
-        "{per_min:.0} users/min; {microsoft_s:.0} s vs bound {bound_s:.0} s = {efficiency:.0} %; 429s {throttled}; early {early}; {round_trips:.1} RT and {sub_requests:.1} requests/user; correct {correct:.1} %; dup {duplicates}"
+        "{per_min:.0} users/min; {microsoft_s:.0} s vs bound {bound_s:.0} s = {efficiency:.0} %; 429s {throttled}; early {early}; {round_trips:.1} RT, {sub_requests:.1} requests and {ru:.0} RU/user; correct {correct:.1} %; dup {duplicates}"
     );
     if case.engine == Engine::InProcess {
         measured.push_str(&format!("; slots busy {all_slots:.1} avg, verify step {verify_slots:.2} ({looks} looks)"));
@@ -264,7 +271,7 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
         "worker_concurrency": concurrency, "exchange_calls_per_s": setup.exchange_per_s.unwrap_or(offboard_m365::pacing::Limits::default().exchange_per_s), "store": if postgres { "postgres" } else { "sqlite" }, "engine": if case.engine == Engine::Serve { "offboard serve" } else { "in process" },
         "wall_s": wall.as_secs_f64(), "microsoft_s": microsoft_s, "bound_s": bound_s, "efficiency_pct": efficiency, "users_per_min": per_min,
         "throttled_429": throttled, "early_retries": early, "injected_faults": after.injected_faults - before.injected_faults,
-        "identity_writes_per_user": writes, "intune_writes_per_user": intune,
+        "identity_writes_per_user": writes, "intune_writes_per_user": intune, "identity_ru": { "per_user": ru, "per_10s": ru_per_10s },
         "round_trips_per_user": round_trips, "exchange_requests_per_user": exchange, "sub_requests_per_user": sub_requests,
         "correct_pct": correct, "duplicates": duplicates, "run_states": states,
         "cpu_s_per_user": usage.cpu_s / total, "peak_rss_mb": usage.peak_rss_mb, "rss_before_mb": usage.rss_before_mb,
@@ -299,16 +306,16 @@ pub async fn throughput(full: bool, only: Option<&str>, setup: Setup) -> (Outcom
     let cases = if full {
         vec![
             Case::new("100 users, 1 tenant", InProcess, 1, 100, 1.0, 32),
-            Case::new("1,000 users, 1 tenant", InProcess, 1, 1000, 0.2, 64).converting(CONVERSION_S),
+            Case::new("1,000 users, 1 tenant", InProcess, 1, 1000, 0.2, 256).converting(CONVERSION_S),
             Case::new("1,000 users, 1 tenant", Serve, 1, 1000, 1.0, 32),
             // In real time: dilated, 25,000 step commits would measure the database's
             // commits per second rather than the engine against Microsoft.
-            Case::new("50 users, 1 tenant", InProcess, 1, 50, 1.0, 64).converting(CONVERSION_S),
-            Case::new("1,000 users over 20 tenants", InProcess, 20, 50, 1.0, 64).converting(CONVERSION_S),
-            Case::new("1,000 users over 20 tenants", Serve, 20, 50, 1.0, 64),
-            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 64).exchange_limit(10.0),
-            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 64).exchange_limit(60.0),
-            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 64).exchange_limit(200.0),
+            Case::new("50 users, 1 tenant", InProcess, 1, 50, 1.0, 256).converting(CONVERSION_S),
+            Case::new("1,000 users over 20 tenants", InProcess, 20, 50, 1.0, 256).converting(CONVERSION_S),
+            Case::new("1,000 users over 20 tenants", Serve, 20, 50, 1.0, 256),
+            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 256).exchange_limit(10.0),
+            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 256).exchange_limit(60.0),
+            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 256).exchange_limit(200.0),
         ]
     } else {
         vec![

@@ -16,6 +16,7 @@ use offboard_core::service::Offboarding;
 use offboard_core::store::Store;
 use offboard_m365::pacing::Limits;
 use offboard_m365::simulated::Simulated;
+use offboard_m365::transport::CallPolicy;
 use offboard_m365::{M365, Settings, VerifyPolicy};
 use offboard_m365_sim::{Scenario, Sim, SimConfig};
 use offboard_testkit::TestDb;
@@ -53,6 +54,8 @@ pub struct Fleet {
     pub dilation: f64,
     concurrency: usize,
     clock: Arc<dyn Clock>,
+    /// The simulator's limits.
+    limits: offboard_m365_sim::Limits,
     /// Worker time spent in each kind of step, summed over slots.
     pub busy: Arc<Busy>,
 }
@@ -118,11 +121,16 @@ impl Fleet {
         }
         let domains = scenario.tenants.iter().map(|t| t.domains[0].clone()).collect();
         let k = spec.sim.dilation;
+        let sim_limits = spec.sim.limits.clone();
         let settings = Settings {
             limits: Limits { time_scale: k, exchange_per_s: spec.setup.exchange_per_s.unwrap_or(Limits::default().exchange_per_s), ..Limits::default() },
             verify: {
                 let v = VerifyPolicy::default();
                 VerifyPolicy { first: v.first.mul_f64(k), cap: v.cap.mul_f64(k), deadline: v.deadline.mul_f64(k), propagation: v.propagation.mul_f64(k) }
+            },
+            call: {
+                let c = CallPolicy::default();
+                CallPolicy { max_budget_wait: c.max_budget_wait.mul_f64(k), ..c }
             },
             ..Settings::default()
         };
@@ -136,7 +144,7 @@ impl Fleet {
         // Each leaver is discovered for real, as a request does; generated leavers hold no
         // rights on other mailboxes, so the (empty) delegation index is right for them.
         let svc = Arc::new(Offboarding::new(store.clone(), m365.clone(), clock.clone(), access(), tenants, Presets::default()));
-        Fleet { sim, m365, store, svc, db, domains, dilation: k, concurrency: spec.concurrency, clock, busy: Arc::default() }
+        Fleet { sim, m365, store, svc, db, domains, dilation: k, concurrency: spec.concurrency, clock, limits: sim_limits, busy: Arc::default() }
     }
 
     pub fn tenant(&self, domain: &str) -> TenantId {
@@ -198,6 +206,17 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
+    }
+
+    /// The identity resource units per 10 s the simulator allows the app in a tenant of the
+    /// fleet: Microsoft sets it by the tenant's size.
+    pub fn ru_per_10s(&self) -> f64 {
+        let l = &self.limits;
+        match self.sim.tenant(&self.domains[0], |t| t.tier()) {
+            Some(offboard_m365_sim::world::Tier::S) => l.ru_small,
+            Some(offboard_m365_sim::world::Tier::M) => l.ru_medium,
+            _ => l.ru_large,
+        }
     }
 
     /// Whether the user is locked out in the simulated tenant: sign-in blocked, sessions
