@@ -213,6 +213,15 @@ pub struct Worker {
 /// The most steps one claim transaction leases.
 const CLAIM_BATCH: usize = 16;
 
+/// A worker's two sets of slots: any step, lockout steps first; and `lockout_slots` that
+/// take only lockout steps, so a lockout approved while every other slot is busy starts
+/// at once.
+#[derive(Debug, Clone, Copy)]
+enum Lane {
+    General,
+    Lockout,
+}
+
 fn lease(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(30))
 }
@@ -231,68 +240,26 @@ impl Worker {
     /// steps in flight finish (or, if the process dies, their leases expire).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let lockout = (self.config.lockout_slots > 0).then(|| tokio::spawn(self.clone().lockout_lane(stopped.clone())));
-        self.general(shutdown).await;
-        let _ = stop.send(true);
+        let lockout = (self.config.lockout_slots > 0).then(|| tokio::spawn(self.clone().lane(Lane::Lockout, stopped.clone())));
+        let signal = async {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(self.clone().lane(Lane::General, stopped), signal);
         if let Some(lane) = lockout {
             let _ = lane.await;
         }
         Ok(())
     }
 
-    /// The worker's slots for any step, lockout steps first.
-    async fn general(&self, shutdown: impl Future<Output = ()>) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                _ = &mut shutdown => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
-            };
-            // Every free slot is offered to one claim, so a backlog costs one commit per
-            // batch rather than per step.
-            let mut slots = vec![permit];
-            while slots.len() < CLAIM_BATCH {
-                match permits.clone().try_acquire_owned() {
-                    Ok(p) => slots.push(p),
-                    Err(_) => break,
-                }
-            }
-            let claims = match self.store.claim_many(&self.config.worker_id, self.clock.now(), lease(self.config.lease), slots.len()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Claim failed; retrying");
-                    Vec::new()
-                }
-            };
-            let idle = claims.is_empty();
-            for claim in claims {
-                let permit = slots.pop().expect("one slot per claim");
-                let me = self.clone();
-                tasks.spawn(async move {
-                    me.handle(claim).await;
-                    drop(permit);
-                });
-            }
-            drop(slots);
-            if idle {
-                let wait = self.idle_wait().await;
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = self.store.steps_ready() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-
-    /// The slots kept for lockout steps: they take nothing else, so a lockout approved
-    /// while every general slot is busy starts at once.
-    async fn lockout_lane(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.config.lockout_slots));
+    /// One set of slots claiming and running steps until `stopped`, then letting the steps
+    /// in flight finish.
+    async fn lane(self, lane: Lane, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let (size, batch) = match lane {
+            Lane::General => (self.config.concurrency.max(1), CLAIM_BATCH),
+            Lane::Lockout => (self.config.lockout_slots, self.config.lockout_slots),
+        };
+        let permits = Arc::new(Semaphore::new(size));
         let mut tasks = JoinSet::new();
         loop {
             while tasks.try_join_next().is_some() {}
@@ -300,19 +267,25 @@ impl Worker {
                 _ = stopped.changed() => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore open"),
             };
-            // The steps a finished disable releases (revoke, reset, MFA) start together:
-            // one claim for every free slot.
+            // Every free slot (up to a batch) is offered to one claim: a backlog costs one
+            // commit per batch rather than per step, and the steps a finished disable
+            // releases (revoke, reset, MFA) start together.
             let mut slots = vec![permit];
-            while let Ok(p) = permits.clone().try_acquire_owned() {
-                slots.push(p);
-            }
-            let claims = match self.store.claim_lockout(&self.config.worker_id, self.clock.now(), lease(self.config.lease), slots.len()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Lockout claim failed; retrying");
-                    Vec::new()
+            while slots.len() < batch {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => slots.push(p),
+                    Err(_) => break,
                 }
+            }
+            let (worker, now, lease_for) = (&self.config.worker_id, self.clock.now(), lease(self.config.lease));
+            let claimed = match lane {
+                Lane::General => self.store.claim_many(worker, now, lease_for, slots.len()).await,
+                Lane::Lockout => self.store.claim_lockout(worker, now, lease_for, slots.len()).await,
             };
+            let claims = claimed.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, lane = ?lane, "Claim failed; retrying");
+                Vec::new()
+            });
             let idle = claims.is_empty();
             for claim in claims {
                 let permit = slots.pop().expect("one slot per claim");
@@ -324,10 +297,14 @@ impl Worker {
             }
             drop(slots);
             if idle {
+                let wait = match lane {
+                    Lane::General => self.idle_wait().await,
+                    Lane::Lockout => self.config.poll,
+                };
                 tokio::select! {
                     _ = stopped.changed() => break,
                     _ = self.store.steps_ready() => {}
-                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
