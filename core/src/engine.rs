@@ -210,8 +210,9 @@ pub struct Worker {
     config: WorkerConfig,
 }
 
-/// The most steps one claim transaction leases.
-const CLAIM_BATCH: usize = 16;
+/// The most steps one claim transaction leases. Each claim is a commit: at 16, the steps
+/// of 100 leavers approved together took a second to claim.
+const CLAIM_BATCH: usize = 64;
 
 /// A worker's two sets of slots: any step, lockout steps first; and `lockout_slots` that
 /// take only lockout steps, so a lockout approved while every other slot is busy starts
