@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::domain::{RunId, TenantId};
 use crate::plan::{PlannedStep, StepClass};
 use crate::run::StepOutcome;
-use crate::store::{Claim, Store, StoreError};
+use crate::store::{Claim, Reach, Store, StoreError};
 
 /// What an executor sees of the step it runs.
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct StepContext {
     pub polls: i64,
     /// When the first "not yet" was answered: executors bound their wait from here.
     pub waiting_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// A step of an emergency run's lockout: it goes before every other step, lockouts
+    /// of other runs included.
+    pub emergency: bool,
     pub step: PlannedStep,
 }
 
@@ -182,6 +185,10 @@ pub struct WorkerConfig {
     /// Slots kept for lockout steps alone, on top of `concurrency`: when every other slot
     /// is busy (a bulk offboarding), a new lockout still starts at once.
     pub lockout_slots: usize,
+    /// Slots kept for an emergency run's lockout steps alone: when a bulk's own lockouts
+    /// hold every other slot, waiting for a tenant's write budget, an emergency still
+    /// starts at once.
+    pub emergency_slots: usize,
 }
 
 impl Default for WorkerConfig {
@@ -196,7 +203,10 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
-            lockout_slots: 4,
+            // A lockout step is one call, so a slot is cheap. With 4, a bulk offboarding's
+            // own lockouts filled them and another tenant's emergency waited a round trip.
+            lockout_slots: 64,
+            emergency_slots: 8,
         }
     }
 }
@@ -214,13 +224,14 @@ pub struct Worker {
 /// of 100 leavers approved together took a second to claim.
 const CLAIM_BATCH: usize = 64;
 
-/// A worker's two sets of slots: any step, lockout steps first; and `lockout_slots` that
-/// take only lockout steps, so a lockout approved while every other slot is busy starts
-/// at once.
+/// A worker's sets of slots: any step, the most urgent first; `lockout_slots` that take
+/// only lockout steps; and `emergency_slots` that take only an emergency run's. A lockout
+/// approved while every other slot is busy starts at once.
 #[derive(Debug, Clone, Copy)]
 enum Lane {
     General,
     Lockout,
+    Emergency,
 }
 
 fn lease(d: Duration) -> chrono::Duration {
@@ -241,13 +252,14 @@ impl Worker {
     /// steps in flight finish (or, if the process dies, their leases expire).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let lockout = (self.config.lockout_slots > 0).then(|| tokio::spawn(self.clone().lane(Lane::Lockout, stopped.clone())));
+        let kept = [(Lane::Lockout, self.config.lockout_slots), (Lane::Emergency, self.config.emergency_slots)];
+        let lanes: Vec<_> = kept.into_iter().filter(|(_, n)| *n > 0).map(|(lane, _)| tokio::spawn(self.clone().lane(lane, stopped.clone()))).collect();
         let signal = async {
             shutdown.await;
             let _ = stop.send(true);
         };
         tokio::join!(self.clone().lane(Lane::General, stopped), signal);
-        if let Some(lane) = lockout {
+        for lane in lanes {
             let _ = lane.await;
         }
         Ok(())
@@ -256,9 +268,10 @@ impl Worker {
     /// One set of slots claiming and running steps until `stopped`, then letting the steps
     /// in flight finish.
     async fn lane(self, lane: Lane, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        let (size, batch) = match lane {
-            Lane::General => (self.config.concurrency.max(1), CLAIM_BATCH),
-            Lane::Lockout => (self.config.lockout_slots, self.config.lockout_slots),
+        let (size, batch, reach) = match lane {
+            Lane::General => (self.config.concurrency.max(1), CLAIM_BATCH, Reach::Any),
+            Lane::Lockout => (self.config.lockout_slots, self.config.lockout_slots, Reach::Lockout),
+            Lane::Emergency => (self.config.emergency_slots, self.config.emergency_slots, Reach::Emergency),
         };
         let permits = Arc::new(Semaphore::new(size));
         let mut tasks = JoinSet::new();
@@ -278,11 +291,12 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            // Listening before looking: a step made ready after the claim wakes this lane.
+            let woken = self.store.ready_signal();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let (worker, now, lease_for) = (&self.config.worker_id, self.clock.now(), lease(self.config.lease));
-            let claimed = match lane {
-                Lane::General => self.store.claim_many(worker, now, lease_for, slots.len()).await,
-                Lane::Lockout => self.store.claim_lockout(worker, now, lease_for, slots.len()).await,
-            };
+            let claimed = self.store.claim_within(worker, now, lease_for, slots.len(), reach).await;
             let claims = claimed.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, lane = ?lane, "Claim failed; retrying");
                 Vec::new()
@@ -300,11 +314,11 @@ impl Worker {
             if idle {
                 let wait = match lane {
                     Lane::General => self.idle_wait().await,
-                    Lane::Lockout => self.config.poll,
+                    Lane::Lockout | Lane::Emergency => self.config.poll,
                 };
                 tokio::select! {
                     _ = stopped.changed() => break,
-                    _ = self.store.steps_ready() => {}
+                    _ = &mut woken => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -340,6 +354,7 @@ impl Worker {
             attempt: claim.counted(),
             polls: claim.polls,
             waiting_since: claim.waiting_since,
+            emergency: claim.emergency,
             step: claim.step.clone(),
         };
         self.probe.at(Point::Claimed, &cx);

@@ -144,7 +144,7 @@ async fn crash_matrix(db: TestDb) {
         };
         let mut victim = worker(&db.url, &effects.url(), &format!("victim-{i}"), crash_at.as_deref());
         if in_a_wait(point) {
-            victim.env("CONCURRENCY", "1").env("LOCKOUT_SLOTS", "0");
+            victim.env("CONCURRENCY", "1").env("LOCKOUT_SLOTS", "0").env("EMERGENCY_SLOTS", "0");
         }
         let mut victim = victim.spawn().unwrap();
         if let KillPoint::Server(phase, n) = point {

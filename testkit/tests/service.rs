@@ -12,7 +12,7 @@ use offboard_core::engine::{Reconciled, RetryPolicy, StepContext, StepError, Ste
 use offboard_core::outbox::EventKind;
 use offboard_core::plan::StepKind;
 use offboard_core::policy::{Refusal, TenantPolicy};
-use offboard_core::request::{DeleteUser, DeviceAction, Options};
+use offboard_core::request::{DeleteUser, DeviceAction, Options, Request};
 use offboard_core::run::{RunState, StepOutcome, StepState};
 use offboard_core::scheduler::{AUDIT_CHECKPOINT, CronJob, Scheduler};
 use offboard_core::service::{Decided, ServiceError};
@@ -401,15 +401,18 @@ async fn the_line_manager_approves_their_reports_run_only() {
     .await;
 }
 
-/// Holds every step that is not a lockout step until released.
+/// Holds every step that is not a lockout step (with `lockouts`, every step that is not an
+/// emergency's) until released.
 struct Blocking {
     release: tokio::sync::Notify,
+    lockouts: bool,
 }
 
 #[async_trait]
 impl StepExecutor for Blocking {
     async fn execute(&self, cx: &StepContext) -> Result<StepOutcome, StepError> {
-        if !cx.step.kind.is_lockout() {
+        let passes = if self.lockouts { cx.emergency } else { cx.step.kind.is_lockout() };
+        if !passes {
             self.release.notified().await;
         }
         Ok(StepOutcome::done("done", vec![]))
@@ -421,12 +424,50 @@ impl StepExecutor for Blocking {
 }
 
 #[tokio::test]
+async fn an_emergency_starts_while_other_lockouts_hold_every_other_slot() {
+    with_store(|store| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 4, TenantPolicy::default());
+        let exec = Arc::new(Blocking { release: tokio::sync::Notify::new(), lockouts: true });
+        let config = WorkerConfig { concurrency: 1, poll: StdDuration::from_millis(20), lockout_slots: 1, emergency_slots: 1, ..WorkerConfig::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(Worker::new(store.clone(), exec.clone(), c.clone(), config).run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        // Two lockouts waiting (as for a tenant's spent write budget) hold the general slot
+        // and the lockout slot.
+        let lockout = Options { disable_sign_in: true, ..Options::default() };
+        let held = [approved_run(&svc, "user2@contoso.com", lockout.clone()).await, approved_run(&svc, "user3@contoso.com", lockout.clone()).await];
+        for run in &held {
+            while store.steps(&run.id).await.unwrap()[0].state != StepState::Running {
+                tokio::time::sleep(StdDuration::from_millis(10)).await;
+            }
+        }
+        let urgent = svc.request(&admin1(), Request { emergency: true, ..request("alice@contoso.com", lockout) }).await.unwrap();
+        let done = tokio::time::timeout(StdDuration::from_secs(10), async {
+            while store.steps(&urgent.id).await.unwrap()[0].state != StepState::Succeeded {
+                tokio::time::sleep(StdDuration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "the emergency's lockout ran in its own slot");
+        for run in &held {
+            assert_eq!(store.steps(&run.id).await.unwrap()[0].state, StepState::Running, "the other slots were still busy");
+        }
+        exec.release.notify_waiters();
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_lockout_starts_while_every_other_slot_is_busy() {
     with_store(|store| async move {
         let c = clock();
         let svc = service(store.clone(), c.clone(), 3, TenantPolicy::default());
         let bulk = approved_run(&svc, "user2@contoso.com", Options { hide_from_gal: true, ..Options::default() }).await;
-        let exec = Arc::new(Blocking { release: tokio::sync::Notify::new() });
+        let exec = Arc::new(Blocking { release: tokio::sync::Notify::new(), lockouts: false });
         let config = WorkerConfig { concurrency: 1, poll: StdDuration::from_millis(20), lockout_slots: 1, ..WorkerConfig::default() };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(Worker::new(store.clone(), exec.clone(), c.clone(), config).run_until_stopped(async move {

@@ -13,7 +13,7 @@ use offboard_core::plan::StepKind;
 use offboard_core::policy::TenantPolicy;
 use offboard_core::request::{DeleteUser, Options};
 use offboard_core::run::{RunState, StepOutcome, StepState};
-use offboard_core::store::{Db, Store, StoreError};
+use offboard_core::store::{Db, Reach, Store, StoreError};
 use offboard_testkit::TestDb;
 use offboard_testkit::fixtures::*;
 use serde_json::json;
@@ -735,28 +735,85 @@ async fn a_look_that_says_not_yet_is_not_an_attempt() {
     .await;
 }
 
+/// A second tenant, fabrikam.com, with `users` users (bob2@, bob3@, …; the first is bob@).
+fn fabrikam(store: &Store, c: &Arc<ManualClock>, users: u32) -> (offboard_core::domain::TenantId, offboard_core::service::Offboarding) {
+    let id = offboard_core::domain::TenantId::parse("fabrikam.com").unwrap();
+    let people = (1..=users)
+        .map(|n| offboard_core::testing::user_named(n, &if n == 1 { "bob@fabrikam.com".to_string() } else { format!("bob{n}@fabrikam.com") }, "Bob"))
+        .collect();
+    let svc = offboard_core::service::Offboarding::new(
+        store.clone(),
+        Arc::new(offboard_core::testing::InMemoryDirectory::with(id.clone(), people)),
+        c.clone(),
+        access(),
+        vec![offboard_core::service::Tenant { id: id.clone(), name: "Fabrikam".into(), domains: vec!["fabrikam.com".into()], policy: TenantPolicy::default() }],
+        offboard_core::request::Presets::default(),
+    );
+    (id, svc)
+}
+
+#[tokio::test]
+async fn lockout_steps_too_are_taken_one_tenant_at_a_time() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let contoso = service(store.clone(), c.clone(), 8, TenantPolicy::default());
+        let (fabrikam_id, fabrikam) = fabrikam(&store, &c, 2);
+        let lockout = Options { disable_sign_in: true, ..Options::default() };
+        // A bulk's lockouts in one tenant, all older than another tenant's.
+        for n in 2..=4 {
+            approved_run(&contoso, &format!("user{n}@contoso.com"), lockout.clone()).await;
+            c.advance(Duration::seconds(1));
+        }
+        for upn in ["bob@fabrikam.com", "bob2@fabrikam.com"] {
+            let r = fabrikam.request(&requester(), offboard_core::request::Request::now(fabrikam_id.clone(), upn, lockout.clone())).await.unwrap();
+            fabrikam.approve(&admin1(), &r.id, &r.plan_hash).await.unwrap();
+            if r.approvals_needed > 1 {
+                fabrikam.approve(&admin2(), &r.id, &r.plan_hash).await.unwrap();
+            }
+            c.advance(Duration::seconds(1));
+        }
+        let mut order = Vec::new();
+        // One slot at a time, as a lockout lane whose other slots are busy.
+        while let Some(claim) = store.claim_within("w", c.now(), Duration::seconds(30), 1, Reach::Lockout).await.unwrap().pop() {
+            assert_eq!(claim.step.kind, StepKind::DisableSignIn, "{backend}");
+            order.push(claim.tenant.as_str().to_string());
+        }
+        assert_eq!(order, ["contoso.com", "fabrikam.com", "contoso.com", "fabrikam.com", "contoso.com"], "{backend}: turns, not oldest first");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_emergency_lockout_goes_before_the_lockouts_approved_earlier() {
+    for_each_backend(|store, backend| async move {
+        let c = clock();
+        let svc = service(store.clone(), c.clone(), 8, TenantPolicy::default());
+        let lockout = Options { disable_sign_in: true, ..Options::default() };
+        for n in 2..=4 {
+            approved_run(&svc, &format!("user{n}@contoso.com"), lockout.clone()).await;
+            c.advance(Duration::seconds(1));
+        }
+        let emergency =
+            svc.request(&admin1(), offboard_core::request::Request { emergency: true, ..request("user5@contoso.com", lockout.clone()) }).await.unwrap();
+        let lease = Duration::seconds(30);
+        let first = store.claim_within("w", c.now(), lease, 1, Reach::Lockout).await.unwrap().pop().unwrap();
+        assert_eq!(first.run_id, emergency.id, "{backend}: the emergency first, though newest");
+        assert!(first.emergency, "{backend}");
+        // The slots kept for emergencies take nothing else.
+        assert!(store.claim_within("w", c.now(), lease, 4, Reach::Emergency).await.unwrap().is_empty(), "{backend}");
+        let rest = store.claim_many("w", c.now(), lease, 10).await.unwrap();
+        assert_eq!(rest.len(), 3, "{backend}");
+        assert!(rest.iter().all(|c| !c.emergency && c.step.kind == StepKind::DisableSignIn), "{backend}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn claims_take_lockout_first_then_each_tenant_in_turn() {
     for_each_backend(|store, backend| async move {
         let c = clock();
         let contoso = service(store.clone(), c.clone(), 8, TenantPolicy::default());
-        let fabrikam_id = offboard_core::domain::TenantId::parse("fabrikam.com").unwrap();
-        let fabrikam = offboard_core::service::Offboarding::new(
-            store.clone(),
-            Arc::new(offboard_core::testing::InMemoryDirectory::with(
-                fabrikam_id.clone(),
-                vec![offboard_core::testing::user_named(1, "bob@fabrikam.com", "Bob")],
-            )),
-            c.clone(),
-            access(),
-            vec![offboard_core::service::Tenant {
-                id: fabrikam_id.clone(),
-                name: "Fabrikam".into(),
-                domains: vec!["fabrikam.com".into()],
-                policy: TenantPolicy::default(),
-            }],
-            offboard_core::request::Presets::default(),
-        );
+        let (fabrikam_id, fabrikam) = fabrikam(&store, &c, 1);
         let hide = Options { hide_from_gal: true, ..Options::default() };
         // A backlog in one tenant, oldest first; then one step in another tenant; then
         // the newest of all, a lockout.

@@ -150,6 +150,33 @@ impl Bucket {
 /// (a step with patience) leaves untouched, so a lockout or a preview never queues behind
 /// a bulk run. Budgets neither uses (Intune writes, a leaver's own mailbox) keep none.
 const RESERVE: f64 = 0.05;
+/// The share that lockouts and previews leave in turn to emergency lockouts, so one
+/// emergency never queues behind the lockouts of a thousand leavers approved before it.
+const EMERGENCY_RESERVE: f64 = 0.01;
+
+/// How a caller may be made to wait for a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// An emergency lockout: waits for nobody, and may use every reserve.
+    First,
+    /// Someone is waiting for the answer now (a lockout, a preview): waits as long as it
+    /// takes, and may use the [`RESERVE`] that bulk work leaves.
+    Waits,
+    /// Work nobody waits for now: a call that would wait longer than this behind the
+    /// callers already waiting is sent back unsent ([`Paced`]).
+    Queue(Duration),
+}
+
+impl Patience {
+    /// The share of each reserved budget this caller must leave.
+    fn reserve(self) -> f64 {
+        match self {
+            Self::First => 0.0,
+            Self::Waits => EMERGENCY_RESERVE,
+            Self::Queue(_) => RESERVE,
+        }
+    }
+}
 
 /// When a caller sent away for `wait` should come back: after the ones sent away before it,
 /// each allowed the time its own tokens take, so they do not all return at once.
@@ -557,18 +584,19 @@ impl Pacer {
     }
 
     /// Waits until the request fits its budgets; the permits (Outlook) are held while the
-    /// request is in flight. With a `patience`, a request that would wait longer than that
-    /// behind the callers already waiting takes nothing and is told when to come back, and
-    /// it leaves the [`RESERVE`] to callers without one.
-    pub async fn admit(&self, tenant: &str, lane: &Lane, patience: Option<Duration>) -> Result<Vec<OwnedSemaphorePermit>, Paced> {
+    /// request is in flight. A request with [`Patience::Queue`] that would wait longer than
+    /// that behind the callers already waiting takes nothing and is told when to come back.
+    /// Each caller leaves its [`Patience`]'s reserve to the more urgent ones.
+    pub async fn admit(&self, tenant: &str, lane: &Lane, patience: Patience) -> Result<Vec<OwnedSemaphorePermit>, Paced> {
         let l = &self.limits;
         let need = Need::of(lane);
-        if let Some(paced) = patience.and_then(|p| self.too_long(tenant, &need, p)) {
+        if let Patience::Queue(p) = patience
+            && let Some(paced) = self.too_long(tenant, &need, p)
+        {
             return Err(paced);
         }
         let Need { ru, writes, intune, intune_writes, exchange, mailboxes } = need;
-        // Someone is waiting for a caller without patience: it may use the reserve.
-        let reserve = if patience.is_none() { 0.0 } else { RESERVE };
+        let reserve = patience.reserve();
         self.draw(format!("{tenant}/ru"), ru, l.identity_ru_per_10s, Duration::from_secs(10), reserve).await;
         self.draw(format!("{tenant}/writes"), writes, l.identity_writes_per_150s, Duration::from_secs(150), reserve).await;
         self.draw(format!("{tenant}/intune"), intune, l.intune_per_20s, Duration::from_secs(20), reserve).await;

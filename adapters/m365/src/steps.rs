@@ -21,6 +21,7 @@ use crate::M365;
 use crate::error::ApiError;
 use crate::exchange::{Command, Output};
 use crate::graph::{Item, enc};
+use crate::pacing::Patience;
 use crate::permissions::hint;
 use crate::trace::Trace;
 use crate::transport::{Cx, Replay};
@@ -251,12 +252,14 @@ impl StepExecutor for M365 {
         let trace = Trace::new();
         let tenant = self.tenants.get(&sc.tenant).map_err(|e| fail(e.to_string()))?;
         // A lockout waits for no bulk work: it never goes back to the queue for a budget
-        // and may use the share of it that bulk work leaves. A step back from waiting has
-        // had its turn: it waits here rather than going to the back of the queue again.
-        let patience = match (sc.step.kind.is_lockout(), sc.polls) {
-            (true, _) => None,
-            (false, 0) => Some(self.settings.call.max_budget_wait),
-            (false, _) => Some(Duration::MAX),
+        // and may use the share of it that bulk work leaves; an emergency's also goes
+        // before other lockouts. A step back from waiting has had its turn: it waits here
+        // rather than going to the back of the queue again.
+        let patience = match (sc.step.kind.is_lockout(), sc.emergency, sc.polls) {
+            (true, true, _) => Patience::First,
+            (true, false, _) => Patience::Waits,
+            (false, _, 0) => Patience::Queue(self.settings.call.max_budget_wait),
+            (false, _, _) => Patience::Queue(Duration::MAX),
         };
         let cx = Cx { patience, ..Cx::new(tenant, &trace) };
         let step = Step { m: self, cx, sc, kind: sc.step.kind, user: &sc.target_id };

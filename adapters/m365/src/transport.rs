@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::auth::{Resource, TokenSource};
 use crate::config::TenantConfig;
 use crate::error::{ApiError, Detail};
-use crate::pacing::{Answer, Lane, Paced, Pacer};
+use crate::pacing::{Answer, Lane, Paced, Pacer, Patience};
 use crate::trace::Trace;
 
 /// Whether a request may be sent again after it may have reached Microsoft.
@@ -57,17 +57,16 @@ impl Default for CallPolicy {
 pub struct Cx<'a> {
     pub tenant: &'a TenantConfig,
     pub trace: &'a Trace,
-    /// How long a call may wait for our budgets before it is sent back unsent
-    /// ([`ApiError::Paced`]), so a step can wait in the queue rather than in a worker.
-    /// `None`: someone is waiting for the answer now (a preview, a lockout): wait as long as
-    /// it takes, and use the share of each budget that bulk work leaves.
-    pub patience: Option<Duration>,
+    /// How a call waits for our budgets: sent back unsent ([`ApiError::Paced`]) after a
+    /// wait too long, so a step can wait in the queue rather than in a worker; or, when
+    /// someone is waiting for the answer now, as long as it takes.
+    pub patience: Patience,
 }
 
 impl<'a> Cx<'a> {
     /// A caller who waits for the answer, however long the budgets take.
     pub fn new(tenant: &'a TenantConfig, trace: &'a Trace) -> Self {
-        Self { tenant, trace, patience: None }
+        Self { tenant, trace, patience: Patience::Waits }
     }
 }
 

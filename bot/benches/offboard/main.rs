@@ -11,7 +11,7 @@
 //!
 //! `cargo bench -p offboard-bot --bench offboard [-- b1 b3 …]` runs the full versions and
 //! writes JSON beside the table (`--json FILE` to choose where; `--case TEXT` keeps only the
-//! B3 cases whose name contains TEXT; `--postgres` puts B1, B2 under load, B3 and B4 on Postgres;
+//! B2 parts and B3 cases whose name contains TEXT, such as "B2l"; `--postgres` puts B1, B2 under load, B3 and B4 on Postgres;
 //! `--exchange-per-s N` paces Exchange at N calls per second per tenant instead of the
 //! default; `--concurrency N` gives the workers N slots instead of each case's own). `cargo test` runs a short smoke version of each that checks correctness, never
 //! timing.
@@ -73,7 +73,7 @@ const USAGE: &str = "usage: cargo bench -p offboard-bot --bench offboard -- [b1 
 
   b1 … b6               run only these benchmarks (all when none is named)
   --json FILE           where to write the JSON results
-  --case TEXT           only the B3 cases whose name contains TEXT
+  --case TEXT           only the B2 parts (B2, B2l, B2p) and B3 cases whose name contains TEXT
   --postgres            B1, B2 under load, B3 and B4 on Postgres (OFFBOARD_TEST_POSTGRES_URL)
   --exchange-per-s N    pace Exchange at N calls per second per tenant
   --concurrency N       worker slots instead of each case's own
@@ -131,9 +131,16 @@ fn main() {
             results.push(("B1d Discord ack latency", ack_discord::run(full, setup.postgres).await));
         }
         if wants("b2") {
-            results.push(("B2 time to lockout", lockout::run(full).await));
-            results.push(("B2l lockout under load", lockout::under_load(full, setup.postgres).await));
-            results.push(("B2p lockout across processes", lockout::split(full).await));
+            let named = |name: &str| case.as_deref().is_none_or(|c| name.contains(c));
+            if named("B2 time to lockout") {
+                results.push(("B2 time to lockout", lockout::run(full).await));
+            }
+            if named("B2l lockout under load") {
+                results.push(("B2l lockout under load", lockout::under_load(full, setup.postgres).await));
+            }
+            if named("B2p lockout across processes") {
+                results.push(("B2p lockout across processes", lockout::split(full).await));
+            }
         }
         let mut peak = None;
         if wants("b3") {

@@ -179,6 +179,8 @@ pub struct Claim {
     /// An earlier attempt journalled its intent and never recorded a result: read back
     /// before doing anything.
     pub unconfirmed_intent: bool,
+    /// A lockout step of an emergency run.
+    pub emergency: bool,
     pub step: PlannedStep,
 }
 
@@ -205,6 +207,24 @@ pub struct DueSchedule {
     pub next_at: DateTime<Utc>,
 }
 
+/// What a claim may take: a worker keeps slots for lockout steps alone and for an
+/// emergency run's alone, so neither waits for a slot behind work of less urgency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Emergency,
+    Lockout,
+    Any,
+}
+
+/// Where a claim's round-robins over tenants start: after the tenant served last by lockout
+/// steps and after the one served last by the rest; and what it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    pub lockout: &'a str,
+    pub general: &'a str,
+    pub reach: Reach,
+}
+
 /// One of two backends.
 #[derive(Debug, Clone)]
 pub enum Db {
@@ -218,8 +238,9 @@ pub enum Db {
 pub struct Store {
     db: Db,
     ready: Arc<Notify>,
-    /// The tenant this process's last claim served, where the next round-robin starts.
-    served: Arc<std::sync::Mutex<String>>,
+    /// The tenants this process's last claims served (for lockout steps and for the
+    /// rest), where the next round-robins start.
+    served: Arc<std::sync::Mutex<(String, String)>>,
     audit_key: Option<Arc<AuditKey>>,
     /// SQLite: the writes acknowledgements wait on, committed together.
     batch: Option<batch::Batcher>,
@@ -320,7 +341,7 @@ impl Store {
     /// this process, and on Postgres in any process (LISTEN/NOTIFY). Workers poll as well,
     /// for SQLite's other processes and a notification lost with its connection.
     pub async fn steps_ready(&self) {
-        self.ready.notified().await
+        self.ready_signal().await
     }
 
     fn wake(&self) {
@@ -424,13 +445,23 @@ impl Store {
     }
 
     /// Up to `max` ready steps, leased together in one transaction: lapsed leases first,
-    /// then lockout steps of any run, then the rest round-robin across tenants, starting
-    /// after the tenant this process served last.
+    /// then lockout steps of any run, then the rest; each round-robin across tenants,
+    /// starting after the tenant this process served last.
     pub async fn claim_many(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
-        let after = self.served.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let claims = dispatch!(self.claim_many(worker, now, lease, max, Some(after.as_str())))?;
-        if let Some(last) = claims.iter().rev().find(|c| !c.step.kind.is_lockout()).or(claims.last()) {
-            *self.served.lock().unwrap_or_else(|e| e.into_inner()) = last.tenant.as_str().to_string();
+        self.claim_within(worker, now, lease, max, Reach::Any).await
+    }
+
+    /// Up to `max` ready steps as [`Store::claim_many`] takes them, of `reach` only.
+    pub async fn claim_within(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize, reach: Reach) -> Result<Vec<Claim>> {
+        let (lockout, general) = self.served.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let served = Served { lockout: &lockout, general: &general, reach };
+        let claims = dispatch!(self.claim_many(worker, now, lease, max, served))?;
+        let mut last = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = claims.iter().rev().find(|c| c.step.kind.is_lockout()) {
+            last.0 = c.tenant.as_str().to_string();
+        }
+        if let Some(c) = claims.iter().rev().find(|c| !c.step.kind.is_lockout()) {
+            last.1 = c.tenant.as_str().to_string();
         }
         Ok(claims)
     }
@@ -440,10 +471,10 @@ impl Store {
         dispatch!(self.next_due())
     }
 
-    /// Up to `max` ready lockout steps and nothing else: for the slots a worker keeps free
-    /// for them.
-    pub async fn claim_lockout(&self, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize) -> Result<Vec<Claim>> {
-        dispatch!(self.claim_many(worker, now, lease, max, None))
+    /// Wakes when steps may have become ready in this process or (Postgres) any other.
+    /// Enable it before looking for work, so a step made ready meanwhile is not missed.
+    pub fn ready_signal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready.notified()
     }
 
     pub async fn heartbeat(&self, claim: &Claim, now: DateTime<Utc>, lease: chrono::Duration) -> Result<()> {

@@ -3,6 +3,40 @@
 //! Kept in one file: every query is written once inside the `backend!` macro, which expands
 //! it for SQLite and for Postgres; splitting the file would split that macro.
 
+/// A query leasing the first step, in claim order, that `$filter` picks.
+macro_rules! lease {
+    ($filter:literal, $skip:literal) => {
+        concat!(
+            "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
+            "(SELECT id FROM steps WHERE ",
+            $filter,
+            " ORDER BY not_before, id LIMIT 1",
+            $skip,
+            ")",
+            " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt, lockout_first"
+        )
+    };
+}
+
+/// The tenants with a ready step due that `$filter` also picks, in order, each found by
+/// one ordered probe of an index (a loose index scan).
+macro_rules! due {
+    ($filter:literal) => {
+        concat!(
+            "WITH RECURSIVE due(tenant) AS ( ",
+            "SELECT (SELECT tenant FROM steps WHERE state = 'ready'",
+            $filter,
+            " AND not_before <= $1 ORDER BY tenant LIMIT 1) ",
+            "UNION ALL ",
+            "SELECT (SELECT s.tenant FROM steps s WHERE s.state = 'ready'",
+            $filter,
+            " AND s.tenant > due.tenant AND s.not_before <= $1 ORDER BY s.tenant LIMIT 1) ",
+            "FROM due WHERE due.tenant IS NOT NULL) ",
+            "SELECT tenant FROM due WHERE tenant IS NOT NULL LIMIT 1000"
+        )
+    };
+}
+
 macro_rules! backend {
     (
         mod $module:ident;
@@ -25,7 +59,7 @@ macro_rules! backend {
             use crate::plan::{Plan, PlanHash, PlannedStep};
             use crate::policy::Approval;
             use crate::run::{RunState, StepOutcome, StepState, settle};
-            use crate::store::{ApprovalEffect, Claim, DueSchedule, NewRun, Origin, Result, RunRecord, StepRecord, StoreError};
+            use crate::store::{ApprovalEffect, Claim, DueSchedule, NewRun, Origin, Reach, Result, RunRecord, Served, StepRecord, StoreError};
 
             type Db = $Db;
             type Tx = Transaction<'static, Db>;
@@ -182,7 +216,11 @@ macro_rules! backend {
                     .bind(i64::from(s.defer_days))
                     .bind(StepState::Waiting.as_str())
                     .bind(run.tenant.as_str())
-                    .bind(i64::from(s.kind.is_lockout()))
+                    .bind(match (s.kind.is_lockout(), run.emergency) {
+                        (true, true) => EMERGENCY_LOCKOUT,
+                        (true, false) => LOCKOUT_STEP,
+                        (false, _) => 0,
+                    })
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -556,20 +594,27 @@ macro_rules! backend {
 
             /// Up to `max` ready steps in one transaction: when many steps are ready, one
             /// commit (one sync to disk) leases a batch instead of one step. Lapsed leases
-            /// come first, then lockout steps of any run, then one step per tenant in turn,
-            /// starting after `after`, so one tenant's backlog never holds up another's.
-            /// Without `after`, lockout steps only.
-            pub async fn claim_many(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize, after: Option<&str>) -> Result<Vec<Claim>> {
+            /// come first, then an emergency run's lockout steps, then other lockout steps,
+            /// then the rest, as far as `served.reach` allows; each of these is taken one
+            /// tenant at a time in turn, starting after the tenant `served` says was served
+            /// last, so one tenant's backlog never holds up another's (not even its lockouts).
+            pub async fn claim_many(pool: &Pool<Db>, worker: &str, now: DateTime<Utc>, lease: chrono::Duration, max: usize, served: Served<'_>) -> Result<Vec<Claim>> {
                 let now_ms = to_ms(now);
+                let (lockout, general) = match served.reach {
+                    Reach::Emergency => (None, None),
+                    Reach::Lockout => (Some(served.lockout), None),
+                    Reach::Any => (Some(served.lockout), Some(served.general)),
+                };
                 // An idle poll only reads. Taking SQLite's write lock to find nothing would
                 // stall every other process for a transaction per poll, and forever if this
                 // process is stopped inside it.
-                let claimable = match after {
-                    Some(_) => sqlx::query(
+                let claimable = match served.reach {
+                    Reach::Any => sqlx::query(
                         "SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'running' AND lease_until < $1) \
                          OR EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND not_before <= $1)",
                     ),
-                    None => sqlx::query("SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND lockout_first = 1 AND not_before <= $1)"),
+                    Reach::Lockout => sqlx::query("SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND lockout_first >= 1 AND not_before <= $1)"),
+                    Reach::Emergency => sqlx::query("SELECT 1 WHERE EXISTS (SELECT 1 FROM steps WHERE state = 'ready' AND lockout_first = 2 AND not_before <= $1)"),
                 }
                 .bind(now_ms)
                 .fetch_optional(pool)
@@ -580,29 +625,22 @@ macro_rules! backend {
                 let lease_until = now_ms + lease.num_milliseconds();
                 let mut tx = begin(pool).await?;
                 let mut claims = Vec::new();
-                while after.is_some() && claims.len() < max {
+                while general.is_some() && claims.len() < max {
                     let Some(c) = take(&mut tx, LAPSED, worker, lease_until, now_ms, None, now).await? else { break };
                     claims.push(c);
                 }
-                while claims.len() < max {
-                    let Some(c) = take(&mut tx, LOCKOUT, worker, lease_until, now_ms, None, now).await? else { break };
-                    claims.push(c);
-                }
-                if let Some(after) = after.filter(|_| claims.len() < max) {
-                    // The tenants with work due, each found by one ordered probe of the
-                    // fair index (a loose index scan), so the cost follows the tenants,
-                    // not the backlog.
-                    let rows = sqlx::query(
-                        "WITH RECURSIVE due(tenant) AS ( \
-                           SELECT (SELECT tenant FROM steps WHERE state = 'ready' AND not_before <= $1 ORDER BY tenant LIMIT 1) \
-                           UNION ALL \
-                           SELECT (SELECT s.tenant FROM steps s WHERE s.state = 'ready' AND s.tenant > due.tenant AND s.not_before <= $1 ORDER BY s.tenant LIMIT 1) \
-                           FROM due WHERE due.tenant IS NOT NULL) \
-                         SELECT tenant FROM due WHERE tenant IS NOT NULL LIMIT 1000",
-                    )
-                    .bind(now_ms)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let mut turns = [(DUE_EMERGENCY, EMERGENCY, Some(served.lockout)), (DUE_LOCKOUT, LOCKOUT, lockout), (DUE, OF_TENANT, general)]
+                .into_iter();
+                // In order of urgency; the first kind `reach` excludes ends the walk, as
+                // every later one is excluded too.
+                while let Some((due, sql, Some(after))) = turns.next() {
+                    if claims.len() >= max {
+                        break;
+                    }
+                    // The tenants with work due, each found by one ordered probe of an
+                    // index (a loose index scan), so the cost follows the tenants, not the
+                    // backlog.
+                    let rows = sqlx::query(due).bind(now_ms).fetch_all(&mut *tx).await?;
                     let mut tenants: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>()?;
                     // Round-robin: start with the first tenant after the one served last.
                     let start = tenants.iter().position(|t| t.as_str() > after).unwrap_or(0);
@@ -610,7 +648,7 @@ macro_rules! backend {
                     while claims.len() < max && !tenants.is_empty() {
                         let mut i = 0;
                         while i < tenants.len() && claims.len() < max {
-                            match take(&mut tx, OF_TENANT, worker, lease_until, now_ms, Some(&tenants[i]), now).await? {
+                            match take(&mut tx, sql, worker, lease_until, now_ms, Some(&tenants[i]), now).await? {
                                 Some(c) => {
                                     claims.push(c);
                                     i += 1;
@@ -629,23 +667,22 @@ macro_rules! backend {
                 Ok(claims)
             }
 
-            // Lease one step: a lapsed lease, a lockout step, or the oldest step of one
-            // tenant ($4). Each pick is an ordered walk of an index that stops at its first row.
-            const LAPSED: &str = concat!(
-                "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
-                "(SELECT id FROM steps WHERE state = 'running' AND lease_until < $3 ORDER BY not_before, id LIMIT 1", $skip, ")",
-                " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt"
-            );
-            const LOCKOUT: &str = concat!(
-                "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
-                "(SELECT id FROM steps WHERE state = 'ready' AND lockout_first = 1 AND not_before <= $3 ORDER BY not_before, id LIMIT 1", $skip, ")",
-                " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt"
-            );
-            const OF_TENANT: &str = concat!(
-                "UPDATE steps SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = ",
-                "(SELECT id FROM steps WHERE state = 'ready' AND tenant = $4 AND not_before <= $3 ORDER BY not_before, id LIMIT 1", $skip, ")",
-                " RETURNING id, run_id, key, attempt, polls, waiting_since, intent_attempt"
-            );
+            /// The tenants with a ready step due, in order: any step (`DUE`), a lockout step
+            /// (`DUE_LOCKOUT`), an emergency run's lockout step (`DUE_EMERGENCY`).
+            const DUE: &str = due!("");
+            const DUE_LOCKOUT: &str = due!(" AND lockout_first = 1");
+            const DUE_EMERGENCY: &str = due!(" AND lockout_first = 2");
+            /// `steps.lockout_first`: 0 for most steps; a lockout step goes before them,
+            /// and an emergency run's lockout step before every other.
+            const LOCKOUT_STEP: i64 = 1;
+            const EMERGENCY_LOCKOUT: i64 = 2;
+
+            // Lease one step: a lapsed lease, or the oldest step of one tenant ($4) of a
+            // priority. Each pick is an ordered walk of an index that stops at its first row.
+            const LAPSED: &str = lease!("state = 'running' AND lease_until < $3", $skip);
+            const EMERGENCY: &str = lease!("state = 'ready' AND lockout_first = 2 AND tenant = $4 AND not_before <= $3", $skip);
+            const LOCKOUT: &str = lease!("state = 'ready' AND lockout_first = 1 AND tenant = $4 AND not_before <= $3", $skip);
+            const OF_TENANT: &str = lease!("state = 'ready' AND tenant = $4 AND not_before <= $3", $skip);
 
             /// Leases the step `sql` picks, if any, and says so in the outbox.
             async fn take(tx: &mut Tx, sql: &'static str, worker: &str, lease_until: i64, now_ms: i64, tenant: Option<&str>, now: DateTime<Utc>) -> Result<Option<Claim>> {
@@ -660,6 +697,7 @@ macro_rules! backend {
                 let attempt: i64 = row.try_get("attempt")?;
                 let polls: i64 = row.try_get("polls")?;
                 let intent: Option<i64> = row.try_get("intent_attempt")?;
+                let priority: i64 = row.try_get("lockout_first")?;
                 let run = sqlx::query("SELECT state, tenant, target_id, plan FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut **tx).await?;
                 let tenant: String = run.try_get("tenant")?;
                 let plan: Plan = serde_json::from_str(&run.try_get::<String, _>("plan")?).map_err(corrupt)?;
@@ -678,6 +716,7 @@ macro_rules! backend {
                     polls,
                     waiting_since: row.try_get::<Option<i64>, _>("waiting_since")?.map(from_ms),
                     unconfirmed_intent: intent.is_some(),
+                    emergency: priority == EMERGENCY_LOCKOUT,
                     step,
                 }))
             }

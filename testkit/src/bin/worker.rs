@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         poll: Duration::from_millis(20),
         retry: RetryPolicy { initial: Duration::from_millis(20), cap: Duration::from_millis(200), ..RetryPolicy::default() },
         lockout_slots: std::env::var("LOCKOUT_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(4),
+        emergency_slots: std::env::var("EMERGENCY_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2),
     };
     let worker = Worker::new(store, Arc::new(HttpExecutor::new(effects)), Arc::new(SystemClock), config)
         .with_probe(Arc::new(CrashProbe { point, hits: AtomicU64::new(0) }));

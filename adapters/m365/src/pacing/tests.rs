@@ -15,7 +15,7 @@ async fn a_bucket_makes_callers_wait_instead_of_overrunning() {
     let p = Pacer::new(Limits { exchange_per_s: 20.0, ..Limits::default() });
     let start = Instant::now();
     for _ in 0..30 {
-        p.admit("t", &Lane::Exchange, None).await.unwrap();
+        p.admit("t", &Lane::Exchange, Patience::Waits).await.unwrap();
     }
     // 20 at once, then 10 more at 20/s: at least half a second.
     assert!(start.elapsed() >= Duration::from_millis(450), "{:?}", start.elapsed());
@@ -84,7 +84,7 @@ async fn a_caller_with_patience_is_sent_away_when_the_queue_ahead_is_long() {
     // Ten writes per 1.5 s: one every 150 ms once the bucket is empty.
     let p = Arc::new(Pacer::new(Limits { identity_writes_per_150s: 10.0, time_scale: 0.01, ..Limits::default() }));
     let write = Lane::for_graph("PATCH", "/users/u");
-    let patience = Some(Duration::from_millis(500));
+    let patience = Patience::Queue(Duration::from_millis(500));
     for _ in 0..10 {
         p.admit("t", &write, patience).await.unwrap();
     }
@@ -93,7 +93,7 @@ async fn a_caller_with_patience_is_sent_away_when_the_queue_ahead_is_long() {
     let sleepers: Vec<_> = (0..5)
         .map(|_| {
             let (p, write) = (p.clone(), write.clone());
-            tokio::spawn(async move { p.admit("t", &write, None).await.map(|_| ()) })
+            tokio::spawn(async move { p.admit("t", &write, Patience::Waits).await.map(|_| ()) })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -106,7 +106,7 @@ async fn a_caller_with_patience_is_sent_away_when_the_queue_ahead_is_long() {
         s.await.unwrap().unwrap();
     }
     // A Retry-After on the Exchange lane sends a patient caller away for at least its length.
-    p.admit("t", &Lane::Exchange, None).await.unwrap();
+    p.admit("t", &Lane::Exchange, Patience::Waits).await.unwrap();
     p.answered("t", &Lane::Exchange, Instant::now(), Answer::Throttled(Some(Duration::from_secs(3))));
     let held = p.admit("t", &Lane::Exchange, patience).await.unwrap_err();
     assert_eq!(held.budget, Budget::Exchange);
@@ -118,7 +118,7 @@ async fn bulk_work_leaves_a_reserve_for_a_lockout() {
     // 100 writes per 150 s (scaled to 1.5 s): bulk work takes 95 and then waits.
     let p = Pacer::new(Limits { identity_writes_per_150s: 100.0, time_scale: 0.01, ..Limits::default() });
     let write = Lane::for_graph("PATCH", "/users/u");
-    let patience = Some(Duration::ZERO);
+    let patience = Patience::Queue(Duration::ZERO);
     let mut bulk = 0;
     while p.admit("t", &write, patience).await.is_ok() {
         bulk += 1;
@@ -127,9 +127,36 @@ async fn bulk_work_leaves_a_reserve_for_a_lockout() {
     assert!((95..=96).contains(&bulk), "bulk work stops at the reserve (plus what refilled meanwhile): {bulk}");
     let start = Instant::now();
     for _ in 0..4 {
-        p.admit("t", &write, None).await.unwrap();
+        p.admit("t", &write, Patience::Waits).await.unwrap();
     }
     assert!(start.elapsed() < Duration::from_millis(10), "a lockout's writes go at once: {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn an_emergency_goes_before_the_lockouts_already_waiting() {
+    // 1,000 writes per 150 s (scaled to 1.5 s): a bulk's lockouts take 990, then queue.
+    let p = Arc::new(Pacer::new(Limits { identity_writes_per_150s: 1000.0, time_scale: 0.01, ..Limits::default() }));
+    let write = Lane::for_graph("PATCH", "/users/u");
+    for _ in 0..985 {
+        p.admit("t", &write, Patience::Waits).await.unwrap();
+    }
+    // Two hundred more lockouts queue: about 300 ms of writes.
+    let waiting: Vec<_> = (0..200)
+        .map(|_| {
+            let (p, write) = (p.clone(), write.clone());
+            tokio::spawn(async move { p.admit("t", &write, Patience::Waits).await.map(|_| ()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // A zero timeout still polls once: `Ok` means admitted without waiting at all. The
+    // lockouts queued leave under one write in the bucket, but not the reserve.
+    let now = |patience| tokio::time::timeout(Duration::ZERO, p.admit("t", &write, patience));
+    for i in 0..4 {
+        assert!(now(Patience::First).await.is_ok(), "an emergency's write {i} goes at once");
+    }
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test]
@@ -137,9 +164,9 @@ async fn a_batch_draws_one_write_per_item() {
     let p = Pacer::new(Limits { identity_writes_per_150s: 20.0, time_scale: 0.01, ..Limits::default() });
     let delete = Lane::for_graph("DELETE", "/groups/g/members/u/$ref");
     let start = Instant::now();
-    p.admit("t", &Lane::Batch(vec![delete.clone(); 20]), None).await.unwrap();
+    p.admit("t", &Lane::Batch(vec![delete.clone(); 20]), Patience::Waits).await.unwrap();
     assert!(start.elapsed() < Duration::from_millis(100), "a full bucket admits 20 at once");
     // The bucket is empty: ten more writes refill at 20 per 1.5 s (150 s scaled by 0.01).
-    p.admit("t", &Lane::Batch(vec![delete; 10]), None).await.unwrap();
+    p.admit("t", &Lane::Batch(vec![delete; 10]), Patience::Waits).await.unwrap();
     assert!(start.elapsed() >= Duration::from_millis(700), "{:?}", start.elapsed());
 }

@@ -109,7 +109,16 @@ impl World {
 
     pub fn context(&self, user: &UserSnapshot, plan: &Plan, kind: StepKind) -> StepContext {
         let step = plan.steps.iter().find(|s| s.kind == kind).unwrap_or_else(|| panic!("{kind:?} is planned")).clone();
-        StepContext { run_id: RunId::generate(), tenant: Self::tenant(), target_id: user.id.to_string(), attempt: 1, polls: 0, waiting_since: None, step }
+        StepContext {
+            run_id: RunId::generate(),
+            tenant: Self::tenant(),
+            target_id: user.id.to_string(),
+            attempt: 1,
+            polls: 0,
+            waiting_since: None,
+            emergency: false,
+            step,
+        }
     }
 
     /// Runs one planned step as the runner would, honouring a planned skip and looking
