@@ -204,7 +204,7 @@ impl Default for WorkerConfig {
             poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
             // A lockout step is one call, so a slot is cheap. With 4, a bulk offboarding's
-            // own lockouts filled them and another tenant's emergency waited a round trip.
+            // own lockouts filled them and another tenant's lockout waited a round trip.
             lockout_slots: 64,
             emergency_slots: 8,
         }
