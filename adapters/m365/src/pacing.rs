@@ -189,14 +189,21 @@ fn promise(promised_until: &mut Option<Instant>, now: Instant, wait: Duration, t
 /// The rate of a limit Microsoft does not publish, found by trying (AWS SDKs' adaptive
 /// retry mode; TCP's slow start and CUBIC). From a cautious start every clean answer adds
 /// a call per second, so under full demand the rate doubles each second, until the first
-/// 429. Then the rate is cut to `BETA` times where it was throttled and regrows along a
-/// cubic that is back at that rate after `REGROW_S` and probes beyond it. A 429's
-/// Retry-After holds the tenant's whole lane; answers to calls sent before a cut do not
-/// cut again. Rates and times are in Microsoft seconds (`Limits::time_scale`).
+/// 429; it never runs ahead of twice the calls actually sent in a second (RFC 7661), so
+/// light use cannot claim a rate nobody tried. Then the rate is cut to `BETA` times where
+/// it was throttled and regrows along a cubic that is back at that rate after `REGROW_S`
+/// and probes beyond it. A 429's Retry-After holds the tenant's whole lane; answers to
+/// calls sent before a cut do not cut again. Rates and times are in Microsoft seconds
+/// (`Limits::time_scale`).
 #[derive(Debug)]
 struct Adaptive {
     /// Calls per Microsoft second now.
     rate: f64,
+    /// The configured rate it started from.
+    start: f64,
+    /// The most calls sent in one Microsoft second so far, and the second being counted.
+    peak: f64,
+    second: (Instant, f64),
     /// Where it was last throttled; `None` while still in slow start.
     ceiling: Option<f64>,
     /// The last cut: the cubic's origin.
@@ -220,7 +227,19 @@ const MAX_RATE: f64 = 5_000.0;
 impl Adaptive {
     fn new(rate: f64, now: Instant) -> Self {
         let rate = rate.clamp(MIN_RATE, MAX_RATE);
-        Self { rate, ceiling: None, cut_at: now, tokens: rate, at: now, hold_until: None, limited_at: None, promised_until: None }
+        Self {
+            rate,
+            start: rate,
+            peak: 0.0,
+            second: (now, 0.0),
+            ceiling: None,
+            cut_at: now,
+            tokens: rate,
+            at: now,
+            hold_until: None,
+            limited_at: None,
+            promised_until: None,
+        }
     }
 
     /// Starts from a rate learned before: at its ceiling, probing beyond it.
@@ -261,6 +280,7 @@ impl Adaptive {
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            self.sent(now, scale);
             None
         } else {
             self.limited_at = Some(now);
@@ -277,9 +297,36 @@ impl Adaptive {
         held + Duration::from_secs_f64(((queued + 1.0 - tokens) / rate * scale).max(0.0))
     }
 
+    /// Counts a call sent, by Microsoft second.
+    fn sent(&mut self, now: Instant, scale: f64) {
+        let (from, n) = self.second;
+        let elapsed = now.saturating_duration_since(from).as_secs_f64() / scale;
+        if elapsed >= 1.0 {
+            self.peak = self.peak.max(n / elapsed);
+            self.second = (now, 0.0);
+        }
+        self.second.1 += 1.0;
+    }
+
+    /// The most calls per second actually sent: in a past second, or so far in this one.
+    fn used(&self) -> f64 {
+        self.peak.max(self.second.1)
+    }
+
     fn clean(&mut self, now: Instant, scale: f64) {
         if self.ceiling.is_none() && self.limiting(now, scale) {
-            self.rate = (self.rate + 1.0).min(MAX_RATE);
+            self.rate = (self.rate + 1.0).min(2.0 * self.used()).max(self.rate).min(MAX_RATE);
+        }
+    }
+
+    /// What it has learned: the rate it is at once a 429 has given it a ceiling; before
+    /// that, no more than the calls actually sent in a second answered cleanly (or the
+    /// configured start), since a rate nobody sent at says nothing about the tenant.
+    fn learned_rate(&mut self, now: Instant, scale: f64) -> f64 {
+        let rate = self.current(now, scale);
+        match self.ceiling {
+            Some(_) => rate,
+            None => rate.min(self.used().max(self.start)),
         }
     }
 
@@ -444,12 +491,13 @@ impl Pacer {
         }
     }
 
-    /// The Exchange rate each tenant is at now, calls per second, by directory id.
+    /// The Exchange rate each tenant has learned, calls per second, by directory id: what
+    /// `/metrics` shows and a restart starts from.
     pub fn exchange_rates(&self) -> Vec<(String, f64)> {
         let now = Instant::now();
         let scale = self.scale();
         let mut m = self.exchange.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, f64)> = m.iter_mut().map(|(t, a)| (t.clone(), a.current(now, scale))).collect();
+        let mut out: Vec<(String, f64)> = m.iter_mut().map(|(t, a)| (t.clone(), a.learned_rate(now, scale))).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -228,6 +228,29 @@ async fn licences_wait_for_a_shared_mailbox_and_inherited_ones_go_by_leaving_the
     assert_eq!(w.sim.count_kind("mailbox.disabled"), 0);
 }
 
+/// The last step of a run: what it costs is the tail of every bulk offboarding.
+#[tokio::test]
+async fn licences_held_directly_go_with_their_read_back_in_one_batch() {
+    let w = World::new().await;
+    let jack = w.discover("jack.delegate@contoso.com").await;
+    let o = only(|o| {
+        o.convert_to_shared = true;
+        o.remove_licences = true;
+    });
+    succeeded(w.step(&jack, o.clone(), StepKind::ConvertToShared).await);
+    succeeded(w.step(&jack, o.clone(), StepKind::VerifyShared).await);
+    let before = w.sim.stats();
+    let v = succeeded(w.step(&jack, o, StepKind::RemoveLicences).await);
+    let after = w.sim.stats();
+    assert!(v.contains("removed SPE_E3") && v.ends_with("1 licence(s) reclaimed"), "{v}");
+    w.sim_user("jack.delegate@contoso.com", |t, id| assert!(t.licence_states(id).is_empty(), "{:?}", t.licence_states(id)));
+    // The guard (Exchange) and the read of what is assigned, then one batch: the removal
+    // and its read-back. No membership read: no licensing group to leave.
+    assert_eq!(after.exchange_requests - before.exchange_requests, 1, "the guard");
+    assert_eq!(after.graph_requests - before.graph_requests, 2, "the read, then one batch");
+    assert_eq!(after.graph_batch_items - before.graph_batch_items, 2, "the removal and its read-back");
+}
+
 #[tokio::test]
 async fn verification_gives_up_clearly_when_conversion_never_lands() {
     let mut settings = fast_settings();

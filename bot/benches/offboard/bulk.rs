@@ -232,9 +232,11 @@ pub async fn measure(case: &Case, setup: Setup) -> Measured {
     let exchange_calls = (after.exchange_requests - before.exchange_requests) as f64;
     let exchange_429_pct = if exchange_calls > 0.0 { exchange_throttled as f64 / exchange_calls * 100.0 } else { 0.0 };
     let microsoft_s = wall.as_secs_f64() / k;
+    // A call answered 429 did no work: the limit is on the calls it let through.
+    let exchange_done = (exchange_calls - exchange_throttled as f64) / total;
     // No leaver finishes before its mailbox has converted.
-    let bound_s =
-        bound(case.tenants, case.users, writes, intune, (ru, ru_per_10s), case.exchange_limit.map(|l| (exchange, l))).max(case.conversion_s + ONE_USER_FLOOR_S);
+    let bound_s = bound(case.tenants, case.users, writes, intune, (ru, ru_per_10s), case.exchange_limit.map(|l| (exchange_done, l)))
+        .max(case.conversion_s + ONE_USER_FLOOR_S);
     let efficiency = bound_s / microsoft_s * 100.0;
     let per_min = total / microsoft_s * 60.0;
     let db_per_user = (db_after.saturating_sub(db_before)) as f64 / total;
@@ -313,9 +315,12 @@ pub async fn throughput(full: bool, only: Option<&str>, setup: Setup) -> (Outcom
             Case::new("50 users, 1 tenant", InProcess, 1, 50, 1.0, 256).converting(CONVERSION_S),
             Case::new("1,000 users over 20 tenants", InProcess, 20, 50, 1.0, 256).converting(CONVERSION_S),
             Case::new("1,000 users over 20 tenants", Serve, 20, 50, 1.0, 256),
-            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 256).exchange_limit(10.0),
-            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 256).exchange_limit(60.0),
-            Case::new("100 users, 1 tenant", InProcess, 1, 100, 0.2, 256).exchange_limit(200.0),
+            // In real time: dilated, every millisecond of this process's CPU (the
+            // simulator's too) counts as several of Microsoft's, and the first seconds, a
+            // hundred discoveries and lockouts at once, are CPU-bound on a small machine.
+            Case::new("100 users, 1 tenant", InProcess, 1, 100, 1.0, 256).exchange_limit(10.0),
+            Case::new("100 users, 1 tenant", InProcess, 1, 100, 1.0, 256).exchange_limit(60.0),
+            Case::new("100 users, 1 tenant", InProcess, 1, 100, 1.0, 256).exchange_limit(200.0),
         ]
     } else {
         vec![

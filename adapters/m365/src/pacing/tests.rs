@@ -34,6 +34,9 @@ fn an_unpublished_limit_is_found_by_trying() {
     assert_eq!(a.current(t0, 1.0), 20.0);
     // Slow start: while callers wait for it, each clean answer adds a call per second.
     assert!(a.take(t0, 1.0).is_some(), "the 21st call in a second waits");
+    for _ in 0..10 {
+        assert_eq!(a.take(at(0.5), 1.0), None);
+    }
     for _ in 0..30 {
         a.clean(at(0.5), 1.0);
     }
@@ -64,6 +67,41 @@ fn an_unpublished_limit_is_found_by_trying() {
     // A new 429 from a call sent after the cut cuts again.
     a.throttled(at(70.0), None, at(70.1), 1.0);
     assert!((a.current(at(70.1), 1.0) - 70.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_rate_nobody_sent_at_is_neither_reached_nor_learned() {
+    let t0 = Instant::now();
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    // 25 calls at the start of each second, each answered cleanly 100 ms after it goes, in
+    // steps of 10 ms: the first burst waits for the rate, so the answers are counted.
+    let run = |bursts: usize, per_burst: usize| {
+        let mut a = Adaptive::new(20.0, t0);
+        let (mut queue, mut in_flight) = (0, Vec::new());
+        for tick in 0..(bursts * 100 + 100) {
+            let now = at(tick as f64 / 100.0);
+            if tick % 100 == 0 && tick / 100 < bursts {
+                queue += per_burst;
+            }
+            in_flight.retain(|sent: &Instant| {
+                let answered = now.saturating_duration_since(*sent) >= Duration::from_millis(100);
+                if answered {
+                    a.clean(now, 1.0);
+                }
+                !answered
+            });
+            while queue > 0 && a.take(now, 1.0).is_none() {
+                queue -= 1;
+                in_flight.push(now);
+            }
+        }
+        (a.current(at(bursts as f64 + 1.0), 1.0), a.learned_rate(at(bursts as f64 + 1.0), 1.0))
+    };
+    // Without the cap, the 50 answers while a caller had waited would make it 70.
+    assert_eq!(run(10, 25), (50.0, 25.0), "never past twice the 25 calls sent in a second; learned is what was sent");
+    // A caller with 300 calls a second to send: slow start doubles and learns that much.
+    let (rate, learned) = run(10, 300);
+    assert!(learned >= 290.0 && learned <= rate, "learned {learned}, at {rate}");
 }
 
 #[test]

@@ -90,9 +90,6 @@ impl Step<'_> {
     pub(super) async fn remove_licences(&self) -> StepResult {
         // The guard: licences go only once the mailbox is verified shared, if conversion was asked.
         let guarded = self.sc.step.after.iter().any(|k| k.as_str() == StepKind::VerifyShared.key().as_str());
-        if guarded && self.mailbox().await?["RecipientTypeDetails"] != json!("SharedMailbox") {
-            return Err(fail("the mailbox is not shared yet: licences stay, or the mailbox would be lost"));
-        }
         let direct: Vec<(String, String)> = self.p()["direct"]
             .as_array()
             .cloned()
@@ -123,16 +120,36 @@ impl Step<'_> {
                 .collect()
         };
         let user_path = format!("/users/{}?$select=licenseAssignmentStates", self.user);
-        let now = states(&self.get(&user_path).await?);
+        // The guard and the read of what is assigned go together: the read changes nothing.
+        let guard = async { if guarded { self.mailbox().await.map(Some) } else { Ok(None) } };
+        let (mailbox, now) = futures_util::future::join(guard, self.get(&user_path)).await;
+        if mailbox?.is_some_and(|m| m["RecipientTypeDetails"] != json!("SharedMailbox")) {
+            return Err(fail("the mailbox is not shared yet: licences stay, or the mailbox would be lost"));
+        }
+        let now = states(&now?);
         let remove: Vec<&String> = direct.iter().map(|(id, _)| id).filter(|id| now.iter().any(|(s, g)| s == *id && g.is_none())).collect();
+        // Without licensing groups to leave, the read-back rides in the removal's batch.
+        let mut read_back = None;
         if !remove.is_empty() {
             let body = json!({"addLicenses": [], "removeLicenses": remove});
-            match self.m.graph.call(self.cx, Method::POST, &format!("/users/{}/assignLicense", self.user), Some(body), Replay::Safe).await {
-                // A replay after a lost answer finds the licence gone; the read-back decides.
-                Err(e) if e.says("does not have a corresponding license") => {}
-                Err(e) => return Err(self.e(e)),
-                Ok(_) => {}
+            let mut write = vec![Item::post("write", format!("/users/{}/assignLicense", self.user), body)];
+            if inherited.is_empty() {
+                write.push(Item::get("read", user_path.clone()).after("write"));
             }
+            let mut r = self.m.graph.batch(self.cx, write).await.map_err(|e| self.e(e))?;
+            match r.remove("write") {
+                // A replay after a lost answer finds the licence gone; the read-back decides.
+                Some(Err(e)) if e.says("does not have a corresponding license") => {}
+                Some(Err(e)) => return Err(self.e(e)),
+                _ => read_back = r.remove("read").and_then(Result::ok),
+            }
+        }
+        if inherited.is_empty() {
+            let after = match read_back {
+                Some(u) => u,
+                None => self.get(&user_path).await?,
+            };
+            return reclaimed(&direct, &[], &[], &states(&after));
         }
         // Inherited licences go by leaving the licensing group, the way its kind allows.
         let mut groups = Vec::new();
@@ -154,30 +171,7 @@ impl Step<'_> {
         let members = self.member_of().await?;
         let todo: Vec<_> = groups.iter().filter(|(id, ..)| members.contains(&id.to_ascii_lowercase())).cloned().collect();
         self.leave(&todo).await?;
-        let after = states(&self.get(&user_path).await?);
-        let left: Vec<String> = direct
-            .iter()
-            .filter(|(id, _)| after.iter().any(|(s, g)| s == id && g.is_none()))
-            .map(|(_, n)| n.clone())
-            .chain(
-                inherited
-                    .iter()
-                    .filter(|(id, gid, _)| after.iter().any(|(s, g)| s == id && g.as_deref() == Some(&gid.to_ascii_lowercase())))
-                    .map(|(_, _, n)| n.clone()),
-            )
-            .collect();
-        if !left.is_empty() {
-            return Err(not_yet(format!("still assigned: {}", left.join(", "))));
-        }
-        let mut parts = Vec::new();
-        if !direct.is_empty() {
-            parts.push(format!("removed {}", direct.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(" + ")));
-        }
-        for (_, name, exo) in &groups {
-            parts.push(format!("left licensing group {name}{}", if *exo { " (via Exchange)" } else { "" }));
-        }
-        let skus: BTreeSet<&String> = direct.iter().map(|(id, _)| id).chain(inherited.iter().map(|(id, _, _)| id)).collect();
-        ok(format!("{}; {} licence(s) reclaimed", parts.join("; "), skus.len()))
+        reclaimed(&direct, &inherited, &groups, &states(&self.get(&user_path).await?))
     }
 
     pub(super) async fn clear_immutable_id(&self) -> StepResult {
@@ -202,4 +196,38 @@ impl Step<'_> {
             d["deletedDateTime"].as_str().map(|s| format!("30 days after {s}")).unwrap_or_else(|| "30 days from now".into())
         ))
     }
+}
+
+/// What `remove_licences` says once it has read back what is still `after` assigned: each
+/// (sku id, name) assigned directly, each (sku id, group id, name) through a licensing
+/// group, and the groups it left as (id, name, through Exchange).
+fn reclaimed(
+    direct: &[(String, String)],
+    inherited: &[(String, String, String)],
+    groups: &[(String, String, bool)],
+    after: &[(String, Option<String>)],
+) -> StepResult {
+    let left: Vec<String> = direct
+        .iter()
+        .filter(|(id, _)| after.iter().any(|(s, g)| s == id && g.is_none()))
+        .map(|(_, n)| n.clone())
+        .chain(
+            inherited
+                .iter()
+                .filter(|(id, gid, _)| after.iter().any(|(s, g)| s == id && g.as_deref() == Some(&gid.to_ascii_lowercase())))
+                .map(|(_, _, n)| n.clone()),
+        )
+        .collect();
+    if !left.is_empty() {
+        return Err(not_yet(format!("still assigned: {}", left.join(", "))));
+    }
+    let mut parts = Vec::new();
+    if !direct.is_empty() {
+        parts.push(format!("removed {}", direct.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(" + ")));
+    }
+    for (_, name, exo) in groups {
+        parts.push(format!("left licensing group {name}{}", if *exo { " (via Exchange)" } else { "" }));
+    }
+    let skus: BTreeSet<&String> = direct.iter().map(|(id, _)| id).chain(inherited.iter().map(|(id, _, _)| id)).collect();
+    ok(format!("{}; {} licence(s) reclaimed", parts.join("; "), skus.len()))
 }
