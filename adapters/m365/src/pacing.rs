@@ -108,13 +108,14 @@ struct Bucket {
     capacity: f64,
     per_sec: f64,
     at: Instant,
-    /// When the callers sent away to come back later are expected to have been served.
-    promised_until: Option<Instant>,
+    /// When the callers sent away to come back later are expected to have been served:
+    /// bulk ones, and urgent ones.
+    promised_until: [Option<Instant>; 2],
 }
 
 impl Bucket {
     fn new(capacity: f64, window: Duration) -> Self {
-        Self { tokens: capacity, capacity, per_sec: capacity / window.as_secs_f64(), at: Instant::now(), promised_until: None }
+        Self { tokens: capacity, capacity, per_sec: capacity / window.as_secs_f64(), at: Instant::now(), promised_until: [None; 2] }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -162,6 +163,11 @@ pub enum Patience {
     /// Someone is waiting for the answer now (a lockout, a preview): waits as long as it
     /// takes, and may use the [`RESERVE`] that bulk work leaves.
     Waits,
+    /// A lockout (not an emergency) on its first try: as [`Patience::Waits`], but a call
+    /// that would wait longer than this behind the urgent callers already waiting is sent
+    /// back unsent ([`Paced`]), so the step's thread says what it waits for. It comes back
+    /// among the urgent callers sent away, never behind bulk work.
+    Lockout(Duration),
     /// Work nobody waits for now: a call that would wait longer than this behind the
     /// callers already waiting is sent back unsent ([`Paced`]).
     Queue(Duration),
@@ -172,17 +178,24 @@ impl Patience {
     fn reserve(self) -> f64 {
         match self {
             Self::First => 0.0,
-            Self::Waits => EMERGENCY_RESERVE,
+            Self::Waits | Self::Lockout(_) => EMERGENCY_RESERVE,
             Self::Queue(_) => RESERVE,
         }
     }
+
+    /// Whether the caller goes before bulk work: it waits only behind other urgent callers.
+    fn urgent(self) -> bool {
+        !matches!(self, Self::Queue(_))
+    }
 }
 
-/// When a caller sent away for `wait` should come back: after the ones sent away before it,
-/// each allowed the time its own tokens take, so they do not all return at once.
-fn promise(promised_until: &mut Option<Instant>, now: Instant, wait: Duration, takes: Duration) -> Duration {
-    let at = promised_until.filter(|p| *p > now + wait).unwrap_or(now + wait);
-    *promised_until = Some(at + takes);
+/// When a caller sent away for `wait` should come back: after the ones of its kind (bulk,
+/// or urgent) sent away before it, each allowed the time its own tokens take, so they do
+/// not all return at once.
+fn promise(promised_until: &mut [Option<Instant>; 2], urgent: bool, now: Instant, wait: Duration, takes: Duration) -> Duration {
+    let until = &mut promised_until[urgent as usize];
+    let at = until.filter(|p| *p > now + wait).unwrap_or(now + wait);
+    *until = Some(at + takes);
     at - now
 }
 
@@ -215,8 +228,9 @@ struct Adaptive {
     /// grows while it is what holds calls back, so light use never claims a rate it never
     /// tried.
     limited_at: Option<Instant>,
-    /// When the callers sent away to come back later are expected to have been served.
-    promised_until: Option<Instant>,
+    /// When the callers sent away to come back later are expected to have been served:
+    /// bulk ones, and urgent ones.
+    promised_until: [Option<Instant>; 2],
 }
 
 const BETA: f64 = 0.7;
@@ -238,7 +252,7 @@ impl Adaptive {
             at: now,
             hold_until: None,
             limited_at: None,
-            promised_until: None,
+            promised_until: [None; 2],
         }
     }
 
@@ -437,6 +451,11 @@ pub struct Pacer {
     queued: Arc<Mutex<HashMap<String, f64>>>,
 }
 
+/// Where the callers sleeping on bucket `key` are counted, by kind.
+fn sleeper_key(key: &str, urgent: bool) -> String {
+    if urgent { format!("{key}!") } else { key.to_string() }
+}
+
 /// One caller sleeping on a bucket, counted until it is served or gives up.
 struct Sleeping {
     queued: Arc<Mutex<HashMap<String, f64>>>,
@@ -474,8 +493,12 @@ impl Pacer {
         }
     }
 
-    fn queued(&self, key: &str) -> f64 {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0.0)
+    /// Tokens wanted by the callers sleeping on a bucket that a newcomer waits behind: the
+    /// urgent ones only, for an urgent newcomer; all of them for bulk work.
+    fn ahead(&self, key: &str, urgent: bool) -> f64 {
+        let m = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let of = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        of(&sleeper_key(key, true)) + if urgent { 0.0 } else { of(&sleeper_key(key, false)) }
     }
 
     fn scale(&self) -> f64 {
@@ -533,8 +556,8 @@ impl Pacer {
         m.entry(tenant.to_string()).or_insert_with(|| Adaptive::new(self.limits.exchange_per_s, now))
     }
 
-    async fn draw_exchange(&self, tenant: &str) {
-        let key = format!("{tenant}/exchange");
+    async fn draw_exchange(&self, tenant: &str, urgent: bool) {
+        let key = sleeper_key(&format!("{tenant}/exchange"), urgent);
         let mut sleeping = None;
         loop {
             let wait = {
@@ -556,7 +579,7 @@ impl Pacer {
         m.entry(key.to_string()).or_insert_with(|| Bucket::new(capacity, window.mul_f64(self.limits.time_scale)))
     }
 
-    async fn draw(&self, key: String, n: f64, capacity: f64, window: Duration, reserve: f64) {
+    async fn draw(&self, key: String, n: f64, capacity: f64, window: Duration, reserve: f64, urgent: bool) {
         if n <= 0.0 {
             return;
         }
@@ -570,7 +593,7 @@ impl Pacer {
             match wait {
                 None => return,
                 Some(d) => {
-                    sleeping.get_or_insert_with(|| Sleeping::new(&self.queued, &key, n));
+                    sleeping.get_or_insert_with(|| Sleeping::new(&self.queued, &sleeper_key(&key, urgent), n));
                     tokio::time::sleep(d).await
                 }
             }
@@ -578,83 +601,88 @@ impl Pacer {
     }
 
     /// The budget a request would wait longest for behind the callers already waiting, if
-    /// that is longer than `patience`; then its return is spread after earlier ones.
-    fn too_long(&self, tenant: &str, need: &Need<'_>, patience: Duration) -> Option<Paced> {
+    /// that is longer than `within`; then its return is spread after earlier ones of its kind.
+    /// Where a reserve puts urgent callers first, an urgent one waits only behind its kind.
+    fn too_long(&self, tenant: &str, need: &Need<'_>, within: Duration, patience: Patience) -> Option<Paced> {
         let l = &self.limits;
         let now = Instant::now();
+        let (urgent, kept) = (patience.urgent(), patience.reserve());
         // (wait, budget, bucket, tokens wanted)
         let mut worst: Option<(Duration, Budget, String, f64)> = None;
         {
             let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
             let buckets = [
-                (Budget::IdentityRequests, "ru", need.ru, l.identity_ru_per_10s, 10, RESERVE),
-                (Budget::IdentityWrites, "writes", need.writes, l.identity_writes_per_150s, 150, RESERVE),
-                (Budget::IntuneRequests, "intune", need.intune, l.intune_per_20s, 20, RESERVE),
-                (Budget::IntuneWrites, "intune-writes", need.intune_writes, l.intune_writes_per_20s, 20, 0.0),
+                (Budget::IdentityRequests, "ru", need.ru, l.identity_ru_per_10s, 10, true),
+                (Budget::IdentityWrites, "writes", need.writes, l.identity_writes_per_150s, 150, true),
+                (Budget::IntuneRequests, "intune", need.intune, l.intune_per_20s, 20, true),
+                (Budget::IntuneWrites, "intune-writes", need.intune_writes, l.intune_writes_per_20s, 20, false),
             ];
-            for (budget, name, n, capacity, window, reserve) in buckets {
+            for (budget, name, n, capacity, window, reserved) in buckets {
                 if n <= 0.0 {
                     continue;
                 }
                 let key = format!("{tenant}/{name}");
-                let queued = self.queued(&key);
+                let queued = self.ahead(&key, urgent && reserved);
+                let reserve = if reserved { kept } else { 0.0 };
                 let wait = self.bucket(&mut b, &key, capacity, Duration::from_secs(window)).backlog(n.min(capacity), reserve, queued, now);
-                if wait > patience && worst.as_ref().is_none_or(|w| wait > w.0) {
+                if wait > within && worst.as_ref().is_none_or(|w| wait > w.0) {
                     worst = Some((wait, budget, key, n.min(capacity)));
                 }
             }
             for (mailbox, n) in &need.mailboxes {
                 let key = format!("{tenant}/outlook/{mailbox}");
-                let queued = self.queued(&key);
+                let queued = self.ahead(&key, false);
                 let wait = self.bucket(&mut b, &key, l.outlook_per_10min, Duration::from_secs(600)).backlog(*n as f64, 0.0, queued, now);
-                if wait > patience && worst.as_ref().is_none_or(|w| wait > w.0) {
+                if wait > within && worst.as_ref().is_none_or(|w| wait > w.0) {
                     worst = Some((wait, Budget::Outlook, key, *n as f64));
                 }
             }
             if let Some((wait, budget, key, n)) = worst {
                 let bucket = b.get_mut(&key).expect("just looked at");
                 let takes = Duration::from_secs_f64(n / bucket.per_sec);
-                return Some(Paced { wait: promise(&mut bucket.promised_until, now, wait, takes), budget });
+                return Some(Paced { wait: promise(&mut bucket.promised_until, urgent, now, wait, takes), budget });
             }
         }
         if need.exchange > 0.0 {
-            let queued = self.queued(&format!("{tenant}/exchange"));
+            // The Exchange lane keeps no reserve: every caller waits behind every sleeper.
+            let queued = self.ahead(&format!("{tenant}/exchange"), false);
             let mut m = self.exchange.lock().unwrap_or_else(|e| e.into_inner());
             let scale = self.scale();
             let lane = self.exchange_lane(&mut m, tenant, now);
             let wait = lane.backlog(queued, now, scale);
-            if wait > patience {
+            if wait > within {
                 let takes = Duration::from_secs_f64(scale / lane.current(now, scale));
-                return Some(Paced { wait: promise(&mut lane.promised_until, now, wait, takes), budget: Budget::Exchange });
+                return Some(Paced { wait: promise(&mut lane.promised_until, urgent, now, wait, takes), budget: Budget::Exchange });
             }
         }
         None
     }
 
     /// Waits until the request fits its budgets; the permits (Outlook) are held while the
-    /// request is in flight. A request with [`Patience::Queue`] that would wait longer than
-    /// that behind the callers already waiting takes nothing and is told when to come back.
-    /// Each caller leaves its [`Patience`]'s reserve to the more urgent ones.
+    /// request is in flight. A request with [`Patience::Queue`] or [`Patience::Lockout`]
+    /// that would wait longer than that behind the callers already waiting takes nothing and
+    /// is told when to come back. Each caller leaves its [`Patience`]'s reserve to the more
+    /// urgent ones.
     pub async fn admit(&self, tenant: &str, lane: &Lane, patience: Patience) -> Result<Vec<OwnedSemaphorePermit>, Paced> {
         let l = &self.limits;
         let need = Need::of(lane);
-        if let Patience::Queue(p) = patience
-            && let Some(paced) = self.too_long(tenant, &need, p)
+        if let Patience::Queue(within) | Patience::Lockout(within) = patience
+            && let Some(paced) = self.too_long(tenant, &need, within, patience)
         {
             return Err(paced);
         }
         let Need { ru, writes, intune, intune_writes, exchange, mailboxes } = need;
-        let reserve = patience.reserve();
-        self.draw(format!("{tenant}/ru"), ru, l.identity_ru_per_10s, Duration::from_secs(10), reserve).await;
-        self.draw(format!("{tenant}/writes"), writes, l.identity_writes_per_150s, Duration::from_secs(150), reserve).await;
-        self.draw(format!("{tenant}/intune"), intune, l.intune_per_20s, Duration::from_secs(20), reserve).await;
-        self.draw(format!("{tenant}/intune-writes"), intune_writes, l.intune_writes_per_20s, Duration::from_secs(20), 0.0).await;
+        let (reserve, urgent) = (patience.reserve(), patience.urgent());
+        self.draw(format!("{tenant}/ru"), ru, l.identity_ru_per_10s, Duration::from_secs(10), reserve, urgent).await;
+        self.draw(format!("{tenant}/writes"), writes, l.identity_writes_per_150s, Duration::from_secs(150), reserve, urgent).await;
+        self.draw(format!("{tenant}/intune"), intune, l.intune_per_20s, Duration::from_secs(20), reserve, urgent).await;
+        self.draw(format!("{tenant}/intune-writes"), intune_writes, l.intune_writes_per_20s, Duration::from_secs(20), 0.0, urgent).await;
         for _ in 0..exchange as u32 {
-            self.draw_exchange(tenant).await;
+            self.draw_exchange(tenant, urgent).await;
         }
         let mut permits = Vec::new();
         for (mailbox, n) in mailboxes {
-            self.draw(format!("{tenant}/outlook/{mailbox}"), n as f64, l.outlook_per_10min, Duration::from_secs(600), 0.0).await;
+            self.draw(format!("{tenant}/outlook/{mailbox}"), n as f64, l.outlook_per_10min, Duration::from_secs(600), 0.0, urgent).await;
             let sem = {
                 let mut m = self.outlook.lock().unwrap_or_else(|e| e.into_inner());
                 m.entry(format!("{tenant}/{mailbox}")).or_insert_with(|| Arc::new(Semaphore::new(l.outlook_concurrency.max(1)))).clone()

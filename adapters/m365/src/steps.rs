@@ -251,12 +251,13 @@ impl StepExecutor for M365 {
     async fn execute(&self, sc: &StepContext) -> Result<StepOutcome, StepError> {
         let trace = Trace::new();
         let tenant = self.tenants.get(&sc.tenant).map_err(|e| fail(e.to_string()))?;
-        // A lockout waits for no bulk work: it never goes back to the queue for a budget
-        // and may use the share of it that bulk work leaves; an emergency's also goes
-        // before other lockouts. A step back from waiting has had its turn: it waits here
-        // rather than going to the back of the queue again.
+        // A lockout waits for no bulk work: it may use the share of a budget that bulk
+        // work leaves, and goes back to the queue only when it would wait long, saying for
+        // what; an emergency's waits for nothing but other emergencies. A step back from
+        // waiting has had its turn: it waits here rather than going to the back again.
         let patience = match (sc.step.kind.is_lockout(), sc.emergency, sc.polls) {
             (true, true, _) => Patience::First,
+            (true, false, 0) => Patience::Lockout(self.settings.call.max_lockout_wait),
             (true, false, _) => Patience::Waits,
             (false, _, 0) => Patience::Queue(self.settings.call.max_budget_wait),
             (false, _, _) => Patience::Queue(Duration::MAX),

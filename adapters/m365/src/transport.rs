@@ -36,6 +36,10 @@ pub struct CallPolicy {
     /// because every step asleep on a budget holds a worker slot: at most this long times
     /// the budget's rate of them.
     pub max_budget_wait: Duration,
+    /// A lockout (not an emergency) that would wait longer than this for our budgets goes
+    /// back to the queue once, so its thread says what it waits for; it comes back before
+    /// bulk work and then waits its turn in a worker.
+    pub max_lockout_wait: Duration,
     pub backoff: Duration,
     pub timeout: Duration,
 }
@@ -46,6 +50,7 @@ impl Default for CallPolicy {
             max_tries: 4,
             max_inline_wait: Duration::from_secs(30),
             max_budget_wait: Duration::from_millis(250),
+            max_lockout_wait: Duration::from_secs(2),
             backoff: Duration::from_millis(400),
             timeout: Duration::from_secs(60),
         }

@@ -320,6 +320,44 @@ async fn a_step_whose_budget_is_spent_goes_back_to_the_queue_unsent() {
 }
 
 #[tokio::test]
+async fn a_lockout_that_would_wait_long_for_writes_says_so_from_the_queue() {
+    // Two identity writes per 150 s, scaled to 1.5 s: one every 0.75 s once spent.
+    let mut settings = fast_settings();
+    settings.limits.identity_writes_per_150s = 2.0;
+    settings.limits.time_scale = 0.01;
+    settings.call.max_lockout_wait = Duration::from_millis(100);
+    let w = World::with(offboard_m365_sim::SimConfig::default(), settings).await;
+    let o = only(|o| {
+        o.disable_sign_in = true;
+        o.revoke_sessions = true;
+    });
+    let alice = w.discover(ALICE).await;
+    succeeded(w.step(&alice, o.clone(), StepKind::DisableSignIn).await);
+    succeeded(w.step(&alice, o.clone(), StepKind::RevokeSessions).await);
+    let jack = w.discover("jack.delegate@contoso.com").await;
+    let dave = w.discover("dave.admin@contoso.com").await;
+    let mut cx = w.context(&jack, &w.plan(&jack, o.clone()), StepKind::DisableSignIn);
+    let started = std::time::Instant::now();
+    let look_again_in = match w.m365.execute(&cx).await {
+        Err(StepError::Paced { look_again_in, waiting_for }) => {
+            assert_eq!(waiting_for, "room under Entra ID's write limit for this tenant");
+            look_again_in
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(look_again_in > Duration::from_millis(100), "{look_again_in:?}");
+    assert!(started.elapsed() < look_again_in, "sent back, not kept waiting: {:?}", started.elapsed());
+    w.sim_user("jack.delegate@contoso.com", |t, id| assert!(t.users[id].account_enabled, "nothing was sent"));
+    // Back from the queue, it waits its turn in the worker.
+    cx.polls = 1;
+    assert!(succeeded(w.m365.execute(&cx).await).contains("accountEnabled is false"));
+    // An emergency's lockout is never sent back: it waits for the write.
+    let mut cx = w.context(&dave, &w.plan(&dave, o), StepKind::DisableSignIn);
+    cx.emergency = true;
+    assert!(succeeded(w.m365.execute(&cx).await).contains("accountEnabled is false"));
+}
+
+#[tokio::test]
 async fn no_mailbox_and_no_onedrive_are_skips_with_reasons() {
     let w = World::new().await;
     let frank = w.discover("frank.nomail@contoso.com").await;

@@ -130,7 +130,7 @@ impl Fleet {
             },
             call: {
                 let c = CallPolicy::default();
-                CallPolicy { max_budget_wait: c.max_budget_wait.mul_f64(k), ..c }
+                CallPolicy { max_budget_wait: c.max_budget_wait.mul_f64(k), max_lockout_wait: c.max_lockout_wait.mul_f64(k), ..c }
             },
             ..Settings::default()
         };

@@ -121,28 +121,41 @@ pub async fn run(full: bool) -> Outcome {
 /// Approvals one at a time: approve, then wait until the user is locked out in the
 /// simulated tenant. Milliseconds each. An emergency request needs no approval: its lockout
 /// is released when the request is stored, so it is timed from the request's reply. A
-/// lockout not seen within `limit` counts as `limit`, and as an error when `must`.
-async fn lock_times(fleet: &Fleet, who: &[(String, u32)], emergency: bool, (limit, must): (Duration, bool), out: &mut Outcome) -> Vec<f64> {
+/// lockout not seen within `limit` counts as `limit`, and as an error when `must`; what its
+/// waiting lockout step said then goes into `said` ("nothing" if none said anything).
+async fn lock_times(
+    fleet: &Fleet,
+    who: &[(String, u32)],
+    emergency: bool,
+    (limit, must): (Duration, bool),
+    out: &mut Outcome,
+    said: &mut Vec<String>,
+) -> Vec<f64> {
     let mut times = Vec::new();
     for (domain, i) in who {
-        let t0 = if emergency {
+        let (run, t0) = if emergency {
             let req = offboard_core::request::Request {
                 emergency: true,
                 ..offboard_core::request::Request::now(fleet.tenant(domain), crate::fleet::upn(*i, domain), lockout())
             };
-            fleet.svc.request(&offboard_testkit::fixtures::admin1(), req).await.expect("emergency request");
-            Instant::now()
+            let run = fleet.svc.request(&offboard_testkit::fixtures::admin1(), req).await.expect("emergency request");
+            (run.id, Instant::now())
         } else {
             let run = fleet.request(domain, *i, &lockout()).await;
             let t0 = Instant::now();
             fleet.approve(&run).await;
-            t0
+            (run.id, t0)
         };
         while !fleet.locked_out(domain, *i) && t0.elapsed() < limit {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         if must {
             out.check(fleet.locked_out(domain, *i), || format!("{domain} user {i} was not locked out within {limit:?}"));
+        }
+        if !fleet.locked_out(domain, *i) {
+            let steps = fleet.store.steps(&run).await.unwrap_or_default();
+            let status = steps.iter().filter(|s| s.outcome.is_none()).find_map(|s| s.last_error.clone());
+            said.push(status.unwrap_or_else(|| "nothing".into()));
         }
         times.push(t0.elapsed().min(limit).as_secs_f64() * 1e3);
     }
@@ -192,14 +205,14 @@ pub async fn under_load(full: bool, postgres: bool) -> Outcome {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The cases take turns, so none is measured only in the bulk's busiest part.
-    let (mut in_other, mut in_same, mut emergency) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut in_other, mut in_same, mut emergency, mut said) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // An approved lockout in the busy tenant takes its turn among the bulk's own lockouts,
     // which may have spent the tenant's write budget: it is timed, not required, to 30 s.
     let (must, turn) = ((Duration::from_secs(60), true), (Duration::from_secs(30), false));
     for i in bulk..bulk + reps / 2 {
-        in_other.extend(lock_times(&fleet, &[(quiet.clone(), i)], false, must, &mut out).await);
-        in_same.extend(lock_times(&fleet, &[(busy.clone(), i)], false, turn, &mut out).await);
-        emergency.extend(lock_times(&fleet, &[(busy.clone(), i + reps / 2)], true, must, &mut out).await);
+        in_other.extend(lock_times(&fleet, &[(quiet.clone(), i)], false, must, &mut out, &mut Vec::new()).await);
+        in_same.extend(lock_times(&fleet, &[(busy.clone(), i)], false, turn, &mut out, &mut said).await);
+        emergency.extend(lock_times(&fleet, &[(busy.clone(), i + reps / 2)], true, must, &mut out, &mut Vec::new()).await);
     }
     let (in_other, in_same, emergency) = (sorted(in_other), sorted(in_same), sorted(emergency));
     let running = fleet.store.count_runs().await.map(|c| c.iter().filter(|(s, _)| *s == RunState::Running).map(|(_, n)| *n).sum::<i64>()).unwrap_or(0);
@@ -216,6 +229,16 @@ pub async fn under_load(full: bool, postgres: bool) -> Outcome {
         let (p50, max) = (percentile(t, 0.5), t.last().copied().unwrap_or(f64::NAN));
         let late = t.iter().filter(|ms| **ms >= turn.0.as_secs_f64() * 1e3).count();
         let late = if late > 0 { format!(", {late} of {} not within {} s", t.len(), turn.0.as_secs()) } else { String::new() };
+        let late = if !late.is_empty() && label.contains("approval → lockout in the busy") {
+            // What the threads of the lockouts still waiting said, by what they said.
+            let mut by: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            for s in &said {
+                *by.entry(s.as_str()).or_default() += 1;
+            }
+            format!("{late} (their threads said: {})", by.iter().map(|(s, n)| format!("{n}× \"{s}\"")).collect::<Vec<_>>().join(", "))
+        } else {
+            late
+        };
         out.rows.push(Row::new(
             format!("{label}, {bulk} bulk leavers running ({})", if postgres { "Postgres" } else { "SQLite" }),
             format!("p50 {p50:.0} ms ({:.2} RTT), max {max:.0} ms ({:.2} RTT){late}; {running} runs running", rt(p50), rt(max)),
@@ -224,7 +247,7 @@ pub async fn under_load(full: bool, postgres: bool) -> Outcome {
     }
     out.json.extend(
         json!({ "bulk": bulk, "latency_ms": latency_ms, "runs_running_at_end": running, "store": if postgres { "postgres" } else { "sqlite" },
-                "other_tenant_ms": in_other, "busy_tenant_ms": in_same, "emergency_busy_tenant_ms": emergency })
+                "other_tenant_ms": in_other, "busy_tenant_ms": in_same, "emergency_busy_tenant_ms": emergency, "late_lockouts_said": said })
         .as_object()
         .expect("object")
         .clone(),
@@ -259,7 +282,7 @@ pub async fn split(full: bool) -> Outcome {
         }
     };
     let who: Vec<(String, u32)> = (1..=reps).map(|i| (domain.clone(), i)).collect();
-    let times = sorted(lock_times(&fleet, &who, false, (Duration::from_secs(60), true), &mut out).await);
+    let times = sorted(lock_times(&fleet, &who, false, (Duration::from_secs(60), true), &mut out, &mut Vec::new()).await);
     drop(serving);
     let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
     let rt = |ms: f64| ms / latency_ms as f64;

@@ -171,6 +171,40 @@ async fn bulk_work_leaves_a_reserve_for_a_lockout() {
 }
 
 #[tokio::test]
+async fn a_lockout_that_would_wait_long_goes_back_once_but_never_behind_bulk_work() {
+    // 20 writes per 150 s: one every 7.5 s once an emergency has taken them all.
+    let p = Arc::new(Pacer::new(Limits { identity_writes_per_150s: 20.0, ..Limits::default() }));
+    let write = Lane::for_graph("PATCH", "/users/u");
+    p.admit("t", &Lane::Batch(vec![write.clone(); 20]), Patience::First).await.unwrap();
+    // Three bulk steps back from the queue sleep on the bucket.
+    let bulk: Vec<_> = (0..3)
+        .map(|_| {
+            let (p, write) = (p.clone(), write.clone());
+            tokio::spawn(async move { p.admit("t", &write, Patience::Queue(Duration::MAX)).await.map(|_| ()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let lockout = || p.admit("t", &write, Patience::Lockout(Duration::from_secs(2)));
+    // Sent back at once, nothing taken, told what it waits for: one write and the 1 % it
+    // leaves to emergencies (9 s), not behind the three bulk steps asleep (another 22.5 s).
+    let first = lockout().await.expect_err("a 9 s wait is over the lockout's 2 s");
+    assert_eq!(first.budget, Budget::IdentityWrites);
+    assert!(first.wait > Duration::from_secs(8) && first.wait < Duration::from_secs(10), "{first:?}");
+    // Bulk work sent away now comes back after the sleepers and the 5 % reserve.
+    let queued = p.admit("t", &write, Patience::Queue(Duration::from_millis(250))).await.expect_err("bulk waits");
+    assert!(queued.wait > Duration::from_secs(37), "{queued:?}");
+    // The next lockout comes back after the first one's write, still before that bulk step.
+    let second = lockout().await.expect_err("sent back");
+    assert!(second.wait >= first.wait + Duration::from_secs(7) && second.wait < queued.wait, "{second:?} {queued:?}");
+    // With room, a lockout is admitted as before.
+    let fresh = Pacer::new(Limits { identity_writes_per_150s: 20.0, ..Limits::default() });
+    assert!(fresh.admit("t", &write, Patience::Lockout(Duration::from_secs(2))).await.is_ok());
+    for b in bulk {
+        b.abort();
+    }
+}
+
+#[tokio::test]
 async fn an_emergency_goes_before_the_lockouts_already_waiting() {
     // 1,000 writes per 150 s (scaled to 1.5 s): a bulk's lockouts take 990, then queue.
     let p = Arc::new(Pacer::new(Limits { identity_writes_per_150s: 1000.0, time_scale: 0.01, ..Limits::default() }));
