@@ -1,3 +1,4 @@
+use super::adaptive::REGROW_S;
 use super::*;
 
 #[test]
